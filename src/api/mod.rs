@@ -1,0 +1,153 @@
+//! HTTP layer: handlers with their OpenAPI annotations, authentication and error mapping.
+//! Registering a handler in [`configure`] registers it in the OpenAPI document too
+//! (utoipa-actix-web), so the served routes and the spec cannot drift apart.
+
+pub mod auth;
+pub mod instances;
+pub mod operational;
+pub mod problem;
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest};
+
+use crate::engine::Engine;
+use crate::telemetry::Metrics;
+use problem::ApiError;
+
+/// Shared state of every handler.
+pub struct AppState {
+    pub engine: Engine,
+    /// Absolute base URL without a trailing slash.
+    pub public_url: String,
+    pub keys: auth::KeyRing,
+    pub throttle: Option<Arc<auth::Throttle>>,
+    pub metrics: Metrics,
+    pub routes: RouteTable,
+    pub documents: operational::Documents,
+}
+
+impl AppState {
+    /// Absolute URL of a path of this service.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.public_url, path)
+    }
+}
+
+/// Every documented action and trigger. The one place to add an operation.
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    instances::configure(cfg);
+}
+
+/// Extractor configuration: every extractor failure is a problem+json.
+pub fn extractor_config(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body_bytes)
+            .error_handler(|e, _| problem::json_error(e).into()),
+    )
+    .app_data(web::PayloadConfig::default().limit(max_body_bytes))
+    .app_data(web::QueryConfig::default().error_handler(|e, _| problem::query_error(e).into()))
+    .app_data(web::PathConfig::default().error_handler(|e, _| problem::path_error(e).into()));
+}
+
+/// Path templates and their methods, to tell 405 (known path, other method) from 404.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    routes: Vec<(Vec<String>, Vec<String>)>,
+}
+
+impl RouteTable {
+    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
+        let mut table = Self::default();
+        let value = serde_json::to_value(doc).unwrap_or_default();
+        if let Some(paths) = value.get("paths").and_then(|p| p.as_object()) {
+            for (template, item) in paths {
+                let methods = item
+                    .as_object()
+                    .map(|o| {
+                        o.keys()
+                            .filter(|k| {
+                                matches!(
+                                    k.as_str(),
+                                    "get" | "post" | "put" | "patch" | "delete" | "head" | "options"
+                                )
+                            })
+                            .map(|k| k.to_uppercase())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table.add(template, methods);
+            }
+        }
+        for p in ["/health", "/ready", "/metrics", "/openapi.json"] {
+            table.add(p, vec!["GET".into()]);
+        }
+        table
+    }
+
+    fn add(&mut self, template: &str, methods: Vec<String>) {
+        let segments = template.split('/').map(String::from).collect();
+        self.routes.push((segments, methods));
+    }
+
+    /// The methods served at this concrete path, if the path is known at all.
+    pub fn allowed(&self, path: &str) -> Option<Vec<String>> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let mut found: Option<Vec<String>> = None;
+        for (segments, methods) in &self.routes {
+            let matches = segments.len() == parts.len()
+                && segments.iter().zip(&parts).all(|(s, p)| {
+                    (s.starts_with('{') && s.ends_with('}') && !p.is_empty()) || s == p
+                });
+            if matches {
+                let all = found.get_or_insert_with(Vec::new);
+                for m in methods {
+                    if !all.contains(m) {
+                        all.push(m.clone());
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Fallback: 405 with `Allow` for a known path, otherwise 404 — both problem+json.
+pub async fn fallback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(match state.routes.allowed(req.path()) {
+        Some(mut methods) => {
+            methods.sort();
+            ApiError::MethodNotAllowed {
+                method: req.method().to_string(),
+                allow: methods.join(", "),
+            }
+        }
+        None => ApiError::NotFound(format!("no resource at {}", req.path())),
+    })
+}
+
+/// Middleware: a panicking handler answers 500 problem+json instead of dropping the connection
+/// (and never takes the worker down).
+pub async fn catch_panic(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use futures_util::FutureExt;
+    // Cloning the request here would break routing (it needs the only reference), so a panic is
+    // turned into an error, which actix renders through `ApiError::error_response`.
+    match std::panic::AssertUnwindSafe(next.call(req)).catch_unwind().await {
+        Ok(res) => Ok(res?.map_into_boxed_body()),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(ApiError::Internal(format!("handler panicked: {message}")).into())
+        }
+    }
+}

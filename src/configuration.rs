@@ -1,0 +1,277 @@
+//! Settings for `serve`: every flag has an environment fallback (DESIGN §6).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::webhooks::retry::RetryPolicy;
+
+/// Command-line / environment settings of the server.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CONNECTOR_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// Directory for the SQLite database and server-side data source files.
+    #[arg(long, env = "CONNECTOR_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Absolute public base URL used in `Location` headers and next links
+    /// (default: http://<bind address>).
+    #[arg(long, env = "CONNECTOR_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Bootstrap API keys, `tenant:key,tenant:key`. Stored hashed; existing keys are kept.
+    #[arg(long, env = "CONNECTOR_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+
+    /// Development only: let webhook callbacks target loopback and private addresses (and plain http).
+    #[arg(long, env = "CONNECTOR_ALLOW_PRIVATE_CALLBACKS", default_value_t = false)]
+    pub allow_private_callbacks: bool,
+
+    /// Comma-separated host patterns (e.g. `*.logic.azure.com`); when set, callbacks to any other host are refused.
+    #[arg(long, env = "CONNECTOR_CALLBACK_HOSTS")]
+    pub callback_hosts: Option<String>,
+
+    /// Optional per-API-key request budget, e.g. `100/60s` (off when unset).
+    #[arg(long, env = "CONNECTOR_RATE_LIMIT")]
+    pub rate_limit: Option<String>,
+
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "CONNECTOR_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Number of background job workers (refreshes, unification).
+    #[arg(long, env = "CONNECTOR_JOB_WORKERS", default_value_t = 2)]
+    pub job_workers: usize,
+
+    /// Number of concurrent webhook deliveries.
+    #[arg(long, env = "CONNECTOR_DELIVERY_CONCURRENCY", default_value_t = 64)]
+    pub delivery_concurrency: usize,
+
+    /// Total deadline of one webhook delivery attempt, in seconds.
+    #[arg(long, env = "CONNECTOR_DELIVERY_TIMEOUT_SECS", default_value_t = 15)]
+    pub delivery_timeout_secs: u64,
+
+    /// Maximum delivery attempts before a notification is dead-lettered.
+    #[arg(long, env = "CONNECTOR_DELIVERY_MAX_ATTEMPTS", default_value_t = 8)]
+    pub delivery_max_attempts: u32,
+
+    /// Retry schedule in seconds (comma-separated delay before attempt 2, 3, …);
+    /// default is Svix-like: 5s, 5m, 30m, 2h, 5h, 10h, 10h.
+    #[arg(long, env = "CONNECTOR_DELIVERY_SCHEDULE")]
+    pub delivery_schedule: Option<String>,
+
+    /// HTTP worker threads (default: number of cores).
+    #[arg(long, env = "CONNECTOR_HTTP_WORKERS")]
+    pub http_workers: Option<usize>,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            public_url: None,
+            api_keys: None,
+            allow_private_callbacks: false,
+            callback_hosts: None,
+            rate_limit: None,
+            max_body_bytes: 16 * 1024 * 1024,
+            job_workers: 2,
+            delivery_concurrency: 64,
+            delivery_timeout_secs: 15,
+            delivery_max_attempts: 8,
+            delivery_schedule: None,
+            http_workers: None,
+        }
+    }
+}
+
+/// A parsed `N/Ds` budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per: Duration,
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || format!("rate limit '{s}' must look like 100/60s (requests/seconds)");
+        let (n, window) = s.trim().split_once('/').ok_or_else(err)?;
+        let requests: u32 = n.trim().parse().map_err(|_| err())?;
+        let window = window.trim();
+        let secs: u64 = window
+            .strip_suffix('s')
+            .unwrap_or(window)
+            .parse()
+            .map_err(|_| err())?;
+        if requests == 0 || secs == 0 {
+            return Err(err());
+        }
+        Ok(Self {
+            requests,
+            per: Duration::from_secs(secs),
+        })
+    }
+}
+
+/// Validated settings the application is built from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Without a trailing slash.
+    pub public_url: Option<String>,
+    pub bootstrap_keys: Vec<(String, String)>,
+    pub allow_private_callbacks: bool,
+    pub callback_hosts: Vec<String>,
+    pub rate_limit: Option<RateLimit>,
+    pub max_body_bytes: usize,
+    pub job_workers: usize,
+    pub delivery_concurrency: usize,
+    pub delivery_timeout: Duration,
+    pub retry: RetryPolicy,
+    pub http_workers: Option<usize>,
+    /// How often the dispatcher polls the outbox when it was not woken up.
+    pub dispatcher_poll_interval: Duration,
+}
+
+impl Settings {
+    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
+        let bind: SocketAddr = args
+            .bind
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--bind '{}': {e}", args.bind))?;
+        let public_url = match &args.public_url {
+            Some(u) => {
+                let parsed = url::Url::parse(u)
+                    .map_err(|e| anyhow::anyhow!("--public-url '{u}' is not an absolute URL: {e}"))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    anyhow::bail!("--public-url must be http or https");
+                }
+                Some(u.trim_end_matches('/').to_string())
+            }
+            None => None,
+        };
+        let bootstrap_keys = match &args.api_keys {
+            Some(s) => parse_bootstrap_keys(s)?,
+            None => Vec::new(),
+        };
+        let callback_hosts = args
+            .callback_hosts
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        let rate_limit = args
+            .rate_limit
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| anyhow::anyhow!(e))?;
+        let mut retry = RetryPolicy {
+            max_attempts: args.delivery_max_attempts.max(1),
+            ..RetryPolicy::default()
+        };
+        if let Some(schedule) = &args.delivery_schedule {
+            retry.schedule = parse_schedule(schedule)?;
+        }
+        Ok(Self {
+            bind,
+            data_dir: args.data_dir.clone(),
+            public_url,
+            bootstrap_keys,
+            allow_private_callbacks: args.allow_private_callbacks,
+            callback_hosts,
+            rate_limit,
+            max_body_bytes: args.max_body_bytes,
+            job_workers: args.job_workers.max(1),
+            delivery_concurrency: args.delivery_concurrency.max(1),
+            delivery_timeout: Duration::from_secs(args.delivery_timeout_secs.max(1)),
+            retry,
+            http_workers: args.http_workers,
+            dispatcher_poll_interval: Duration::from_secs(1),
+        })
+    }
+
+    /// Settings for tests: port 0 on loopback, everything else default.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        let mut s = Self::from_args(&ServeArgs {
+            bind: "127.0.0.1:0".into(),
+            data_dir,
+            ..ServeArgs::default()
+        })
+        .expect("default settings are valid");
+        s.http_workers = Some(2);
+        s
+    }
+}
+
+fn parse_bootstrap_keys(s: &str) -> anyhow::Result<Vec<(String, String)>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (tenant, key) = pair
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("CONNECTOR_API_KEYS entries must be tenant:key"))?;
+            let (tenant, key) = (tenant.trim(), key.trim());
+            if tenant.is_empty() || key.len() < 16 {
+                anyhow::bail!(
+                    "CONNECTOR_API_KEYS entry for '{tenant}': tenant must be non-empty and the key at least 16 characters"
+                );
+            }
+            Ok((tenant.to_string(), key.to_string()))
+        })
+        .collect()
+}
+
+fn parse_schedule(s: &str) -> anyhow::Result<Vec<Duration>> {
+    let mut schedule = vec![Duration::ZERO];
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let secs: f64 = part
+            .parse()
+            .map_err(|_| anyhow::anyhow!("delivery schedule entry '{part}' is not a number of seconds"))?;
+        if !(0.0..=7.0 * 86400.0).contains(&secs) {
+            anyhow::bail!("delivery schedule entry '{part}' is out of range");
+        }
+        schedule.push(Duration::from_secs_f64(secs));
+    }
+    Ok(schedule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_parses_and_rejects() {
+        assert_eq!(
+            "100/60s".parse::<RateLimit>().unwrap(),
+            RateLimit {
+                requests: 100,
+                per: Duration::from_secs(60)
+            }
+        );
+        assert!("100".parse::<RateLimit>().is_err());
+        assert!("0/60s".parse::<RateLimit>().is_err());
+        assert!("x/60s".parse::<RateLimit>().is_err());
+    }
+
+    #[test]
+    fn bootstrap_keys_need_tenant_and_long_key() {
+        let keys = parse_bootstrap_keys("a:0123456789abcdef, b:fedcba9876543210").unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[1].0, "b");
+        assert!(parse_bootstrap_keys("a:short").is_err());
+        assert!(parse_bootstrap_keys("nokey").is_err());
+    }
+}

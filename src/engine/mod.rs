@@ -1,0 +1,101 @@
+//! The audience-insights domain: instances, data sources and ingestion, entities and items,
+//! unification, segments, measures, refresh jobs and the domain events they record.
+//!
+//! No HTTP types live here. Domain types derive `utoipa::ToSchema` because their JSON shape is
+//! the public contract; that is schema metadata, not transport.
+
+pub mod instances;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::store::{Store, StoreError};
+
+/// The tenant a request acts for (from its API key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TenantId(pub String);
+
+impl TenantId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The thing does not exist for this tenant (another tenant's ids look exactly like this).
+    #[error("{0}")]
+    NotFound(String),
+    /// The input is not acceptable; the message says why and where.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => EngineError::NotFound("not found".into()),
+            StoreError::Conflict(m) => EngineError::Conflict(m),
+            other => EngineError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// Entry point to the domain; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    store: Store,
+    data_dir: PathBuf,
+}
+
+impl Engine {
+    pub fn new(store: Store, data_dir: PathBuf) -> Self {
+        Self {
+            inner: Arc::new(EngineInner { store, data_dir }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.data_dir
+    }
+}
+
+/// Validates a human-entered name: trimmed, 1–200 characters, no control characters.
+pub fn parse_name(field: &str, value: &str) -> EngineResult<String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(EngineError::Invalid(format!("{field} must not be empty")));
+    }
+    if trimmed.chars().count() > 200 {
+        return Err(EngineError::Invalid(format!(
+            "{field} must be at most 200 characters"
+        )));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(EngineError::Invalid(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// The current time at the precision the store keeps (microseconds), so an object reads back
+/// exactly as it was returned when created.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::{SubsecRound, Utc};
+    Utc::now().trunc_subsecs(6)
+}

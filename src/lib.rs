@@ -1,0 +1,14 @@
+//! insights-connector: the backend of a Power Automate custom connector modelled on Dynamics 365
+//! Customer Insights (audience insights).
+//!
+//! Layers depend in one direction: [`api`] → [`engine`] → [`store`]; [`webhooks`] and [`spec`]
+//! stand beside them.
+
+pub mod api;
+pub mod configuration;
+pub mod engine;
+pub mod spec;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod webhooks;

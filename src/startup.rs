@@ -1,0 +1,110 @@
+//! Builds the application from [`Settings`]: database, keys, HTTP server and background workers.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use tracing_actix_web::TracingLogger;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use crate::api::{self, auth, AppState, RouteTable};
+use crate::configuration::Settings;
+use crate::engine::Engine;
+use crate::spec;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+pub struct Application {
+    port: u16,
+    public_url: String,
+    server: Server,
+    store: Store,
+    generated_key: Option<String>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = Store::open(&settings.data_dir).await?;
+        let generated_key = auth::bootstrap_keys(&store, &settings.bootstrap_keys).await?;
+
+        let listener = TcpListener::bind(settings.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let public_url = settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{port}", settings.bind.ip()));
+
+        let engine = Engine::new(store.clone(), settings.data_dir.clone());
+        let openapi = spec::openapi();
+        let documents = spec::documents(&openapi, &public_url)?;
+        let state = web::Data::new(AppState {
+            engine,
+            public_url: public_url.clone(),
+            keys: auth::KeyRing::new(store.clone()),
+            throttle: settings.rate_limit.map(auth::Throttle::new),
+            metrics: Metrics::new(),
+            routes: RouteTable::from_openapi(&openapi),
+            documents,
+        });
+
+        let max_body = settings.max_body_bytes;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(|cfg| api::extractor_config(cfg, max_body))
+                .configure(api::operational::configure)
+                .service(
+                    SwaggerUi::new("/docs/{_:.*}").config(Config::from("/openapi.json").validator_url("none")),
+                )
+                .default_service(web::to(api::fallback))
+                .wrap(from_fn(auth::authenticate))
+                .wrap(from_fn(api::catch_panic))
+                .wrap(from_fn(crate::telemetry::record_metrics))
+                .wrap(TracingLogger::default())
+                .into_utoipa_app()
+                .configure(api::configure)
+                .into_app()
+        })
+        .listen(listener)?
+        .shutdown_timeout(20);
+        if let Some(workers) = settings.http_workers {
+            server = server.workers(workers);
+        }
+        let server = server.run();
+        Ok(Self {
+            port,
+            public_url,
+            server,
+            store,
+            generated_key,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// The key generated on first start when no key existed (print it once).
+    pub fn generated_key(&self) -> Option<&str> {
+        self.generated_key.as_deref()
+    }
+
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT/SIGTERM (or a stop through the handle): stops accepting, lets in-flight
+    /// requests finish, then closes the database.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.store.close().await;
+        result
+    }
+}
