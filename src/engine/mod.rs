@@ -5,6 +5,7 @@
 //! the public contract; that is schema metadata, not transport.
 
 pub mod instances;
+pub mod odata;
 
 use std::path::PathBuf;
 use std::sync::Arc;

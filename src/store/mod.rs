@@ -1,8 +1,9 @@
 //! Persistence. Handlers never see SQL: the engine and the webhook module call the methods here,
 //! so a PostgreSQL backend can replace this module without touching the HTTP layer.
 
-mod keys;
+pub mod events;
 mod instances;
+mod keys;
 
 pub use keys::ApiKeyRecord;
 pub use instances::InstanceRecord;

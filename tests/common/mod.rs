@@ -1,0 +1,167 @@
+//! `spawn_app`: the real application on 127.0.0.1:0 over a temporary data directory.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use insights_connector::configuration::Settings;
+use insights_connector::startup::Application;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub const KEY_A: &str = "tenant-a-key-0123456789abcdef";
+pub const KEY_B: &str = "tenant-b-key-0123456789abcdef";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub dir: Arc<tempfile::TempDir>,
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// A response read whole, for assertions.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn content_type(&self) -> &str {
+        self.header("content-type").unwrap_or("")
+    }
+    /// Asserts a problem+json body with the given status.
+    pub fn assert_problem(&self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert!(
+            self.content_type().starts_with("application/problem+json"),
+            "content type {} for {}",
+            self.content_type(),
+            self.text
+        );
+        let body = self.json();
+        assert_eq!(body["status"], status);
+        for field in ["type", "title", "detail"] {
+            assert!(body[field].is_string(), "problem lacks {field}: {body}");
+        }
+        body
+    }
+}
+
+pub fn settings_for(dir: &Path) -> Settings {
+    let mut settings = Settings::for_tests(dir.to_path_buf());
+    settings.bootstrap_keys = vec![
+        ("alpha".into(), KEY_A.into()),
+        ("beta".into(), KEY_B.into()),
+    ];
+    settings.allow_private_callbacks = true;
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    spawn_app_in(dir, adjust).await
+}
+
+/// Starts the app over an existing data directory (used to restart on the same data).
+pub async fn spawn_app_in(
+    dir: Arc<tempfile::TempDir>,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    insights_connector::telemetry::init_tracing("warn");
+    let mut settings = settings_for(dir.path());
+    adjust(&mut settings);
+    let app = Application::build(settings).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .unwrap(),
+        dir,
+        handle,
+        task,
+    }
+}
+
+impl TestApp {
+    /// Graceful stop; returns the data directory so the app can be started again on it.
+    pub async fn stop(self) -> Arc<tempfile::TempDir> {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+        self.dir
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{}", self.address, path)
+        }
+    }
+
+    /// Every request of the tests goes through here.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(key) = key {
+            req = req.header("X-API-Key", key);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let res = req.send().await.expect("request sent");
+        Reply {
+            status: res.status(),
+            headers: res.headers().clone(),
+            text: res.text().await.unwrap_or_default(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, Some(KEY_A), None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, path, Some(KEY_A), Some(&body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::PATCH, path, Some(KEY_A), Some(&body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::PUT, path, Some(KEY_A), Some(&body)).await
+    }
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, Some(KEY_A), None).await
+    }
+
+    /// Creates an instance for tenant A and returns its id.
+    pub async fn create_instance(&self, name: &str) -> String {
+        let r = self
+            .post("/instances", serde_json::json!({ "name": name }))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json()["instanceId"].as_str().unwrap().to_string()
+    }
+}
