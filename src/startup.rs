@@ -21,6 +21,7 @@ pub struct Application {
     public_url: String,
     server: Server,
     store: Store,
+    engine: Engine,
     generated_key: Option<String>,
 }
 
@@ -41,7 +42,7 @@ impl Application {
         let openapi = spec::openapi();
         let documents = spec::documents(&openapi, &public_url)?;
         let state = web::Data::new(AppState {
-            engine,
+            engine: engine.clone(),
             public_url: public_url.clone(),
             keys: auth::KeyRing::new(store.clone()),
             throttle: settings.rate_limit.map(auth::Throttle::new),
@@ -79,6 +80,7 @@ impl Application {
             public_url,
             server,
             store,
+            engine,
             generated_key,
         })
     }
@@ -94,6 +96,11 @@ impl Application {
     /// The key generated on first start when no key existed (print it once).
     pub fn generated_key(&self) -> Option<&str> {
         self.generated_key.as_deref()
+    }
+
+    /// The domain engine (tests use it to inspect state directly).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     pub fn handle(&self) -> actix_web::dev::ServerHandle {

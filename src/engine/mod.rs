@@ -57,12 +57,18 @@ pub struct Engine {
 struct EngineInner {
     store: Store,
     data_dir: PathBuf,
+    /// Woken after a transaction that queued outbox deliveries commits.
+    outbox_signal: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
     pub fn new(store: Store, data_dir: PathBuf) -> Self {
         Self {
-            inner: Arc::new(EngineInner { store, data_dir }),
+            inner: Arc::new(EngineInner {
+                store,
+                data_dir,
+                outbox_signal: Arc::new(tokio::sync::Notify::new()),
+            }),
         }
     }
 
@@ -72,6 +78,16 @@ impl Engine {
 
     pub fn data_dir(&self) -> &std::path::Path {
         &self.inner.data_dir
+    }
+
+    /// The dispatcher waits on this; the engine signals it after committing events.
+    pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.outbox_signal.clone()
+    }
+
+    /// Call after a commit that recorded events.
+    pub fn events_committed(&self) {
+        self.inner.outbox_signal.notify_one();
     }
 }
 

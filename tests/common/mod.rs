@@ -14,6 +14,7 @@ pub const KEY_B: &str = "tenant-b-key-0123456789abcdef";
 
 pub struct TestApp {
     pub address: String,
+    pub engine: insights_connector::engine::Engine,
     pub client: reqwest::Client,
     pub dir: Arc<tempfile::TempDir>,
     handle: actix_web::dev::ServerHandle,
@@ -87,9 +88,11 @@ pub async fn spawn_app_in(
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
+    let engine = app.engine().clone();
     let task = tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        engine,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
