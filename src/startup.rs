@@ -39,6 +39,7 @@ impl Application {
             .unwrap_or_else(|| format!("http://{}:{port}", settings.bind.ip()));
 
         let engine = Engine::new(store.clone(), settings.data_dir.clone());
+        engine.start_job_workers(settings.job_workers).await?;
         let openapi = spec::openapi();
         let documents = spec::documents(&openapi, &public_url)?;
         let state = web::Data::new(AppState {
