@@ -59,7 +59,8 @@ impl Application {
                 .configure(|cfg| api::extractor_config(cfg, max_body))
                 .configure(api::operational::configure)
                 .service(
-                    SwaggerUi::new("/docs/{_:.*}").config(Config::from("/openapi.json").validator_url("none")),
+                    SwaggerUi::new("/docs/{_:.*}")
+                        .config(Config::from("/openapi.json").validator_url("none")),
                 )
                 .default_service(web::to(api::fallback))
                 .wrap(from_fn(auth::authenticate))

@@ -9,8 +9,8 @@ mod instances;
 pub mod jobs;
 mod keys;
 
-pub use keys::ApiKeyRecord;
 pub use instances::InstanceRecord;
+pub use keys::ApiKeyRecord;
 
 use std::path::Path;
 use std::str::FromStr;
