@@ -40,6 +40,7 @@ impl Application {
 
         let engine = Engine::new(store.clone(), settings.data_dir.clone());
         engine.start_job_workers(settings.job_workers).await?;
+        engine.start_scheduler(std::time::Duration::from_secs(1));
         let openapi = spec::openapi();
         let documents = spec::documents(&openapi, &public_url)?;
         let state = web::Data::new(AppState {

@@ -738,3 +738,40 @@ async fn jobs_poll_202_then_200_and_survive_a_restart() {
         60_000
     );
 }
+
+#[tokio::test]
+async fn a_refresh_schedule_queues_full_refreshes() {
+    let app = spawn_app().await;
+    app.post(
+        "/instances",
+        json!({"name":"bad","refreshSchedule":"every day"}),
+    )
+    .await
+    .assert_problem(400);
+    let r = app
+        .post(
+            "/instances",
+            json!({"name":"Scheduled","refreshSchedule":"* * * * * *"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let inst = r.json()["instanceId"].as_str().unwrap().to_string();
+    let mut jobs = 0i64;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        jobs = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE instance_id = ? AND kind = 'fullRefresh'",
+        )
+        .bind(&inst)
+        .fetch_one(app.engine.store().pool())
+        .await
+        .unwrap();
+        if jobs >= 2 {
+            break;
+        }
+    }
+    assert!(
+        jobs >= 2,
+        "the every-second schedule queued {jobs} full refreshes"
+    );
+}
