@@ -114,6 +114,7 @@ impl Application {
     /// requests finish, then closes the database.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.engine.shut_down();
         self.store.close().await;
         result
     }
