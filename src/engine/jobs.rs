@@ -189,7 +189,7 @@ impl Engine {
 
     async fn job_worker(self, worker: usize) {
         let signal: Arc<Notify> = self.job_signal();
-        let mut shutdown = self.shutdown_signal();
+        let shutdown = self.shutdown_signal();
         loop {
             if *shutdown.borrow() {
                 return;
