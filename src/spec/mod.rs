@@ -309,6 +309,80 @@ mod tests {
         }
     }
 
+    /// What the trigger handlers emit in 3.1, in miniature: a subscribe operation (201 with a
+    /// body and `Location`, plus an error answer) and the internal unsubscribe.
+    fn with_fake_trigger(mut v: Value) -> Value {
+        let problem = json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});
+        let instance = json!({"name": "instanceId", "in": "path", "required": true, "schema": {"type": "string"}});
+        v["paths"]["/instances/{instanceId}/triggers/segment-threshold"] = json!({"post": {
+        "operationId": "OnSegmentThresholdCrossed",
+        "summary": "When a segment threshold is crossed",
+        "description": "This operation triggers when the member count of a segment rises above the threshold.",
+        "x-ms-visibility": "important",
+        "parameters": [instance],
+        "requestBody": {"required": true, "description": "The subscription.", "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/SegmentThresholdSubscription"}}}},
+        "responses": {
+            "201": {"description": "Subscribed.",
+                    "headers": {"Location": {"description": "URL to delete the subscription.", "schema": {"type": "string"}}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SegmentThresholdSubscription"}}}},
+            "400": {"description": "Not valid.", "content": problem.clone()}
+        }}});
+        v["paths"]["/instances/{instanceId}/subscriptions/{subscriptionId}"] = json!({"delete": {
+            "operationId": "DeleteTriggerSubscription",
+            "summary": "Delete a trigger subscription",
+            "description": "Deletes a trigger subscription; deleting it again also succeeds.",
+            "x-ms-visibility": "internal",
+            "parameters": [instance, {"name": "subscriptionId", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "responses": {"204": {"description": "Deleted."}}}});
+        v["components"]["schemas"]["SegmentThresholdSubscription"] = json!({
+            "type": "object", "description": "A subscription.", "required": ["notificationUrl", "segmentId", "threshold"],
+            "properties": {
+                "notificationUrl": {"type": "string", "description": "Callback URL.", "x-ms-notification-url": true},
+                "segmentId": {"type": "string", "description": "The segment to watch."},
+                "threshold": {"type": "integer", "format": "int64", "minimum": 0, "description": "Member count to exceed."}}});
+        v["components"]["schemas"]["SegmentThresholdEvent"] = json!({
+            "type": "object", "description": "A segment's member count rose above the threshold.",
+            "required": ["eventId"],
+            "properties": {
+                "eventId": {"type": "string", "description": "Stable across retries."},
+                "previousCount": {"type": "integer", "description": "Members before the refresh."}}});
+        v
+    }
+
+    #[test]
+    fn a_trigger_goes_through_dialect_converter_and_export_lint_clean() {
+        let fake: &[(crate::store::events::Trigger, &str, &str)] = &[(
+            crate::store::events::Trigger::OnSegmentThresholdCrossed,
+            "/instances/{instanceId}/triggers/segment-threshold",
+            "SegmentThresholdEvent",
+        )];
+        let mut v = with_fake_trigger(serde_json::to_value(openapi()).unwrap());
+        dialect::apply_with_triggers(&mut v, fake).unwrap();
+        let swagger = connector::api_definition(&v, DEFAULT_PUBLIC_URL).unwrap();
+        let issues = lint::lint_connector(&swagger, None);
+        let list: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        assert!(issues.is_empty(), "{}", list.join("\n"));
+
+        let item = &swagger["paths"]["/instances/{instanceId}/triggers/segment-threshold"];
+        assert_eq!(
+            item["x-ms-notification-content"]["schema"],
+            json!({"$ref": "#/definitions/SegmentThresholdEvent"})
+        );
+        let op = &item["post"];
+        assert_eq!(op["x-ms-trigger"], "single");
+        assert!(op["responses"]["201"].get("schema").is_none());
+        assert!(op["responses"]["201"]["headers"]["Location"].is_object());
+        let body = &swagger["definitions"]["SegmentThresholdSubscription"]["properties"];
+        assert_eq!(body["notificationUrl"]["x-ms-visibility"], "internal");
+        assert_eq!(
+            body["segmentId"]["x-ms-dynamic-values"]["operationId"],
+            "ListSegments"
+        );
+        let event = &swagger["definitions"]["SegmentThresholdEvent"]["properties"];
+        assert_eq!(event["previousCount"]["x-ms-summary"], "Previous Count");
+    }
+
     #[test]
     fn the_export_is_deterministic() {
         let a = exported_files(DEFAULT_PUBLIC_URL).unwrap();
