@@ -353,8 +353,8 @@ async fn refresh_measure(
     operation_id = "GetUnificationConfig", tag = "Unification",
     params(("instanceId" = String, Path, description = "The instance.")),
     responses(
-        (status = 200, description = "The configuration.", body = UnificationConfig),
-        (status = 404, description = "No such instance, or no configuration yet.", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The configuration (empty, with no sources and rules, until one is set).", body = UnificationConfig),
+        (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
     ),
     extensions(("x-ms-visibility" = json!("advanced")))
 )]
@@ -407,7 +407,8 @@ async fn set_unification_config(
     responses(
         (status = 202, description = "The unification job was queued.", body = Job,
             headers(("Location" = String, description = "URL of the job to poll."), ("Retry-After" = i32, description = "Seconds to wait before polling."))),
-        (status = 404, description = "No such instance, or no configuration yet.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The instance has no unification configuration yet.", body = Problem, content_type = "application/problem+json"),
     ),
     extensions(("x-ms-visibility" = json!("advanced")))
 )]

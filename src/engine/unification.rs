@@ -69,7 +69,18 @@ impl Engine {
     }
 
     pub async fn run_unification(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<Job> {
-        self.unification_config(tenant, instance_id).await?;
+        self.instance(tenant, instance_id).await?;
+        if self
+            .store()
+            .get_unification_config(instance_id)
+            .await?
+            .is_none()
+        {
+            return Err(EngineError::Conflict(
+                "set a unification configuration (SetUnificationConfig) before running unification"
+                    .into(),
+            ));
+        }
         self.enqueue_job(instance_id, JobKind::Unification, None)
             .await
     }

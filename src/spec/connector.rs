@@ -91,7 +91,8 @@ pub fn api_definition(openapi: &Value, public_url: &str) -> anyhow::Result<Value
 ///   outputs are the path-level `x-ms-notification-content` (rule W5,
 ///   `SchemaDefinitionSetIncorrectly`); the 201 keeps its `Location` header;
 /// * the operation-level `produces` that the converter adds for `application/problem+json` is
-///   removed once no problem schema is left (the root `produces` is `application/json`).
+///   removed: the root `produces` lists both JSON media types, because every error body is
+///   still `application/problem+json` (only its schema is dropped here).
 pub fn single_schema_responses(swagger: &mut Value) {
     let Some(paths) = swagger.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
@@ -131,6 +132,7 @@ pub fn single_schema_responses(swagger: &mut Value) {
             op.remove("produces");
         }
     }
+    swagger["produces"] = json!(["application/json", "application/problem+json"]);
 }
 
 /// `apiProperties.json`: API key connection parameter (matches `securityDefinitions.api_key`).

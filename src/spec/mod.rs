@@ -140,10 +140,32 @@ fn operations_mut(doc: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
 }
 
 /// The authentication middleware answers 401 (no or a wrong key) and 429 (request budget
-/// exhausted, with `Retry-After`) on every route, so every operation declares them.
+/// exhausted, with `Retry-After`) on every route, so every operation declares them; the JSON
+/// body extractor answers 400 (malformed), 413 (too large) and 415 (not JSON) on every
+/// operation with a request body.
 fn add_auth_responses(op: &mut Operation) {
     let problem = || Content::new(Some(Ref::from_schema_name("Problem")));
+    let has_body = op.request_body.is_some();
     let responses = &mut op.responses.responses;
+    if has_body {
+        for (code, description) in [
+            (
+                "400",
+                "The body is not valid JSON or does not have the documented shape.",
+            ),
+            ("413", "The body is larger than the configured limit."),
+            ("415", "The body was not sent as application/json."),
+        ] {
+            responses.entry(code.into()).or_insert_with(|| {
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(description)
+                        .content(PROBLEM_JSON, problem())
+                        .build(),
+                )
+            });
+        }
+    }
     responses.entry("401".into()).or_insert_with(|| {
         RefOr::T(
             ResponseBuilder::new()
