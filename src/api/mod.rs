@@ -6,6 +6,7 @@ pub mod auth;
 pub mod instances;
 pub mod operational;
 pub mod problem;
+pub mod triggers;
 
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub routes: RouteTable,
     pub documents: operational::Documents,
+    /// Which webhook callback URLs may be subscribed (and called).
+    pub callback_policy: crate::webhooks::ssrf::CallbackPolicy,
 }
 
 impl AppState {
@@ -37,6 +40,7 @@ impl AppState {
 /// Every documented action and trigger. The one place to add an operation.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     instances::configure(cfg);
+    triggers::configure(cfg);
 }
 
 /// Extractor configuration: every extractor failure is a problem+json.

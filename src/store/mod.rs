@@ -4,6 +4,7 @@
 pub mod events;
 mod instances;
 mod keys;
+pub mod subscriptions;
 
 pub use keys::ApiKeyRecord;
 pub use instances::InstanceRecord;
