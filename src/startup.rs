@@ -51,6 +51,7 @@ impl Application {
             .unwrap_or_else(|| format!("http://{}:{port}", settings.bind.ip()));
 
         let engine = Engine::new(store.clone(), settings.data_dir.clone());
+        engine.start_job_workers(settings.job_workers).await?;
         let metrics = Metrics::new();
 
         let openapi = spec::openapi();

@@ -2,7 +2,11 @@
 //! Registering a handler in [`configure`] registers it in the OpenAPI document too
 //! (utoipa-actix-web), so the served routes and the spec cannot drift apart.
 
+pub mod analytics;
 pub mod auth;
+pub mod datasources;
+pub mod entities;
+pub mod jobs;
 pub mod instances;
 pub mod operational;
 pub mod problem;
@@ -40,6 +44,10 @@ impl AppState {
 /// Every documented action and trigger. The one place to add an operation.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     instances::configure(cfg);
+    entities::configure(cfg);
+    datasources::configure(cfg);
+    analytics::configure(cfg);
+    jobs::configure(cfg);
     triggers::configure(cfg);
 }
 

@@ -4,8 +4,16 @@
 //! No HTTP types live here. Domain types derive `utoipa::ToSchema` because their JSON shape is
 //! the public contract; that is schema metadata, not transport.
 
+pub mod datasources;
+pub mod entities;
+pub mod ingest;
 pub mod instances;
+pub mod jobs;
+pub mod measures;
 pub mod odata;
+pub mod segments;
+pub mod unification;
+pub mod unify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,6 +67,8 @@ struct EngineInner {
     data_dir: PathBuf,
     /// Woken after a transaction that queued outbox deliveries commits.
     outbox_signal: Arc<tokio::sync::Notify>,
+    /// Woken when a job is queued or finishes.
+    job_signal: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
@@ -68,6 +78,7 @@ impl Engine {
                 store,
                 data_dir,
                 outbox_signal: Arc::new(tokio::sync::Notify::new()),
+                job_signal: Arc::new(tokio::sync::Notify::new()),
             }),
         }
     }
@@ -83,6 +94,10 @@ impl Engine {
     /// The dispatcher waits on this; the engine signals it after committing events.
     pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
         self.inner.outbox_signal.clone()
+    }
+
+    pub(crate) fn job_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.job_signal.clone()
     }
 
     /// Call after a commit that recorded events.

@@ -1,8 +1,12 @@
 //! Persistence. Handlers never see SQL: the engine and the webhook module call the methods here,
 //! so a PostgreSQL backend can replace this module without touching the HTTP layer.
 
+pub mod analytics;
+pub mod datasources;
+pub mod entities;
 pub mod events;
 mod instances;
+pub mod jobs;
 mod keys;
 pub mod subscriptions;
 
@@ -32,6 +36,9 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A database transaction.
+pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
 /// Handle to the database (cheap to clone).
 #[derive(Clone, Debug)]
@@ -65,6 +72,11 @@ impl Store {
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// Starts a transaction (the engine commits a state change and its events in one).
+    pub async fn begin(&self) -> StoreResult<Tx<'static>> {
+        Ok(self.pool.begin().await?)
     }
 
     pub fn pool(&self) -> &SqlitePool {

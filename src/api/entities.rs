@@ -1,0 +1,310 @@
+use actix_web::{get, http::header, patch, post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::problem::{ApiError, Problem};
+use super::AppState;
+use crate::engine::entities::{Entity, ItemsQuery};
+use crate::engine::TenantId;
+
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(get_entities)
+        .service(get_entity_schema)
+        .service(get_items)
+        .service(create_item)
+        .service(get_item)
+        .service(update_item);
+}
+
+/// The entities of an instance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntityList {
+    /// The entities.
+    #[schema(extensions(("x-ms-summary" = json!("Entities"))))]
+    pub value: Vec<Entity>,
+}
+
+/// An item: a JSON object whose fields are described by the entity's schema.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+pub struct Item(pub Map<String, Value>);
+
+/// A page of items.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemList {
+    /// The items of this page.
+    #[schema(extensions(("x-ms-summary" = json!("Items"))))]
+    pub value: Vec<Item>,
+    /// Absolute URL of the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(extensions(("x-ms-summary" = json!("Next link"))))]
+    pub next_link: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ODataParams {
+    #[serde(rename = "$filter")]
+    filter: Option<String>,
+    #[serde(rename = "$select")]
+    select: Option<String>,
+    #[serde(rename = "$orderby")]
+    orderby: Option<String>,
+    #[serde(rename = "$top")]
+    top: Option<i64>,
+    #[serde(rename = "$skip")]
+    skip: Option<i64>,
+}
+
+/// Get entities
+///
+/// Gets the entities of an instance with their kind, key field and item count.
+#[utoipa::path(
+    operation_id = "GetEntities",
+    tag = "Entities",
+    params(("instanceId" = String, Path, description = "The instance.")),
+    responses(
+        (status = 200, description = "The entities.", body = EntityList),
+        (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
+    ),
+    extensions(("x-ms-visibility" = json!("important")))
+)]
+#[get("/instances/{instanceId}/entities")]
+async fn get_entities(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<String>,
+) -> Result<web::Json<EntityList>, ApiError> {
+    let value = state.engine.list_entities(&tenant, &path).await?;
+    Ok(web::Json(EntityList { value }))
+}
+
+/// Get entity schema
+///
+/// Gets the JSON Schema of an entity's items, with field types inferred from the data.
+#[utoipa::path(
+    operation_id = "GetEntitySchema",
+    tag = "Entities",
+    params(
+        ("instanceId" = String, Path, description = "The instance."),
+        ("entityName" = String, Path, description = "The entity."),
+    ),
+    responses(
+        (status = 200, description = "A JSON Schema object describing the items.", body = Object),
+        (status = 404, description = "No such instance or entity.", body = Problem, content_type = "application/problem+json"),
+    ),
+    extensions(("x-ms-visibility" = json!("internal")))
+)]
+#[get("/instances/{instanceId}/entities/{entityName}/schema")]
+async fn get_entity_schema(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<(String, String)>,
+) -> Result<web::Json<Value>, ApiError> {
+    let (instance_id, entity_name) = path.into_inner();
+    Ok(web::Json(
+        state
+            .engine
+            .entity_schema(&tenant, &instance_id, &entity_name)
+            .await?,
+    ))
+}
+
+/// Get items from an entity
+///
+/// Gets a page of items from an entity, filtered, projected, ordered and paged with OData query options.
+#[utoipa::path(
+    operation_id = "GetItems",
+    tag = "Entities",
+    params(
+        ("instanceId" = String, Path, description = "The instance."),
+        ("entityName" = String, Path, description = "The entity."),
+        ("$filter" = Option<String>, Query, description = "OData filter, for example City eq 'Berlin' and Age gt 30."),
+        ("$select" = Option<String>, Query, description = "Comma-separated fields to return."),
+        ("$orderby" = Option<String>, Query, description = "Comma-separated fields to order by, each optionally followed by asc or desc."),
+        ("$top" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (1 to 1000, default 100)."),
+        ("$skip" = Option<i64>, Query, minimum = 0, description = "Number of items to skip."),
+    ),
+    responses(
+        (status = 200, description = "A page of items.", body = ItemList),
+        (status = 400, description = "An invalid query option; the message says where.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such instance or entity.", body = Problem, content_type = "application/problem+json"),
+    ),
+    extensions(("x-ms-visibility" = json!("important")), ("x-ms-pageable" = json!({"nextLinkName": "nextLink"})))
+)]
+#[get("/instances/{instanceId}/entities/{entityName}/items")]
+async fn get_items(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<(String, String)>,
+    query: web::Query<ODataParams>,
+) -> Result<web::Json<ItemList>, ApiError> {
+    let (instance_id, entity_name) = path.into_inner();
+    let q = query.into_inner();
+    let page = state
+        .engine
+        .get_items(
+            &tenant,
+            &instance_id,
+            &entity_name,
+            &ItemsQuery {
+                filter: q.filter.clone(),
+                select: q.select.clone(),
+                orderby: q.orderby.clone(),
+                top: q.top,
+                skip: q.skip,
+            },
+        )
+        .await?;
+    let next_link = page.next_skip.map(|skip| {
+        let mut url = url::Url::parse(&state.url(&format!(
+            "/instances/{}/entities/{}/items",
+            encode(&instance_id),
+            encode(&entity_name)
+        )))
+        .expect("public URL is absolute");
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (name, value) in [("$filter", &q.filter), ("$select", &q.select), ("$orderby", &q.orderby)] {
+                if let Some(v) = value {
+                    pairs.append_pair(name, v);
+                }
+            }
+            pairs.append_pair("$top", &page.top.to_string());
+            pairs.append_pair("$skip", &skip.to_string());
+        }
+        url.to_string()
+    });
+    Ok(web::Json(ItemList {
+        value: page.items.into_iter().map(|v| Item(into_map(v))).collect(),
+        next_link,
+    }))
+}
+
+fn into_map(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Percent-encodes one path segment.
+pub fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// Get item
+///
+/// Gets one item of an entity by its key.
+#[utoipa::path(
+    operation_id = "GetItem",
+    tag = "Entities",
+    params(
+        ("instanceId" = String, Path, description = "The instance."),
+        ("entityName" = String, Path, description = "The entity."),
+        ("itemId" = String, Path, description = "The item's key."),
+    ),
+    responses(
+        (status = 200, description = "The item.", body = Item),
+        (status = 404, description = "No such instance, entity or item.", body = Problem, content_type = "application/problem+json"),
+    ),
+    extensions(("x-ms-visibility" = json!("important")))
+)]
+#[get("/instances/{instanceId}/entities/{entityName}/items/{itemId}")]
+async fn get_item(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<(String, String, String)>,
+) -> Result<web::Json<Value>, ApiError> {
+    let (instance_id, entity_name, item_id) = path.into_inner();
+    Ok(web::Json(
+        state
+            .engine
+            .get_item(&tenant, &instance_id, &entity_name, &item_id)
+            .await?,
+    ))
+}
+
+/// Create item
+///
+/// Creates an item in an entity; when the key field is absent a unique key is generated.
+#[utoipa::path(
+    operation_id = "CreateItem",
+    tag = "Entities",
+    params(
+        ("instanceId" = String, Path, description = "The instance."),
+        ("entityName" = String, Path, description = "The entity."),
+    ),
+    request_body(content = Item, description = "The item's fields."),
+    responses(
+        (status = 201, description = "The item was created.", body = Item,
+            headers(("Location" = String, description = "Absolute URL of the new item."))),
+        (status = 400, description = "The item is not valid.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such instance or entity.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An item with this key exists.", body = Problem, content_type = "application/problem+json"),
+    ),
+    extensions(("x-ms-visibility" = json!("important")))
+)]
+#[post("/instances/{instanceId}/entities/{entityName}/items")]
+async fn create_item(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<(String, String)>,
+    body: web::Json<Item>,
+) -> Result<HttpResponse, ApiError> {
+    let (instance_id, entity_name) = path.into_inner();
+    let (key, item) = state
+        .engine
+        .create_item(&tenant, &instance_id, &entity_name, body.into_inner().0)
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            header::LOCATION,
+            state.url(&format!(
+                "/instances/{}/entities/{}/items/{}",
+                encode(&instance_id),
+                encode(&entity_name),
+                encode(&key)
+            )),
+        ))
+        .json(item))
+}
+
+/// Update item
+///
+/// Updates an item by merging the given fields into it; a field set to null is removed.
+#[utoipa::path(
+    operation_id = "UpdateItem",
+    tag = "Entities",
+    params(
+        ("instanceId" = String, Path, description = "The instance."),
+        ("entityName" = String, Path, description = "The entity."),
+        ("itemId" = String, Path, description = "The item's key."),
+    ),
+    request_body(content = Item, description = "The fields to change."),
+    responses(
+        (status = 200, description = "The updated item.", body = Item),
+        (status = 400, description = "The change is not valid.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such instance, entity or item.", body = Problem, content_type = "application/problem+json"),
+    ),
+    extensions(("x-ms-visibility" = json!("important")))
+)]
+#[patch("/instances/{instanceId}/entities/{entityName}/items/{itemId}")]
+async fn update_item(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<(String, String, String)>,
+    body: web::Json<Item>,
+) -> Result<web::Json<Value>, ApiError> {
+    let (instance_id, entity_name, item_id) = path.into_inner();
+    Ok(web::Json(
+        state
+            .engine
+            .update_item(&tenant, &instance_id, &entity_name, &item_id, body.into_inner().0)
+            .await?,
+    ))
+}

@@ -1,0 +1,437 @@
+//! Data sources and their refresh: a streamed parse into a staged generation of the entity's
+//! items, switched in atomically with the outcome and its event.
+
+use std::path::{Component, Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::entities::CUSTOMER_ENTITY;
+use super::ingest::{self, Format, ParseFailure, SchemaBuilder};
+use super::instances::not_found;
+use super::jobs::{Job, JobKind};
+use super::{parse_name, Engine, EngineError, EngineResult, TenantId};
+use crate::store::datasources::DataSourceRecord;
+use crate::store::events::{record_event, DomainEvent, EventKind};
+use crate::store::{Store, StoreError};
+
+/// Rows per staged batch (one transaction each).
+const BATCH_ROWS: usize = 5_000;
+
+/// File format of a data source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DataFormat {
+    Csv,
+    Jsonl,
+}
+
+impl From<DataFormat> for Format {
+    fn from(f: DataFormat) -> Self {
+        match f {
+            DataFormat::Csv => Format::Csv,
+            DataFormat::Jsonl => Format::Jsonl,
+        }
+    }
+}
+
+/// The outcome of the last refresh of a data source.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshStatus {
+    /// succeeded or failed.
+    #[schema(extensions(("x-ms-summary" = json!("Status"))))]
+    pub status: String,
+    /// Rows ingested by the refresh (0 when it failed).
+    #[schema(extensions(("x-ms-summary" = json!("Rows ingested"))))]
+    pub rows_ingested: i64,
+    /// Why the refresh failed (with the line number for malformed rows).
+    #[schema(extensions(("x-ms-summary" = json!("Error"))))]
+    pub error: Option<String>,
+    /// When the refresh started.
+    #[schema(extensions(("x-ms-summary" = json!("Started at"))))]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the refresh completed.
+    #[schema(extensions(("x-ms-summary" = json!("Completed at"))))]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A data source: a CSV or JSON Lines file ingested into an entity on refresh.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataSource {
+    /// Unique identifier of the data source.
+    #[schema(extensions(("x-ms-summary" = json!("Data source ID"))))]
+    pub data_source_id: String,
+    /// Display name.
+    #[schema(extensions(("x-ms-summary" = json!("Name"))))]
+    pub name: String,
+    /// The entity its rows are ingested into.
+    #[schema(extensions(("x-ms-summary" = json!("Entity name"))))]
+    pub entity_name: String,
+    /// csv or jsonl.
+    #[schema(extensions(("x-ms-summary" = json!("Format"))))]
+    pub format: DataFormat,
+    /// The field that identifies a row.
+    #[schema(extensions(("x-ms-summary" = json!("Key field"))))]
+    pub key_field: String,
+    /// Server-side file path relative to the data directory, when the data is not inline.
+    #[schema(extensions(("x-ms-summary" = json!("Path"))))]
+    pub path: Option<String>,
+    /// Whether the data is stored inline.
+    #[schema(extensions(("x-ms-summary" = json!("Has inline content"))))]
+    pub has_content: bool,
+    /// When the data source was created.
+    #[schema(extensions(("x-ms-summary" = json!("Created at"))))]
+    pub created_at: DateTime<Utc>,
+    /// The last refresh, if any.
+    #[schema(extensions(("x-ms-summary" = json!("Last refresh"))))]
+    pub last_refresh: Option<RefreshStatus>,
+}
+
+impl From<DataSourceRecord> for DataSource {
+    fn from(r: DataSourceRecord) -> Self {
+        let last_refresh = r.last_status.clone().map(|status| RefreshStatus {
+            status,
+            rows_ingested: r.last_rows.unwrap_or(0),
+            error: r.last_error.clone(),
+            started_at: r.last_started_at,
+            completed_at: r.last_completed_at,
+        });
+        Self {
+            data_source_id: r.id,
+            name: r.name,
+            entity_name: r.entity_name,
+            format: if r.format == "jsonl" {
+                DataFormat::Jsonl
+            } else {
+                DataFormat::Csv
+            },
+            key_field: r.key_field,
+            path: r.path,
+            has_content: r.content.is_some(),
+            created_at: r.created_at,
+            last_refresh,
+        }
+    }
+}
+
+/// Input of `CreateDataSource`: inline `content` or a server-side `path`, not both.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewDataSource {
+    /// Display name.
+    #[schema(min_length = 1, max_length = 200, extensions(("x-ms-summary" = json!("Name"))))]
+    pub name: String,
+    /// The entity to ingest into (letters, digits and underscores, starting with a letter).
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z][A-Za-z0-9_]*$", extensions(("x-ms-summary" = json!("Entity name"))))]
+    pub entity_name: String,
+    /// csv or jsonl.
+    #[schema(extensions(("x-ms-summary" = json!("Format"))))]
+    pub format: DataFormat,
+    /// The field (CSV column) that identifies a row.
+    #[schema(min_length = 1, max_length = 200, extensions(("x-ms-summary" = json!("Key field"))))]
+    pub key_field: String,
+    /// The file's content, inline.
+    #[serde(default)]
+    #[schema(extensions(("x-ms-summary" = json!("Content"))))]
+    pub content: Option<String>,
+    /// A file path relative to the service's data directory.
+    #[serde(default)]
+    #[schema(extensions(("x-ms-summary" = json!("Path")), ("x-ms-visibility" = json!("advanced"))))]
+    pub path: Option<String>,
+}
+
+/// Checks an entity name: `^[A-Za-z][A-Za-z0-9_]{0,63}$`, not the unified `Customer` entity.
+pub fn parse_entity_name(name: &str) -> EngineResult<String> {
+    let ok = name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(EngineError::Invalid(format!(
+            "entityName '{name}' must start with a letter and contain only letters, digits and underscores (at most 64)"
+        )));
+    }
+    if name == CUSTOMER_ENTITY {
+        return Err(EngineError::Invalid(format!(
+            "entityName '{CUSTOMER_ENTITY}' is reserved for unified profiles"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+/// A relative path that stays inside the data directory (checked lexically here and again,
+/// after resolving symlinks, at refresh time).
+fn parse_relative_path(path: &str) -> EngineResult<String> {
+    let p = Path::new(path);
+    let refused = || {
+        EngineError::Invalid(format!(
+            "path '{path}' must be relative to the data directory and stay inside it"
+        ))
+    };
+    if path.trim().is_empty() || path.contains('\0') {
+        return Err(refused());
+    }
+    for c in p.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            _ => return Err(refused()),
+        }
+    }
+    Ok(path.to_string())
+}
+
+/// Resolves a stored relative path and refuses anything whose real location is outside `root`.
+fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let root = root
+        .canonicalize()
+        .map_err(|e| format!("data directory unavailable: {e}"))?;
+    let full = root.join(rel);
+    let real = full
+        .canonicalize()
+        .map_err(|e| format!("cannot open '{rel}': {e}"))?;
+    if !real.starts_with(&root) {
+        return Err(format!("path '{rel}' resolves outside the data directory"));
+    }
+    if !real.is_file() {
+        return Err(format!("path '{rel}' is not a file"));
+    }
+    Ok(real)
+}
+
+impl Engine {
+    pub async fn create_data_source(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        input: NewDataSource,
+    ) -> EngineResult<DataSource> {
+        self.instance(tenant, instance_id).await?;
+        let name = parse_name("name", &input.name)?;
+        let entity_name = parse_entity_name(input.entity_name.trim())?;
+        let key_field = parse_name("keyField", &input.key_field)?;
+        let path = match (&input.content, &input.path) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(EngineError::Invalid(
+                    "give exactly one of content (inline data) and path (a file in the data directory)".into(),
+                ))
+            }
+            (None, Some(p)) => Some(parse_relative_path(p)?),
+            (Some(_), None) => None,
+        };
+        if let Ok(existing) = self.store().entity(instance_id, &entity_name).await {
+            if existing.kind == "unified" {
+                return Err(EngineError::Invalid(format!(
+                    "entity '{entity_name}' is produced by unification"
+                )));
+            }
+        }
+        let rec = DataSourceRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            instance_id: instance_id.to_string(),
+            name,
+            entity_name,
+            format: match input.format {
+                DataFormat::Csv => "csv",
+                DataFormat::Jsonl => "jsonl",
+            }
+            .into(),
+            key_field,
+            content: input.content,
+            path,
+            created_at: super::now(),
+            last_status: None,
+            last_rows: None,
+            last_error: None,
+            last_started_at: None,
+            last_completed_at: None,
+        };
+        self.store().insert_data_source(&rec).await?;
+        Ok(rec.into())
+    }
+
+    pub async fn list_data_sources(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<Vec<DataSource>> {
+        self.instance(tenant, instance_id).await?;
+        Ok(self
+            .store()
+            .list_data_sources(instance_id)
+            .await?
+            .into_iter()
+            .map(DataSource::from)
+            .collect())
+    }
+
+    pub async fn data_source(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        data_source_id: &str,
+    ) -> EngineResult<DataSource> {
+        self.instance(tenant, instance_id).await?;
+        self.store()
+            .get_data_source(instance_id, data_source_id)
+            .await
+            .map(DataSource::from)
+            .map_err(|e| not_found(e, "data source", data_source_id))
+    }
+
+    /// Queues a refresh job.
+    pub async fn refresh_data_source(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        data_source_id: &str,
+    ) -> EngineResult<Job> {
+        self.data_source(tenant, instance_id, data_source_id).await?;
+        self.enqueue_job(instance_id, JobKind::DataSourceRefresh, Some(data_source_id))
+            .await
+    }
+
+    /// Runs a refresh now. Returns whether it succeeded and its rows or error. The outcome, the
+    /// event and (with `job_id`) the job's end commit in one transaction.
+    pub(crate) async fn refresh_data_source_now(
+        &self,
+        instance_id: &str,
+        data_source_id: &str,
+        job_id: Option<&str>,
+    ) -> EngineResult<Result<u64, String>> {
+        let source = self
+            .store()
+            .get_data_source(instance_id, data_source_id)
+            .await
+            .map_err(|e| not_found(e, "data source", data_source_id))?;
+        let started_at = super::now();
+        let outcome = self.ingest(&source).await;
+        let completed_at = super::now();
+        let (succeeded, rows, error) = match &outcome {
+            Ok((rows, _, _)) => (true, *rows, None),
+            Err(e) => (false, 0, Some(e.clone())),
+        };
+        let event = DomainEvent::new(
+            instance_id,
+            EventKind::DataSourceRefreshed {
+                data_source_id: source.id.clone(),
+                data_source_name: source.name.clone(),
+                succeeded,
+                rows_ingested: rows,
+                error: error.clone(),
+                started_at,
+                completed_at,
+            },
+        );
+        let result = json!({
+            "dataSourceId": source.id,
+            "status": if succeeded { "succeeded" } else { "failed" },
+            "rowsIngested": rows,
+        });
+        let mut tx = self.store().begin().await?;
+        let mut replaced = None;
+        if let Ok((rows, staged, schema)) = &outcome {
+            let entity = self
+                .store()
+                .entity(instance_id, &source.entity_name)
+                .await?;
+            Store::switch_generation(
+                &mut tx,
+                entity.id,
+                *staged,
+                *rows as i64,
+                &source.key_field,
+                schema,
+            )
+            .await?;
+            replaced = Some((entity.id, entity.generation));
+        }
+        Store::record_data_source_refresh(
+            &mut tx,
+            &source.id,
+            succeeded,
+            rows as i64,
+            error.as_deref(),
+            started_at,
+            completed_at,
+        )
+        .await?;
+        record_event(&mut tx, &event).await?;
+        if let Some(job_id) = job_id {
+            Store::finish_job(&mut tx, job_id, succeeded, Some(&result), error.as_deref()).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        self.events_committed();
+        if let Some((entity_id, old)) = replaced {
+            self.store().drop_generation(entity_id, old).await?;
+        }
+        Ok(outcome.map(|(rows, _, _)| rows))
+    }
+
+    /// Parses the source into a staged generation. On failure the staged rows are removed and
+    /// the current items stay as they were.
+    async fn ingest(&self, source: &DataSourceRecord) -> Result<(u64, i64, serde_json::Value), String> {
+        let entity = self
+            .store()
+            .ensure_entity(&source.instance_id, &source.entity_name, "source", &source.key_field)
+            .await
+            .map_err(|e| e.to_string())?;
+        let generation = self
+            .store()
+            .begin_generation(&entity)
+            .await
+            .map_err(|e| e.to_string())?;
+        let reader: Box<dyn std::io::Read + Send> = match (&source.content, &source.path) {
+            (Some(content), _) => Box::new(std::io::Cursor::new(content.clone().into_bytes())),
+            (None, Some(rel)) => {
+                let path = resolve_inside(self.data_dir(), rel)?;
+                Box::new(std::fs::File::open(&path).map_err(|e| format!("cannot open '{rel}': {e}"))?)
+            }
+            (None, None) => return Err("the data source has neither content nor path".into()),
+        };
+        let format = if source.format == "jsonl" {
+            Format::Jsonl
+        } else {
+            Format::Csv
+        };
+        let key_field = source.key_field.clone();
+        // Parse on a blocking thread; batches flow through a small channel (back-pressure keeps
+        // memory bounded) to this task, which writes them.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(String, String)>>(2);
+        let parser = tokio::task::spawn_blocking(move || {
+            let mut schema = SchemaBuilder::new();
+            let parsed = ingest::parse(reader, format, &key_field, BATCH_ROWS, |rows| {
+                let batch = rows
+                    .into_iter()
+                    .map(|row| {
+                        schema.observe(&row.data);
+                        (row.key, serde_json::Value::Object(row.data).to_string())
+                    })
+                    .collect();
+                tx.blocking_send(batch).map_err(|_| "writer stopped".to_string())
+            });
+            (parsed, schema.finish())
+        });
+        let mut write_error = None;
+        while let Some(batch) = rx.recv().await {
+            if write_error.is_none() {
+                if let Err(e) = self.store().stage_items(entity.id, generation, &batch).await {
+                    write_error = Some(e.to_string());
+                    rx.close();
+                }
+            }
+        }
+        let (parsed, schema) = parser.await.map_err(|e| format!("parser crashed: {e}"))?;
+        let result = match (parsed, write_error) {
+            (_, Some(e)) => Err(format!("could not store the rows: {e}")),
+            (Ok(rows), None) => Ok(rows),
+            (Err(ParseFailure::Ingest(e)), None) => Err(e.to_string()),
+            (Err(ParseFailure::Sink(e)), None) => Err(e),
+        };
+        match result {
+            Ok(rows) => Ok((rows, generation, schema)),
+            Err(e) => {
+                let _ = self.store().drop_generation(entity.id, generation).await;
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! Entities and items: the Customer Insights connector's own actions.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use super::instances::not_found;
+use super::odata::{self, Expr, SqlParam};
+use super::{Engine, EngineError, EngineResult, TenantId};
+use crate::store::entities::{Bind, EntityRecord, ItemQuery};
+
+pub const DEFAULT_TOP: i64 = 100;
+pub const MAX_TOP: i64 = 1000;
+/// Name of the entity unification produces.
+pub const CUSTOMER_ENTITY: &str = "Customer";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EntityKind {
+    Source,
+    Unified,
+}
+
+/// An entity (a table of items) of an instance.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Entity {
+    /// Name of the entity.
+    #[schema(extensions(("x-ms-summary" = json!("Entity name"))))]
+    pub name: String,
+    /// `source` for entities ingested from data sources or written by actions, `unified` for the profiles built by unification.
+    #[schema(extensions(("x-ms-summary" = json!("Kind"))))]
+    pub kind: EntityKind,
+    /// The field that identifies an item.
+    #[schema(extensions(("x-ms-summary" = json!("Key field"))))]
+    pub key_field: String,
+    /// Number of items.
+    #[schema(extensions(("x-ms-summary" = json!("Item count"))))]
+    pub item_count: i64,
+}
+
+impl From<EntityRecord> for Entity {
+    fn from(r: EntityRecord) -> Self {
+        Self {
+            kind: if r.kind == "unified" {
+                EntityKind::Unified
+            } else {
+                EntityKind::Source
+            },
+            name: r.name,
+            key_field: r.key_field,
+            item_count: r.item_count,
+        }
+    }
+}
+
+/// OData query options of `GetItems`, as received.
+#[derive(Debug, Clone, Default)]
+pub struct ItemsQuery {
+    pub filter: Option<String>,
+    pub select: Option<String>,
+    pub orderby: Option<String>,
+    pub top: Option<i64>,
+    pub skip: Option<i64>,
+}
+
+/// One page of items.
+#[derive(Debug, Clone)]
+pub struct ItemsPage {
+    pub items: Vec<Value>,
+    /// `$skip` of the next page when there is one.
+    pub next_skip: Option<i64>,
+    pub top: i64,
+}
+
+/// The JSON type name a value contributes to an entity's schema.
+fn json_type(v: &Value) -> Option<&'static str> {
+    match v {
+        Value::Null => None,
+        Value::Bool(_) => Some("boolean"),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some("integer"),
+        Value::Number(_) => Some("number"),
+        Value::String(_) => Some("string"),
+        Value::Array(_) => Some("array"),
+        Value::Object(_) => Some("object"),
+    }
+}
+
+fn combine(a: &str, b: &str) -> &'static str {
+    match (a, b) {
+        _ if a == b => match a {
+            "boolean" => "boolean",
+            "integer" => "integer",
+            "number" => "number",
+            "array" => "array",
+            "object" => "object",
+            _ => "string",
+        },
+        ("integer", "number") | ("number", "integer") => "number",
+        _ => "string",
+    }
+}
+
+/// Widens a JSON Schema object so it describes `item` too (fields are added, types generalised).
+pub fn widen_schema(schema: &mut Value, item: &Map<String, Value>) {
+    if !schema.is_object() {
+        *schema = empty_schema();
+    }
+    let props = schema
+        .as_object_mut()
+        .expect("object")
+        .entry("properties")
+        .or_insert_with(|| json!({}));
+    let Some(props) = props.as_object_mut() else {
+        return;
+    };
+    for (field, value) in item {
+        let Some(t) = json_type(value) else { continue };
+        match props.get_mut(field) {
+            Some(existing) => {
+                let old = existing.get("type").and_then(Value::as_str).unwrap_or(t);
+                let new = combine(old, t);
+                if new != old {
+                    existing["type"] = json!(new);
+                }
+            }
+            None => {
+                let mut p = json!({ "type": t, "x-ms-summary": field, "description": format!("The {field} field.") });
+                if t == "array" {
+                    p["items"] = json!({});
+                }
+                props.insert(field.clone(), p);
+            }
+        }
+    }
+}
+
+pub fn empty_schema() -> Value {
+    json!({ "type": "object", "properties": {} })
+}
+
+pub(crate) fn to_binds(params: Vec<SqlParam>) -> Vec<Bind> {
+    params
+        .into_iter()
+        .map(|p| match p {
+            SqlParam::Null => Bind::Null,
+            SqlParam::Integer(i) => Bind::Integer(i),
+            SqlParam::Real(f) => Bind::Real(f),
+            SqlParam::Text(s) => Bind::Text(s),
+        })
+        .collect()
+}
+
+/// Field names an entity's items can be queried by.
+fn known_fields(entity: &EntityRecord) -> Vec<String> {
+    let mut fields: Vec<String> = entity
+        .schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    if !fields.contains(&entity.key_field) {
+        fields.push(entity.key_field.clone());
+    }
+    fields
+}
+
+fn odata_error(option: &str, e: odata::ODataError) -> EngineError {
+    EngineError::Invalid(format!("invalid {option}: {e}"))
+}
+
+/// Parses a `$filter` and checks every field exists on the entity.
+pub(crate) fn parse_filter_for(entity: &EntityRecord, text: &str, option: &str) -> EngineResult<Expr> {
+    let expr = odata::parse_filter(text).map_err(|e| odata_error(option, e))?;
+    let known = known_fields(entity);
+    for f in expr.fields() {
+        if !known.iter().any(|k| k == f) {
+            return Err(EngineError::Invalid(format!(
+                "invalid {option}: unknown field '{f}' (entity '{}' has: {})",
+                entity.name,
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(expr)
+}
+
+pub(crate) fn compile_filter(expr: &Expr) -> (String, Vec<Bind>) {
+    let mut params = Vec::new();
+    let sql = expr.to_sql("data", &mut params);
+    (sql, to_binds(params))
+}
+
+impl Engine {
+    pub(crate) async fn entity_record(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        entity_name: &str,
+    ) -> EngineResult<EntityRecord> {
+        self.instance(tenant, instance_id).await?;
+        self.store()
+            .entity(instance_id, entity_name)
+            .await
+            .map_err(|e| not_found(e, "entity", entity_name))
+    }
+
+    pub async fn list_entities(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<Vec<Entity>> {
+        self.instance(tenant, instance_id).await?;
+        Ok(self
+            .store()
+            .list_entities(instance_id)
+            .await?
+            .into_iter()
+            .map(Entity::from)
+            .collect())
+    }
+
+    /// JSON Schema of the entity's items (feeds the connector's dynamic schema).
+    pub async fn entity_schema(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        entity_name: &str,
+    ) -> EngineResult<Value> {
+        let entity = self.entity_record(tenant, instance_id, entity_name).await?;
+        let mut schema = entity.schema.clone();
+        if let Some(key) = schema
+            .get_mut("properties")
+            .and_then(|p| p.get_mut(&entity.key_field))
+        {
+            key["description"] = json!(format!("The {} field (the item's key).", entity.key_field));
+        }
+        Ok(schema)
+    }
+
+    pub async fn get_items(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        entity_name: &str,
+        q: &ItemsQuery,
+    ) -> EngineResult<ItemsPage> {
+        let entity = self.entity_record(tenant, instance_id, entity_name).await?;
+        let top = q.top.unwrap_or(DEFAULT_TOP);
+        if !(1..=MAX_TOP).contains(&top) {
+            return Err(EngineError::Invalid(format!(
+                "invalid $top: {top}; it must be between 1 and {MAX_TOP}"
+            )));
+        }
+        let skip = q.skip.unwrap_or(0);
+        if skip < 0 {
+            return Err(EngineError::Invalid("invalid $skip: it must not be negative".into()));
+        }
+        let known = known_fields(&entity);
+        let mut query = ItemQuery {
+            limit: top + 1,
+            offset: skip,
+            ..ItemQuery::default()
+        };
+        if let Some(text) = q.filter.as_deref().filter(|t| !t.trim().is_empty()) {
+            let expr = parse_filter_for(&entity, text, "$filter")?;
+            let (sql, binds) = compile_filter(&expr);
+            query.where_sql = Some(sql);
+            query.where_binds = binds;
+        }
+        if let Some(text) = q.orderby.as_deref().filter(|t| !t.trim().is_empty()) {
+            for key in odata::parse_orderby(text).map_err(|e| odata_error("$orderby", e))? {
+                if !known.contains(&key.field) {
+                    return Err(EngineError::Invalid(format!(
+                        "invalid $orderby: unknown field '{}'",
+                        key.field
+                    )));
+                }
+                query.order_by.push((
+                    odata::field_path(&key.field),
+                    matches!(key.direction, odata::SortDirection::Desc),
+                ));
+            }
+        }
+        let select = match q.select.as_deref().filter(|t| !t.trim().is_empty()) {
+            Some(text) => {
+                let fields = odata::parse_select(text).map_err(|e| odata_error("$select", e))?;
+                if let Some(f) = fields.iter().find(|f| !known.contains(f)) {
+                    return Err(EngineError::Invalid(format!(
+                        "invalid $select: unknown field '{f}'"
+                    )));
+                }
+                Some(fields)
+            }
+            None => None,
+        };
+        let mut rows = self.store().query_items(&entity, &query).await?;
+        let has_more = rows.len() as i64 > top;
+        rows.truncate(top as usize);
+        let items = rows
+            .into_iter()
+            .map(|(_, data)| {
+                let item: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+                match (&select, item) {
+                    (Some(fields), Value::Object(mut map)) => Value::Object(
+                        fields
+                            .iter()
+                            .filter_map(|f| map.remove(f).map(|v| (f.clone(), v)))
+                            .collect(),
+                    ),
+                    (_, item) => item,
+                }
+            })
+            .collect();
+        Ok(ItemsPage {
+            items,
+            next_skip: has_more.then_some(skip + top),
+            top,
+        })
+    }
+
+    pub async fn get_item(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        entity_name: &str,
+        item_id: &str,
+    ) -> EngineResult<Value> {
+        let entity = self.entity_record(tenant, instance_id, entity_name).await?;
+        let data = self
+            .store()
+            .get_item(&entity, item_id)
+            .await
+            .map_err(|e| not_found(e, "item", item_id))?;
+        serde_json::from_str(&data).map_err(|e| EngineError::Internal(e.to_string()))
+    }
+
+    /// Creates an item; the key field is taken from the item (a UUID is generated when absent).
+    pub async fn create_item(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        entity_name: &str,
+        mut item: Map<String, Value>,
+    ) -> EngineResult<(String, Value)> {
+        let entity = self.entity_record(tenant, instance_id, entity_name).await?;
+        if entity.kind == "unified" {
+            return Err(EngineError::Invalid(format!(
+                "entity '{entity_name}' is produced by unification and cannot be written to"
+            )));
+        }
+        let key = match item.get(&entity.key_field) {
+            None | Some(Value::Null) => {
+                let key = uuid::Uuid::new_v4().to_string();
+                item.insert(entity.key_field.clone(), json!(key));
+                key
+            }
+            Some(v) => key_text(&entity.key_field, v)?,
+        };
+        let mut schema = entity.schema.clone();
+        widen_schema(&mut schema, &item);
+        let data = Value::Object(item);
+        self.store()
+            .put_item(&entity, &key, &data.to_string(), &schema, true)
+            .await?;
+        Ok((key, data))
+    }
+
+    /// Merges `patch` into an item (fields set to null are removed); the key cannot change.
+    pub async fn update_item(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        entity_name: &str,
+        item_id: &str,
+        patch: Map<String, Value>,
+    ) -> EngineResult<Value> {
+        let entity = self.entity_record(tenant, instance_id, entity_name).await?;
+        if entity.kind == "unified" {
+            return Err(EngineError::Invalid(format!(
+                "entity '{entity_name}' is produced by unification and cannot be written to"
+            )));
+        }
+        if let Some(k) = patch.get(&entity.key_field) {
+            if key_text(&entity.key_field, k)? != item_id {
+                return Err(EngineError::Invalid(format!(
+                    "the key field '{}' cannot be changed",
+                    entity.key_field
+                )));
+            }
+        }
+        let current = self
+            .store()
+            .get_item(&entity, item_id)
+            .await
+            .map_err(|e| not_found(e, "item", item_id))?;
+        let mut item: Map<String, Value> =
+            serde_json::from_str(&current).map_err(|e| EngineError::Internal(e.to_string()))?;
+        for (field, value) in patch {
+            if value.is_null() {
+                item.remove(&field);
+            } else {
+                item.insert(field, value);
+            }
+        }
+        let mut schema = entity.schema.clone();
+        widen_schema(&mut schema, &item);
+        let data = Value::Object(item);
+        self.store()
+            .put_item(&entity, item_id, &data.to_string(), &schema, false)
+            .await
+            .map_err(|e| not_found(e, "item", item_id))?;
+        Ok(data)
+    }
+}
+
+/// The key of an item as text; only strings and numbers make keys.
+pub fn key_text(key_field: &str, v: &Value) -> EngineResult<String> {
+    let text = match v {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return Err(EngineError::Invalid(format!(
+                "key field '{key_field}' must be a string or a number"
+            )))
+        }
+    };
+    if text.is_empty() || text.len() > 512 {
+        return Err(EngineError::Invalid(format!(
+            "key field '{key_field}' must be 1 to 512 characters"
+        )));
+    }
+    Ok(text)
+}

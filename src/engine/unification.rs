@@ -1,0 +1,272 @@
+//! Unification (map → match → merge) into the `Customer` entity, and the full refresh.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use super::entities::{widen_schema, CUSTOMER_ENTITY};
+use super::jobs::{Job, JobKind};
+use super::unify::{self, UnificationConfig};
+use super::{Engine, EngineError, EngineResult, TenantId};
+use crate::store::events::{record_event, DomainEvent, EventKind};
+use crate::store::{Store, StoreError};
+
+/// Key field of `Customer` items.
+pub const CUSTOMER_ID: &str = "CustomerId";
+const PAGE: i64 = 10_000;
+const BATCH: usize = 5_000;
+
+/// Result of a unification run.
+#[derive(Debug, Clone, Copy)]
+pub struct UnificationStats {
+    pub source_records: u64,
+    pub unified_profiles: u64,
+    pub matched_records: u64,
+}
+
+/// Fields of an item that can carry its last-modified time (for the `mostRecent` policy).
+const TIMESTAMP_FIELDS: [&str; 4] = ["updatedAt", "modifiedOn", "lastModified", "UpdatedAt"];
+
+impl Engine {
+    pub async fn unification_config(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<UnificationConfig> {
+        self.instance(tenant, instance_id).await?;
+        match self.store().get_unification_config(instance_id).await? {
+            Some(text) => serde_json::from_str(&text).map_err(|e| EngineError::Internal(e.to_string())),
+            None => Err(EngineError::NotFound(format!(
+                "instance '{instance_id}' has no unification configuration yet"
+            ))),
+        }
+    }
+
+    pub async fn set_unification_config(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        config: UnificationConfig,
+    ) -> EngineResult<UnificationConfig> {
+        self.instance(tenant, instance_id).await?;
+        config.validate().map_err(EngineError::Invalid)?;
+        if config.sources.iter().any(|s| s.entity_name == CUSTOMER_ENTITY) {
+            return Err(EngineError::Invalid(format!(
+                "'{CUSTOMER_ENTITY}' is the unification output and cannot be one of its sources"
+            )));
+        }
+        let text = serde_json::to_string(&config).map_err(|e| EngineError::Internal(e.to_string()))?;
+        self.store().set_unification_config(instance_id, &text).await?;
+        Ok(config)
+    }
+
+    pub async fn run_unification(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<Job> {
+        self.unification_config(tenant, instance_id).await?;
+        self.enqueue_job(instance_id, JobKind::Unification, None).await
+    }
+
+    /// Runs map → match → merge and replaces `Customer` atomically with the event (and the
+    /// job's end). `Ok(Err(reason))` is a run that failed for a domain reason.
+    pub(crate) async fn run_unification_now(
+        &self,
+        instance_id: &str,
+        job_id: Option<&str>,
+    ) -> EngineResult<Result<UnificationStats, String>> {
+        let fail = |reason: String| async move {
+            if let Some(job_id) = job_id {
+                self.finish_job_alone(job_id, false, None, Some(&reason)).await?;
+            }
+            Ok::<_, EngineError>(Err(reason))
+        };
+        let Some(text) = self.store().get_unification_config(instance_id).await? else {
+            return fail("no unification configuration is set".into()).await;
+        };
+        let config: UnificationConfig =
+            serde_json::from_str(&text).map_err(|e| EngineError::Internal(e.to_string()))?;
+
+        // Map: read every source entity page by page.
+        let mut records = Vec::new();
+        for source in &config.sources {
+            let entity = match self.store().entity(instance_id, &source.entity_name).await {
+                Ok(e) => e,
+                Err(StoreError::NotFound) => {
+                    return fail(format!(
+                        "source entity '{}' does not exist (refresh its data source first)",
+                        source.entity_name
+                    ))
+                    .await
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .store()
+                    .items_page_after(&entity, after.as_deref(), PAGE)
+                    .await?;
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                for (key, data) in page {
+                    let Ok(Value::Object(item)) = serde_json::from_str::<Value>(&data) else {
+                        continue;
+                    };
+                    let updated_at = TIMESTAMP_FIELDS
+                        .iter()
+                        .find_map(|f| item.get(*f).and_then(unify::parse_timestamp));
+                    records.push(unify::source_record(source, key, &item, updated_at));
+                }
+            }
+        }
+
+        // Match and merge on a blocking thread (CPU-bound).
+        let cfg = config.clone();
+        let outcome = tokio::task::spawn_blocking(move || unify::unify(&cfg, records))
+            .await
+            .map_err(|e| EngineError::Internal(format!("unification crashed: {e}")))?;
+        let stats = UnificationStats {
+            source_records: outcome.source_records,
+            unified_profiles: outcome.unified_profiles,
+            matched_records: outcome.matched_records,
+        };
+
+        // Stage the new Customer generation.
+        let entity = self
+            .store()
+            .ensure_entity(instance_id, CUSTOMER_ENTITY, "unified", CUSTOMER_ID)
+            .await?;
+        let generation = self.store().begin_generation(&entity).await?;
+        let mut schema = super::entities::empty_schema();
+        let mut batch = Vec::with_capacity(BATCH);
+        for profile in outcome.profiles {
+            let mut item = Map::new();
+            item.insert(CUSTOMER_ID.into(), json!(profile.customer_id));
+            for (field, value) in profile.fields {
+                item.insert(field, value);
+            }
+            item.insert("sources".into(), json!(profile.sources));
+            widen_schema(&mut schema, &item);
+            batch.push((profile.customer_id, Value::Object(item).to_string()));
+            if batch.len() >= BATCH {
+                self.store().stage_items(entity.id, generation, &batch).await?;
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            self.store().stage_items(entity.id, generation, &batch).await?;
+        }
+
+        let completed_at = super::now();
+        let result = json!({
+            "sourceRecords": stats.source_records,
+            "unifiedProfiles": stats.unified_profiles,
+            "matchedRecords": stats.matched_records,
+        });
+        let mut tx = self.store().begin().await?;
+        Store::switch_generation(
+            &mut tx,
+            entity.id,
+            generation,
+            stats.unified_profiles as i64,
+            CUSTOMER_ID,
+            &schema,
+        )
+        .await?;
+        let event = DomainEvent::new(
+            instance_id,
+            EventKind::UnificationCompleted {
+                job_id: job_id.map(String::from).unwrap_or_default(),
+                source_records: stats.source_records,
+                unified_profiles: stats.unified_profiles,
+                matched_records: stats.matched_records,
+                completed_at,
+            },
+        );
+        record_event(&mut tx, &event).await?;
+        if let Some(job_id) = job_id {
+            Store::finish_job(&mut tx, job_id, true, Some(&result), None).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        self.events_committed();
+        self.store().drop_generation(entity.id, entity.generation).await?;
+        Ok(Ok(stats))
+    }
+
+    pub async fn start_full_refresh(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<Job> {
+        self.instance(tenant, instance_id).await?;
+        self.enqueue_job(instance_id, JobKind::FullRefresh, None).await
+    }
+
+    /// All data sources → unification (if configured) → measures → segments. A failing stage
+    /// does not stop the others (they use the last good data); the job fails if any stage did.
+    pub(crate) async fn full_refresh_now(
+        &self,
+        instance_id: &str,
+        job_id: &str,
+        started_at: DateTime<Utc>,
+    ) -> EngineResult<()> {
+        let mut stages = Vec::new();
+        let mut all_ok = true;
+        let mut stage = |kind: &str, id: Option<&str>, name: &str, outcome: Result<Value, String>| {
+            let mut s = json!({"stage": kind, "name": name});
+            if let Some(id) = id {
+                s["id"] = json!(id);
+            }
+            match outcome {
+                Ok(detail) => {
+                    s["status"] = json!("succeeded");
+                    s["detail"] = detail;
+                }
+                Err(e) => {
+                    all_ok = false;
+                    s["status"] = json!("failed");
+                    s["error"] = json!(e);
+                }
+            }
+            stages.push(s);
+        };
+
+        for source in self.store().list_data_sources(instance_id).await? {
+            let outcome = self.refresh_data_source_now(instance_id, &source.id, None).await?;
+            stage("dataSource", Some(&source.id), &source.name, outcome.map(|rows| json!({"rowsIngested": rows})));
+        }
+        if self.store().get_unification_config(instance_id).await?.is_some() {
+            let outcome = self.run_unification_now(instance_id, None).await?;
+            stage(
+                "unification",
+                None,
+                "unification",
+                outcome.map(|s| {
+                    json!({"sourceRecords": s.source_records, "unifiedProfiles": s.unified_profiles, "matchedRecords": s.matched_records})
+                }),
+            );
+        }
+        for measure in self.store().list_measures(instance_id).await? {
+            let outcome = self.refresh_measure_now(instance_id, &measure.id, None).await?;
+            stage("measure", Some(&measure.id), &measure.name, outcome.map(|v| json!({"value": v})));
+        }
+        for segment in self.store().list_segments(instance_id).await? {
+            let outcome = self.refresh_segment_now(instance_id, &segment.id, None).await?;
+            stage("segment", Some(&segment.id), &segment.name, outcome.map(|c| json!({"memberCount": c})));
+        }
+
+        let status = if all_ok { "succeeded" } else { "failed" };
+        let failed: Vec<String> = stages
+            .iter()
+            .filter(|s| s["status"] == "failed")
+            .map(|s| format!("{} '{}'", s["stage"].as_str().unwrap_or(""), s["name"].as_str().unwrap_or("")))
+            .collect();
+        let result = json!({"status": status, "stages": stages});
+        let error = (!all_ok).then(|| format!("failed stages: {}", failed.join(", ")));
+        let event = DomainEvent::new(
+            instance_id,
+            EventKind::FullRefreshCompleted {
+                job_id: job_id.to_string(),
+                status: status.into(),
+                started_at,
+                completed_at: super::now(),
+                stages: result["stages"].clone(),
+            },
+        );
+        let mut tx = self.store().begin().await?;
+        record_event(&mut tx, &event).await?;
+        Store::finish_job(&mut tx, job_id, all_ok, Some(&result), error.as_deref()).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.events_committed();
+        Ok(())
+    }
+}

@@ -1,0 +1,326 @@
+//! Entities and their items. Items of an entity live in numbered generations: readers see the
+//! entity's current generation; a refresh stages the next one in batches and switches to it in
+//! one transaction, so a failed refresh leaves the old items untouched.
+
+use serde_json::Value;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{Store, StoreError, StoreResult};
+
+#[derive(Debug, Clone)]
+pub struct EntityRecord {
+    pub id: i64,
+    pub instance_id: String,
+    pub name: String,
+    pub kind: String,
+    pub key_field: String,
+    pub generation: i64,
+    pub item_count: i64,
+    pub schema: Value,
+}
+
+/// A bind value for dynamically built (but never user-spliced) SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+}
+
+pub type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+pub fn bind_all<'q>(mut q: SqliteQuery<'q>, binds: &'q [Bind]) -> SqliteQuery<'q> {
+    for b in binds {
+        q = match b {
+            Bind::Null => q.bind(None::<String>),
+            Bind::Integer(i) => q.bind(*i),
+            Bind::Real(f) => q.bind(*f),
+            Bind::Text(s) => q.bind(s.as_str()),
+        };
+    }
+    q
+}
+
+fn entity_from_row(r: SqliteRow) -> StoreResult<EntityRecord> {
+    let schema: String = r.get("schema");
+    Ok(EntityRecord {
+        id: r.get("id"),
+        instance_id: r.get("instance_id"),
+        name: r.get("name"),
+        kind: r.get("kind"),
+        key_field: r.get("key_field"),
+        generation: r.get("generation"),
+        item_count: r.get("item_count"),
+        schema: serde_json::from_str(&schema)
+            .map_err(|e| StoreError::Corrupt(format!("entity schema: {e}")))?,
+    })
+}
+
+/// A filtered, ordered page request over an entity's current items. `where_sql` and the order
+/// expressions only contain `?` placeholders and trusted column names.
+#[derive(Debug, Clone, Default)]
+pub struct ItemQuery {
+    pub where_sql: Option<String>,
+    pub where_binds: Vec<Bind>,
+    /// (JSON path, descending)
+    pub order_by: Vec<(String, bool)>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Store {
+    pub async fn list_entities(&self, instance_id: &str) -> StoreResult<Vec<EntityRecord>> {
+        sqlx::query("SELECT * FROM entities WHERE instance_id = ? ORDER BY name")
+            .bind(instance_id)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(entity_from_row)
+            .collect()
+    }
+
+    pub async fn entity(&self, instance_id: &str, name: &str) -> StoreResult<EntityRecord> {
+        let row = sqlx::query("SELECT * FROM entities WHERE instance_id = ? AND name = ?")
+            .bind(instance_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        entity_from_row(row)
+    }
+
+    /// The entity, created empty if it does not exist yet.
+    pub async fn ensure_entity(
+        &self,
+        instance_id: &str,
+        name: &str,
+        kind: &str,
+        key_field: &str,
+    ) -> StoreResult<EntityRecord> {
+        sqlx::query(
+            "INSERT INTO entities (instance_id, name, kind, key_field) VALUES (?, ?, ?, ?)
+             ON CONFLICT (instance_id, name) DO NOTHING",
+        )
+        .bind(instance_id)
+        .bind(name)
+        .bind(kind)
+        .bind(key_field)
+        .execute(&self.pool)
+        .await?;
+        self.entity(instance_id, name).await
+    }
+
+    /// One page of items (key, JSON text) of the current generation.
+    pub async fn query_items(
+        &self,
+        entity: &EntityRecord,
+        query: &ItemQuery,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let mut sql =
+            String::from("SELECT item_key, data FROM items WHERE entity_id = ? AND generation = ?");
+        let mut binds = vec![Bind::Integer(entity.id), Bind::Integer(entity.generation)];
+        if let Some(w) = &query.where_sql {
+            sql.push_str(" AND ");
+            sql.push_str(w);
+            binds.extend(query.where_binds.iter().cloned());
+        }
+        sql.push_str(" ORDER BY ");
+        for (path, desc) in &query.order_by {
+            sql.push_str("json_extract(data, ?)");
+            sql.push_str(if *desc { " DESC, " } else { " ASC, " });
+            binds.push(Bind::Text(path.clone()));
+        }
+        sql.push_str("item_key LIMIT ? OFFSET ?");
+        binds.push(Bind::Integer(query.limit));
+        binds.push(Bind::Integer(query.offset));
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get("item_key"), r.get("data")))
+            .collect())
+    }
+
+    pub async fn get_item(&self, entity: &EntityRecord, key: &str) -> StoreResult<String> {
+        sqlx::query_scalar(
+            "SELECT data FROM items WHERE entity_id = ? AND generation = ? AND item_key = ?",
+        )
+        .bind(entity.id)
+        .bind(entity.generation)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// Inserts (`create`) or replaces an item of the current generation and records the entity's
+    /// widened schema. A create of an existing key is a conflict.
+    pub async fn put_item(
+        &self,
+        entity: &EntityRecord,
+        key: &str,
+        data: &str,
+        schema: &Value,
+        create: bool,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // Re-read the generation inside the transaction: a refresh may have switched it.
+        let generation: i64 = sqlx::query_scalar("SELECT generation FROM entities WHERE id = ?")
+            .bind(entity.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if create {
+            let inserted = sqlx::query(
+                "INSERT INTO items (entity_id, generation, item_key, data) VALUES (?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(entity.id)
+            .bind(generation)
+            .bind(key)
+            .bind(data)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "an item with key '{key}' already exists"
+                )));
+            }
+            sqlx::query("UPDATE entities SET item_count = item_count + 1 WHERE id = ?")
+                .bind(entity.id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            let updated = sqlx::query(
+                "UPDATE items SET data = ? WHERE entity_id = ? AND generation = ? AND item_key = ?",
+            )
+            .bind(data)
+            .bind(entity.id)
+            .bind(generation)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        sqlx::query("UPDATE entities SET schema = ? WHERE id = ?")
+            .bind(schema.to_string())
+            .bind(entity.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Starts staging a new generation: removes leftovers of an interrupted earlier attempt.
+    pub async fn begin_generation(&self, entity: &EntityRecord) -> StoreResult<i64> {
+        let next = entity.generation + 1;
+        self.drop_generation(entity.id, next).await?;
+        Ok(next)
+    }
+
+    /// Writes one batch of staged items in one transaction.
+    pub async fn stage_items(
+        &self,
+        entity_id: i64,
+        generation: i64,
+        rows: &[(String, String)],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in rows.chunks(200) {
+            let mut sql =
+                String::from("INSERT INTO items (entity_id, generation, item_key, data) VALUES ");
+            for i in 0..chunk.len() {
+                sql.push_str(if i == 0 { "(?, ?, ?, ?)" } else { ", (?, ?, ?, ?)" });
+            }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (key, data) in chunk {
+                q = q.bind(entity_id).bind(generation).bind(key).bind(data);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Makes `generation` current inside the caller's transaction (which also records the event).
+    pub async fn switch_generation(
+        tx: &mut Transaction<'_, Sqlite>,
+        entity_id: i64,
+        generation: i64,
+        item_count: i64,
+        key_field: &str,
+        schema: &Value,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE entities SET generation = ?, item_count = ?, key_field = ?, schema = ? WHERE id = ?",
+        )
+        .bind(generation)
+        .bind(item_count)
+        .bind(key_field)
+        .bind(schema.to_string())
+        .bind(entity_id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes every item of a generation, in batches so no single transaction grows huge.
+    pub async fn drop_generation(&self, entity_id: i64, generation: i64) -> StoreResult<()> {
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM items WHERE entity_id = ? AND generation = ? AND item_key IN
+                   (SELECT item_key FROM items WHERE entity_id = ? AND generation = ? LIMIT 20000)",
+            )
+            .bind(entity_id)
+            .bind(generation)
+            .bind(entity_id)
+            .bind(generation)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Removes items of generations that are not current (left by crashes or replaced data).
+    pub async fn sweep_stale_generations(&self) -> StoreResult<()> {
+        let stale: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT DISTINCT i.entity_id, i.generation FROM items i JOIN entities e ON e.id = i.entity_id
+             WHERE i.generation <> e.generation",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (entity_id, generation) in stale {
+            self.drop_generation(entity_id, generation).await?;
+        }
+        Ok(())
+    }
+
+    /// Streams all items of the current generation in key order, page by page.
+    pub async fn items_page_after(
+        &self,
+        entity: &EntityRecord,
+        after_key: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT item_key, data FROM items WHERE entity_id = ? AND generation = ? AND item_key > ?
+             ORDER BY item_key LIMIT ?",
+        )
+        .bind(entity.id)
+        .bind(entity.generation)
+        .bind(after_key.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get("item_key"), r.get("data")))
+            .collect())
+    }
+}
