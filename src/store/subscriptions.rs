@@ -108,6 +108,10 @@ const SUBSCRIPTION_COLUMNS: &str =
     "s.id, s.instance_id, s.trigger, s.notification_url, s.inputs, s.inputs_key, \
      s.secret, s.status, s.created_at, s.last_delivery_at, s.consecutive_failures, s.last_error";
 
+/// The same columns without the table alias (`RETURNING` does not accept it).
+const RETURNING_COLUMNS: &str = "id, instance_id, trigger, notification_url, inputs, inputs_key, \
+     secret, status, created_at, last_delivery_at, consecutive_failures, last_error";
+
 const DELIVERY_COLUMNS: &str =
     "d.id, d.event_id, d.subscription_id, d.instance_id, d.status, d.attempts, \
      d.next_attempt_at, d.created_at, d.updated_at, d.last_error";
@@ -229,7 +233,7 @@ impl Store {
                 consecutive_failures = CASE WHEN s.status = 'active' THEN s.consecutive_failures ELSE 0 END,
                 last_error = CASE WHEN s.status = 'active' THEN s.last_error ELSE NULL END,
                 status = 'active'
-             RETURNING {SUBSCRIPTION_COLUMNS}"
+             RETURNING {RETURNING_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&rec.id)

@@ -144,9 +144,36 @@ pub struct FullRefreshNotification {
     /// When the job completed (UTC).
     #[schema(extensions(("x-ms-summary" = json!("Completed At"))))]
     pub completed_at: DateTime<Utc>,
-    /// Summary of each stage (data sources, unification, measures, segments).
+    /// Outcome of each stage, in the order they ran: data sources, unification, measures, segments.
     #[schema(schema_with = super::schema::stages)]
-    pub stages: Value,
+    pub stages: Vec<FullRefreshStage>,
+}
+
+/// Outcome of one stage of a full refresh.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FullRefreshStage {
+    /// Kind of stage: `dataSource`, `unification`, `measure` or `segment`.
+    #[schema(extensions(("x-ms-summary" = json!("Stage"))))]
+    pub stage: String,
+    /// Name of the data source, measure or segment (`unification` for the unification stage).
+    #[schema(extensions(("x-ms-summary" = json!("Stage Name"))))]
+    pub name: String,
+    /// Identifier of the data source, measure or segment (absent for unification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(extensions(("x-ms-summary" = json!("Stage Item ID"))))]
+    pub id: Option<String>,
+    /// Outcome of the stage: `succeeded` or `failed`.
+    #[schema(extensions(("x-ms-summary" = json!("Stage Status"))))]
+    pub status: String,
+    /// Figures of a stage that succeeded, e.g. `rowsIngested`, `memberCount` or `value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::stage_detail)]
+    pub detail: Option<Value>,
+    /// Why the stage failed (only present when it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(extensions(("x-ms-summary" = json!("Stage Error"))))]
+    pub error: Option<String>,
 }
 
 /// Notification sent when a unification (map, match, merge) run completes.
@@ -290,7 +317,13 @@ mod tests {
                         status: "succeeded".into(),
                         started_at: t("2026-03-01T10:00:00Z"),
                         completed_at: t("2026-03-01T10:05:00Z"),
-                        stages: json!({"dataSources": {"succeeded": 2, "failed": 0}, "unification": {"status": "succeeded"}}),
+                        stages: json!([
+                        {"stage": "dataSource", "name": "Web orders", "id": "ds-1", "status": "succeeded", "detail": {"rowsIngested": 12}},
+                        {"stage": "dataSource", "name": "Shop", "id": "ds-2", "status": "failed", "error": "line 3: bad quote"},
+                        {"stage": "unification", "name": "unification", "status": "succeeded",
+                         "detail": {"sourceRecords": 12, "unifiedProfiles": 10, "matchedRecords": 4}},
+                        {"stage": "segment", "name": "Big", "id": "seg-1", "status": "succeeded", "detail": {"memberCount": 3}}
+                    ]),
                     },
                 ),
                 json!({}),
@@ -381,24 +414,30 @@ mod tests {
         }
     }
 
+    /// Every property at every depth has a description (a sentence) and an `x-ms-summary`.
+    pub(crate) fn assert_documented(path: &str, schema: &Value) {
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            for (prop, s) in props {
+                let here = format!("{path}.{prop}");
+                assert!(
+                    s["description"].as_str().is_some_and(|d| d.ends_with('.')),
+                    "{here}: {s}"
+                );
+                assert!(s["x-ms-summary"].is_string(), "{here} has no x-ms-summary");
+                assert_documented(&here, s);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            assert_documented(&format!("{path}[]"), items);
+        }
+    }
+
     #[test]
     fn every_property_has_a_description_and_a_summary() {
         for (name, schema) in notification_schemas() {
             let schema = serde_json::to_value(schema).unwrap();
-            assert!(
-                schema["description"].is_string(),
-                "{name} has no description"
-            );
-            for (prop, s) in schema["properties"].as_object().unwrap() {
-                assert!(
-                    s["description"].as_str().is_some_and(|d| d.ends_with('.')),
-                    "{name}.{prop}: {s}"
-                );
-                assert!(
-                    s["x-ms-summary"].is_string(),
-                    "{name}.{prop} has no x-ms-summary"
-                );
-            }
+            assert!(schema["description"].is_string(), "{name} has no description");
+            assert_documented(&name, &schema);
         }
     }
 }

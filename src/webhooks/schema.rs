@@ -7,6 +7,7 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::PartialSchema;
 
+use super::notifications::FullRefreshStage;
 use super::subscriptions::{DeliveryAttempt, SubscriptionInputs};
 
 /// Sets the description and `x-ms-summary` of an inline schema.
@@ -98,11 +99,17 @@ pub fn delivery_list() -> RefOr<Schema> {
 }
 
 pub fn stages() -> RefOr<Schema> {
-    annotated(
-        RefOr::T(Schema::Object(
-            ObjectBuilder::new().schema_type(Type::Object).build(),
-        )),
-        "Summary of each stage (data sources, unification, measures, segments).",
+    array_of(
+        FullRefreshStage::schema(),
+        "Outcome of each stage, in the order they ran: data sources, unification, measures, segments.",
         "Stages",
+    )
+}
+
+pub fn stage_detail() -> RefOr<Schema> {
+    annotated(
+        RefOr::T(Schema::Object(ObjectBuilder::new().schema_type(Type::Object).build())),
+        "Figures of a stage that succeeded, e.g. `rowsIngested`, `memberCount` or `value`.",
+        "Stage Detail",
     )
 }
