@@ -196,7 +196,10 @@ async fn wait_subscription(app: &TestApp, sub: &Sub, pred: impl Fn(&Value) -> bo
         if pred(&v) {
             return v;
         }
-        assert!(Instant::now() < deadline, "subscription never satisfied the condition: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "subscription never satisfied the condition: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -211,7 +214,10 @@ async fn wait_deliveries(app: &TestApp, sub: &Sub, pred: impl Fn(&[Value]) -> bo
         if pred(&list) {
             return list;
         }
-        assert!(Instant::now() < deadline, "deliveries never satisfied the condition: {list:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "deliveries never satisfied the condition: {list:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -237,8 +243,18 @@ async fn every_trigger_subscribes_with_201_and_location_and_resubscribing_is_ide
     let rx = Receiver::start().await;
     let cases: Vec<(Trigger, Value, Value, Value)> = vec![
         // (trigger, extra inputs, expected stored inputs, other inputs giving another subscription)
-        (Trigger::OnDataSourceRefreshFailed, json!({"dataSourceId": s.ds1}), json!({"dataSourceId": s.ds1}), json!({})),
-        (Trigger::OnDataSourceRefreshSucceeded, json!({}), json!({}), json!({"dataSourceId": s.ds2})),
+        (
+            Trigger::OnDataSourceRefreshFailed,
+            json!({"dataSourceId": s.ds1}),
+            json!({"dataSourceId": s.ds1}),
+            json!({}),
+        ),
+        (
+            Trigger::OnDataSourceRefreshSucceeded,
+            json!({}),
+            json!({}),
+            json!({"dataSourceId": s.ds2}),
+        ),
         (
             Trigger::OnSegmentThresholdCrossed,
             json!({"segmentId": s.segment, "threshold": 10}),
@@ -251,14 +267,26 @@ async fn every_trigger_subscribes_with_201_and_location_and_resubscribing_is_ide
             json!({"measureId": s.measure, "threshold": 99.5}),
             json!({"measureId": s.measure, "threshold": 100}),
         ),
-        (Trigger::OnFullRefreshCompleted, json!({}), json!({}), json!({"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})),
-        (Trigger::OnUnificationCompleted, json!({}), json!({}), json!({"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})),
+        (
+            Trigger::OnFullRefreshCompleted,
+            json!({}),
+            json!({}),
+            json!({"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+        ),
+        (
+            Trigger::OnUnificationCompleted,
+            json!({}),
+            json!({}),
+            json!({"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+        ),
     ];
     let mut created = Vec::new();
     for (trigger, inputs, stored, other) in cases {
         let url = rx.url(&format!("/{}", trigger.as_str()));
         let mut body = json!({"notificationUrl": url});
-        body.as_object_mut().unwrap().extend(inputs.as_object().unwrap().clone());
+        body.as_object_mut()
+            .unwrap()
+            .extend(inputs.as_object().unwrap().clone());
         let first = subscribe(&app, trigger, &instance, body.clone()).await;
         let b = &first.body;
         assert_eq!(b["trigger"], trigger.as_str());
@@ -268,10 +296,16 @@ async fn every_trigger_subscribes_with_201_and_location_and_resubscribing_is_ide
         assert_eq!(b["signed"], false);
         assert_eq!(b["consecutiveFailures"], 0);
         assert!(b["createdAt"].is_string());
-        assert!(b.get("notificationUrl").is_none(), "the callback URL is not echoed");
+        assert!(
+            b.get("notificationUrl").is_none(),
+            "the callback URL is not echoed"
+        );
         assert_eq!(
             first.location,
-            format!("{}/instances/{instance}/subscriptions/{}", app.address, first.id)
+            format!(
+                "{}/instances/{instance}/subscriptions/{}",
+                app.address, first.id
+            )
         );
 
         // Power Automate retries subscribes: the same subscription comes back.
@@ -287,9 +321,13 @@ async fn every_trigger_subscribes_with_201_and_location_and_resubscribing_is_ide
 
         // Other inputs (or a secret on an input-less trigger) give another subscription.
         let mut other_body = json!({"notificationUrl": url});
-        other_body.as_object_mut().unwrap().extend(other.as_object().unwrap().clone());
+        other_body
+            .as_object_mut()
+            .unwrap()
+            .extend(other.as_object().unwrap().clone());
         let other_sub = subscribe(&app, trigger, &instance, other_body).await;
-        if trigger == Trigger::OnFullRefreshCompleted || trigger == Trigger::OnUnificationCompleted {
+        if trigger == Trigger::OnFullRefreshCompleted || trigger == Trigger::OnUnificationCompleted
+        {
             // Same URL, same inputs, new secret: still the same subscription, now signed.
             assert_eq!(other_sub.id, first.id);
             assert_eq!(other_sub.body["signed"], true);
@@ -309,7 +347,9 @@ async fn every_trigger_subscribes_with_201_and_location_and_resubscribing_is_ide
             created.retain(|id| id != &first.id);
         }
     }
-    let list = app.get(&format!("/instances/{instance}/subscriptions")).await;
+    let list = app
+        .get(&format!("/instances/{instance}/subscriptions"))
+        .await;
     assert_eq!(list.status, 200);
     let ids: Vec<String> = list.json()["value"]
         .as_array()
@@ -319,8 +359,18 @@ async fn every_trigger_subscribes_with_201_and_location_and_resubscribing_is_ide
         .collect();
     assert_eq!(sorted(ids), sorted(created));
     // Deleting an unknown id (or in an unknown instance) is still 204.
-    assert_eq!(app.delete(&format!("/instances/{instance}/subscriptions/nope")).await.status, 204);
-    assert_eq!(app.delete("/instances/nope/subscriptions/nope").await.status, 204);
+    assert_eq!(
+        app.delete(&format!("/instances/{instance}/subscriptions/nope"))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        app.delete("/instances/nope/subscriptions/nope")
+            .await
+            .status,
+        204
+    );
 }
 
 #[tokio::test]
@@ -339,18 +389,45 @@ async fn subscribe_refuses_bad_input_and_unknown_or_foreign_ids() {
         (&plain, json!({"notificationUrl": ""})),
         (&plain, json!({"notificationUrl": "not a url"})),
         (&plain, json!({"notificationUrl": "ftp://127.0.0.1/x"})),
-        (&plain, json!({"notificationUrl": format!("http://127.0.0.1/{}", "a".repeat(2100))})),
+        (
+            &plain,
+            json!({"notificationUrl": format!("http://127.0.0.1/{}", "a".repeat(2100))}),
+        ),
         (&plain, json!({"notificationUrl": url, "extra": 1})),
         (&plain, json!({"notificationUrl": url, "secret": "nope"})),
-        (&plain, json!({"notificationUrl": url, "secret": "whsec_c2hvcnQ="})),
+        (
+            &plain,
+            json!({"notificationUrl": url, "secret": "whsec_c2hvcnQ="}),
+        ),
         (&plain, json!({"notificationUrl": 5})),
-        (&seg, json!({"notificationUrl": url, "segmentId": s.segment})),
-        (&seg, json!({"notificationUrl": url, "segmentId": s.segment, "threshold": -1})),
-        (&seg, json!({"notificationUrl": url, "segmentId": s.segment, "threshold": 1.5})),
-        (&seg, json!({"notificationUrl": url, "segmentId": s.segment, "threshold": "10"})),
-        (&seg, json!({"notificationUrl": url, "segmentId": "", "threshold": 1})),
-        (&mea, json!({"notificationUrl": url, "measureId": s.measure})),
-        (&mea, json!({"notificationUrl": url, "measureId": s.measure, "threshold": "x"})),
+        (
+            &seg,
+            json!({"notificationUrl": url, "segmentId": s.segment}),
+        ),
+        (
+            &seg,
+            json!({"notificationUrl": url, "segmentId": s.segment, "threshold": -1}),
+        ),
+        (
+            &seg,
+            json!({"notificationUrl": url, "segmentId": s.segment, "threshold": 1.5}),
+        ),
+        (
+            &seg,
+            json!({"notificationUrl": url, "segmentId": s.segment, "threshold": "10"}),
+        ),
+        (
+            &seg,
+            json!({"notificationUrl": url, "segmentId": "", "threshold": 1}),
+        ),
+        (
+            &mea,
+            json!({"notificationUrl": url, "measureId": s.measure}),
+        ),
+        (
+            &mea,
+            json!({"notificationUrl": url, "measureId": s.measure, "threshold": "x"}),
+        ),
         (&ds, json!({"notificationUrl": url, "dataSourceId": 7})),
     ];
     for (path, body) in bad {
@@ -361,55 +438,113 @@ async fn subscribe_refuses_bad_input_and_unknown_or_foreign_ids() {
 
     // Unknown ids: 404.
     let unknown: Vec<(&str, Value)> = vec![
-        (&seg, json!({"notificationUrl": url, "segmentId": "nope", "threshold": 1})),
-        (&mea, json!({"notificationUrl": url, "measureId": "nope", "threshold": 1})),
+        (
+            &seg,
+            json!({"notificationUrl": url, "segmentId": "nope", "threshold": 1}),
+        ),
+        (
+            &mea,
+            json!({"notificationUrl": url, "measureId": "nope", "threshold": 1}),
+        ),
         (&ds, json!({"notificationUrl": url, "dataSourceId": "nope"})),
-        (&ds, json!({"notificationUrl": url, "dataSourceId": s.segment})),
+        (
+            &ds,
+            json!({"notificationUrl": url, "dataSourceId": s.segment}),
+        ),
     ];
     for (path, body) in unknown {
         app.post(path, body).await.assert_problem(404);
     }
     let missing_instance = trigger_path(Trigger::OnUnificationCompleted, "nope");
-    app.post(&missing_instance, json!({"notificationUrl": url})).await.assert_problem(404);
+    app.post(&missing_instance, json!({"notificationUrl": url}))
+        .await
+        .assert_problem(404);
 
     // Another tenant's instance, segment and subscription are unknown.
     let b_instance = app
-        .send(Method::POST, "/instances", Some(KEY_B), Some(&json!({"name": "B"})))
+        .send(
+            Method::POST,
+            "/instances",
+            Some(KEY_B),
+            Some(&json!({"name": "B"})),
+        )
         .await
         .json()["instanceId"]
         .as_str()
         .unwrap()
         .to_string();
     let b_seeds = seed(&app, &b_instance).await;
-    app.post(&seg, json!({"notificationUrl": url, "segmentId": b_seeds.segment, "threshold": 1}))
-        .await
-        .assert_problem(404);
-    app.post(&mea, json!({"notificationUrl": url, "measureId": b_seeds.measure, "threshold": 1}))
-        .await
-        .assert_problem(404);
-    let a_sub = subscribe(&app, Trigger::OnUnificationCompleted, &instance, json!({"notificationUrl": url})).await;
+    app.post(
+        &seg,
+        json!({"notificationUrl": url, "segmentId": b_seeds.segment, "threshold": 1}),
+    )
+    .await
+    .assert_problem(404);
+    app.post(
+        &mea,
+        json!({"notificationUrl": url, "measureId": b_seeds.measure, "threshold": 1}),
+    )
+    .await
+    .assert_problem(404);
+    let a_sub = subscribe(
+        &app,
+        Trigger::OnUnificationCompleted,
+        &instance,
+        json!({"notificationUrl": url}),
+    )
+    .await;
     let as_b = |m: Method, p: String| {
         let app = &app;
         async move { app.send(m, &p, Some(KEY_B), None).await }
     };
-    as_b(Method::GET, a_sub.location.clone()).await.assert_problem(404);
-    as_b(Method::GET, format!("/instances/{instance}/subscriptions")).await.assert_problem(404);
-    as_b(Method::GET, format!("{}/deliveries", a_sub.location)).await.assert_problem(404);
-    app.send(Method::POST, &plain, Some(KEY_B), Some(&json!({"notificationUrl": url})))
+    as_b(Method::GET, a_sub.location.clone())
         .await
         .assert_problem(404);
-    assert_eq!(as_b(Method::DELETE, a_sub.location.clone()).await.status, 204);
-    assert_eq!(app.get(&a_sub.location).await.status, 200, "B's DELETE must not remove A's subscription");
+    as_b(Method::GET, format!("/instances/{instance}/subscriptions"))
+        .await
+        .assert_problem(404);
+    as_b(Method::GET, format!("{}/deliveries", a_sub.location))
+        .await
+        .assert_problem(404);
+    app.send(
+        Method::POST,
+        &plain,
+        Some(KEY_B),
+        Some(&json!({"notificationUrl": url})),
+    )
+    .await
+    .assert_problem(404);
+    assert_eq!(
+        as_b(Method::DELETE, a_sub.location.clone()).await.status,
+        204
+    );
+    assert_eq!(
+        app.get(&a_sub.location).await.status,
+        200,
+        "B's DELETE must not remove A's subscription"
+    );
     let b_list = app
-        .send(Method::GET, &format!("/instances/{b_instance}/subscriptions"), Some(KEY_B), None)
+        .send(
+            Method::GET,
+            &format!("/instances/{b_instance}/subscriptions"),
+            Some(KEY_B),
+            None,
+        )
         .await;
     assert_eq!(b_list.json(), json!({"value": []}));
     // Unknown delivery.
-    app.post(&format!("{}/deliveries/nope/redeliver", a_sub.location), json!({}))
+    app.post(
+        &format!("{}/deliveries/nope/redeliver", a_sub.location),
+        json!({}),
+    )
+    .await
+    .assert_problem(404);
+    app.get(&format!("{}/deliveries?top=0", a_sub.location))
         .await
-        .assert_problem(404);
-    app.get(&format!("{}/deliveries?top=0", a_sub.location)).await.assert_problem(400);
-    app.get(&format!("{}/deliveries?status=bogus", a_sub.location)).await.assert_problem(400);
+        .assert_problem(400);
+    app.get(&format!("{}/deliveries?status=bogus", a_sub.location))
+        .await
+        .assert_problem(400);
 }
 
 // ----- matching and payloads -----
@@ -422,9 +557,27 @@ async fn data_source_triggers_fire_with_the_documented_payload_and_honour_the_fi
     let rx = Receiver::start().await;
     let failed = Trigger::OnDataSourceRefreshFailed;
     let succeeded = Trigger::OnDataSourceRefreshSucceeded;
-    subscribe(&app, failed, &instance, json!({"notificationUrl": rx.url("/failed-any")})).await;
-    subscribe(&app, failed, &instance, json!({"notificationUrl": rx.url("/failed-ds1"), "dataSourceId": s.ds1})).await;
-    subscribe(&app, succeeded, &instance, json!({"notificationUrl": rx.url("/ok-ds2"), "dataSourceId": s.ds2})).await;
+    subscribe(
+        &app,
+        failed,
+        &instance,
+        json!({"notificationUrl": rx.url("/failed-any")}),
+    )
+    .await;
+    subscribe(
+        &app,
+        failed,
+        &instance,
+        json!({"notificationUrl": rx.url("/failed-ds1"), "dataSourceId": s.ds1}),
+    )
+    .await;
+    subscribe(
+        &app,
+        succeeded,
+        &instance,
+        json!({"notificationUrl": rx.url("/ok-ds2"), "dataSourceId": s.ds2}),
+    )
+    .await;
 
     let before = chrono::Utc::now().timestamp();
     let e1 = fire(&app, &instance, data_source_event(&s.ds1, false)).await;
@@ -439,7 +592,11 @@ async fn data_source_triggers_fire_with_the_documented_payload_and_honour_the_fi
     let ok = rx.wait_for(Some("/ok-ds2"), 1, WAIT).await;
     assert_eq!(event_ids(&ok), vec![e3.clone()]);
     tokio::time::sleep(QUIET).await;
-    assert_eq!(rx.received().len(), 4, "only the matching notifications are sent");
+    assert_eq!(
+        rx.received().len(),
+        4,
+        "only the matching notifications are sent"
+    );
 
     let f = ds1[0].json();
     assert_matches_schema(failed, &f);
@@ -467,7 +624,10 @@ async fn data_source_triggers_fire_with_the_documented_payload_and_honour_the_fi
     let ts: i64 = r.header("webhook-timestamp").unwrap().parse().unwrap();
     assert!((before - 5..=chrono::Utc::now().timestamp() + 5).contains(&ts));
     assert_eq!(r.header("webhook-signature"), None);
-    assert_eq!(r.header("user-agent"), Some("insights-connector-webhooks/1"));
+    assert_eq!(
+        r.header("user-agent"),
+        Some("insights-connector-webhooks/1")
+    );
 }
 
 #[tokio::test]
@@ -477,13 +637,38 @@ async fn segment_threshold_fires_only_when_the_count_crosses_above() {
     let s = seed(&app, &instance).await;
     let rx = Receiver::start().await;
     let t = Trigger::OnSegmentThresholdCrossed;
-    subscribe(&app, t, &instance, json!({"notificationUrl": rx.url("/t10"), "segmentId": s.segment, "threshold": 10})).await;
-    subscribe(&app, t, &instance, json!({"notificationUrl": rx.url("/t0"), "segmentId": s.segment, "threshold": 0})).await;
-    subscribe(&app, t, &instance, json!({"notificationUrl": rx.url("/other"), "segmentId": s.segment2, "threshold": 0})).await;
+    subscribe(
+        &app,
+        t,
+        &instance,
+        json!({"notificationUrl": rx.url("/t10"), "segmentId": s.segment, "threshold": 10}),
+    )
+    .await;
+    subscribe(
+        &app,
+        t,
+        &instance,
+        json!({"notificationUrl": rx.url("/t0"), "segmentId": s.segment, "threshold": 0}),
+    )
+    .await;
+    subscribe(
+        &app,
+        t,
+        &instance,
+        json!({"notificationUrl": rx.url("/other"), "segmentId": s.segment2, "threshold": 0}),
+    )
+    .await;
 
     // (previous, current): first refresh counts from 0; equal is not above; staying above,
     // going down and the other segment fire nothing.
-    let steps = [(None, 5), (Some(5), 10), (Some(10), 11), (Some(11), 20), (Some(20), 3), (Some(3), 15)];
+    let steps = [
+        (None, 5),
+        (Some(5), 10),
+        (Some(10), 11),
+        (Some(11), 20),
+        (Some(20), 3),
+        (Some(3), 15),
+    ];
     let mut ids = Vec::new();
     for (prev, cur) in steps {
         ids.push(fire(&app, &instance, segment_event(&s.segment, prev, cur)).await);
@@ -494,7 +679,10 @@ async fn segment_threshold_fires_only_when_the_count_crosses_above() {
     assert_eq!(rx.received_at("/t10").len(), 2);
     assert_eq!(rx.received_at("/t0").len(), 1);
     assert_eq!(rx.received_at("/other").len(), 0);
-    assert_eq!(event_ids(&t10), sorted(vec![ids[2].clone(), ids[5].clone()]));
+    assert_eq!(
+        event_ids(&t10),
+        sorted(vec![ids[2].clone(), ids[5].clone()])
+    );
     assert_eq!(event_ids(&t0), vec![ids[0].clone()]);
 
     let mut bodies: Vec<Value> = t10.iter().map(Received::json).collect();
@@ -506,10 +694,29 @@ async fn segment_threshold_fires_only_when_the_count_crosses_above() {
         assert_eq!(b["threshold"], 10);
         assert_eq!(b["instanceId"], instance);
     }
-    assert_eq!((bodies[0]["previousCount"].clone(), bodies[0]["currentCount"].clone()), (json!(10), json!(11)));
-    assert_eq!((bodies[1]["previousCount"].clone(), bodies[1]["currentCount"].clone()), (json!(3), json!(15)));
+    assert_eq!(
+        (
+            bodies[0]["previousCount"].clone(),
+            bodies[0]["currentCount"].clone()
+        ),
+        (json!(10), json!(11))
+    );
+    assert_eq!(
+        (
+            bodies[1]["previousCount"].clone(),
+            bodies[1]["currentCount"].clone()
+        ),
+        (json!(3), json!(15))
+    );
     let first = t0[0].json();
-    assert_eq!((first["previousCount"].clone(), first["currentCount"].clone(), first["threshold"].clone()), (json!(0), json!(5), json!(0)));
+    assert_eq!(
+        (
+            first["previousCount"].clone(),
+            first["currentCount"].clone(),
+            first["threshold"].clone()
+        ),
+        (json!(0), json!(5), json!(0))
+    );
 }
 
 #[tokio::test]
@@ -519,25 +726,58 @@ async fn measure_threshold_fires_only_when_the_value_crosses_above() {
     let s = seed(&app, &instance).await;
     let rx = Receiver::start().await;
     let t = Trigger::OnMeasureThresholdCrossed;
-    subscribe(&app, t, &instance, json!({"notificationUrl": rx.url("/m"), "measureId": s.measure, "threshold": 99.5})).await;
-    let steps = [(None, 50.0), (Some(50.0), 99.5), (Some(99.5), 100.0), (Some(100.0), 150.0), (Some(150.0), 10.0), (Some(10.0), 200.25)];
+    subscribe(
+        &app,
+        t,
+        &instance,
+        json!({"notificationUrl": rx.url("/m"), "measureId": s.measure, "threshold": 99.5}),
+    )
+    .await;
+    let steps = [
+        (None, 50.0),
+        (Some(50.0), 99.5),
+        (Some(99.5), 100.0),
+        (Some(100.0), 150.0),
+        (Some(150.0), 10.0),
+        (Some(10.0), 200.25),
+    ];
     let mut ids = Vec::new();
     for (prev, cur) in steps {
         ids.push(fire(&app, &instance, measure_event(&s.measure, prev, cur)).await);
     }
     let got = rx.wait_for(Some("/m"), 2, WAIT).await;
     rx.assert_quiet("/m", 2, QUIET).await;
-    assert_eq!(event_ids(&got), sorted(vec![ids[2].clone(), ids[5].clone()]));
+    assert_eq!(
+        event_ids(&got),
+        sorted(vec![ids[2].clone(), ids[5].clone()])
+    );
     let mut bodies: Vec<Value> = got.iter().map(Received::json).collect();
-    bodies.sort_by(|a, b| a["currentValue"].as_f64().partial_cmp(&b["currentValue"].as_f64()).unwrap());
+    bodies.sort_by(|a, b| {
+        a["currentValue"]
+            .as_f64()
+            .partial_cmp(&b["currentValue"].as_f64())
+            .unwrap()
+    });
     for b in &bodies {
         assert_matches_schema(t, b);
         assert_eq!(b["measureId"], s.measure);
         assert_eq!(b["measureName"], "Revenue");
         assert_eq!(b["threshold"], 99.5);
     }
-    assert_eq!((bodies[0]["previousValue"].clone(), bodies[0]["currentValue"].clone()), (json!(99.5), json!(100.0)));
-    assert_eq!((bodies[1]["previousValue"].clone(), bodies[1]["currentValue"].clone()), (json!(10.0), json!(200.25)));
+    assert_eq!(
+        (
+            bodies[0]["previousValue"].clone(),
+            bodies[0]["currentValue"].clone()
+        ),
+        (json!(99.5), json!(100.0))
+    );
+    assert_eq!(
+        (
+            bodies[1]["previousValue"].clone(),
+            bodies[1]["currentValue"].clone()
+        ),
+        (json!(10.0), json!(200.25))
+    );
 }
 
 #[tokio::test]
@@ -546,8 +786,20 @@ async fn full_refresh_and_unification_notifications_carry_the_documented_fields(
     let instance = app.create_instance("Hooks").await;
     let other = app.create_instance("Other").await;
     let rx = Receiver::start().await;
-    subscribe(&app, Trigger::OnFullRefreshCompleted, &instance, json!({"notificationUrl": rx.url("/full")})).await;
-    subscribe(&app, Trigger::OnUnificationCompleted, &instance, json!({"notificationUrl": rx.url("/unify")})).await;
+    subscribe(
+        &app,
+        Trigger::OnFullRefreshCompleted,
+        &instance,
+        json!({"notificationUrl": rx.url("/full")}),
+    )
+    .await;
+    subscribe(
+        &app,
+        Trigger::OnUnificationCompleted,
+        &instance,
+        json!({"notificationUrl": rx.url("/unify")}),
+    )
+    .await;
     let f = fire(&app, &instance, full_refresh_event()).await;
     let u = fire(&app, &instance, unification_event()).await;
     // Events of another instance do not reach these subscriptions.
@@ -568,20 +820,38 @@ async fn full_refresh_and_unification_notifications_carry_the_documented_fields(
     assert_matches_schema(Trigger::OnUnificationCompleted, &unify);
     assert_eq!(unify["eventId"], u);
     assert_eq!(
-        (unify["sourceRecords"].clone(), unify["unifiedProfiles"].clone(), unify["matchedRecords"].clone()),
+        (
+            unify["sourceRecords"].clone(),
+            unify["unifiedProfiles"].clone(),
+            unify["matchedRecords"].clone()
+        ),
         (json!(30), json!(20), json!(14))
     );
 }
 
 #[tokio::test]
 async fn delete_at_location_stops_deliveries_including_queued_ones() {
-    let app = spawn_app_with(|s| s.retry = RetryPolicy::fast_for_tests(1000, Duration::from_millis(100))).await;
+    let app =
+        spawn_app_with(|s| s.retry = RetryPolicy::fast_for_tests(1000, Duration::from_millis(100)))
+            .await;
     let instance = app.create_instance("Hooks").await;
     let rx = Receiver::start().await;
     let failing = Receiver::start().await;
     failing.set_default(Reply::status(503));
-    let sub = subscribe(&app, Trigger::OnUnificationCompleted, &instance, json!({"notificationUrl": rx.url("/h")})).await;
-    let retrying = subscribe(&app, Trigger::OnUnificationCompleted, &instance, json!({"notificationUrl": failing.url("/h")})).await;
+    let sub = subscribe(
+        &app,
+        Trigger::OnUnificationCompleted,
+        &instance,
+        json!({"notificationUrl": rx.url("/h")}),
+    )
+    .await;
+    let retrying = subscribe(
+        &app,
+        Trigger::OnUnificationCompleted,
+        &instance,
+        json!({"notificationUrl": failing.url("/h")}),
+    )
+    .await;
 
     fire(&app, &instance, unification_event()).await;
     rx.wait_for(Some("/h"), 1, WAIT).await;
@@ -618,11 +888,19 @@ async fn a_503_is_retried_honouring_retry_after_then_delivered() {
     let instance = app.create_instance("Hooks").await;
     let rx = Receiver::start().await;
     rx.plan([
-        Reply::status(503).with_header("Retry-After", "1").with_body("busy"),
+        Reply::status(503)
+            .with_header("Retry-After", "1")
+            .with_body("busy"),
         Reply::status(503).with_header("Retry-After", "3600"),
         Reply::status(202),
     ]);
-    let sub = subscribe(&app, Trigger::OnUnificationCompleted, &instance, json!({"notificationUrl": rx.url("/h")})).await;
+    let sub = subscribe(
+        &app,
+        Trigger::OnUnificationCompleted,
+        &instance,
+        json!({"notificationUrl": rx.url("/h")}),
+    )
+    .await;
     let id = fire(&app, &instance, unification_event()).await;
     let got = rx.wait_for(Some("/h"), 3, WAIT).await;
 
@@ -633,37 +911,68 @@ async fn a_503_is_retried_honouring_retry_after_then_delivered() {
     }
     // Retry-After: 1 is honoured (the schedule alone would retry after 100 ms) ...
     let gap1 = got[1].at - got[0].at;
-    assert!(gap1 >= Duration::from_millis(950) && gap1 < Duration::from_millis(2500), "{gap1:?}");
+    assert!(
+        gap1 >= Duration::from_millis(950) && gap1 < Duration::from_millis(2500),
+        "{gap1:?}"
+    );
     // ... and Retry-After: 3600 is clamped to the 1.5 s cap.
     let gap2 = got[2].at - got[1].at;
-    assert!(gap2 >= Duration::from_millis(1450) && gap2 < Duration::from_millis(3500), "{gap2:?}");
+    assert!(
+        gap2 >= Duration::from_millis(1450) && gap2 < Duration::from_millis(3500),
+        "{gap2:?}"
+    );
 
-    let list = wait_deliveries(&app, &sub, |l| l.len() == 1 && l[0]["status"] == "delivered").await;
+    let list = wait_deliveries(&app, &sub, |l| {
+        l.len() == 1 && l[0]["status"] == "delivered"
+    })
+    .await;
     let d = &list[0];
     assert_eq!(d["eventId"], id);
     assert_eq!(d["attempts"], 3);
     assert!(d["nextAttemptAt"].is_null());
-    let codes: Vec<i64> = d["recentAttempts"].as_array().unwrap().iter().map(|a| a["statusCode"].as_i64().unwrap()).collect();
+    let codes: Vec<i64> = d["recentAttempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["statusCode"].as_i64().unwrap())
+        .collect();
     assert_eq!(codes, [202, 503, 503]);
     assert_eq!(d["recentAttempts"][2]["responseExcerpt"], "busy");
     assert!(d["recentAttempts"][0]["latencyMs"].as_i64().unwrap() >= 0);
 
-    let s = wait_subscription(&app, &sub, |s| s["consecutiveFailures"] == 0 && s["lastDeliveryAt"].is_string()).await;
+    let s = wait_subscription(&app, &sub, |s| {
+        s["consecutiveFailures"] == 0 && s["lastDeliveryAt"].is_string()
+    })
+    .await;
     assert_eq!(s["status"], "active");
     assert!(s["lastError"].is_null());
 
     let metrics = app.send(Method::GET, "/metrics", None, None).await.text;
-    assert!(metrics.contains(r#"webhook_delivery_attempts_total{outcome="retry"} 2"#), "{metrics}");
-    assert!(metrics.contains(r#"webhook_delivery_attempts_total{outcome="delivered"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"webhook_delivery_attempts_total{outcome="retry"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"webhook_delivery_attempts_total{outcome="delivered"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn exhausted_retries_are_dead_lettered_visible_and_redeliverable() {
-    let app = spawn_app_with(|s| s.retry = RetryPolicy::fast_for_tests(3, Duration::from_millis(100))).await;
+    let app =
+        spawn_app_with(|s| s.retry = RetryPolicy::fast_for_tests(3, Duration::from_millis(100)))
+            .await;
     let instance = app.create_instance("Hooks").await;
     let rx = Receiver::start().await;
     rx.set_default(Reply::status(500).with_body("boom"));
-    let sub = subscribe(&app, Trigger::OnFullRefreshCompleted, &instance, json!({"notificationUrl": rx.url("/h")})).await;
+    let sub = subscribe(
+        &app,
+        Trigger::OnFullRefreshCompleted,
+        &instance,
+        json!({"notificationUrl": rx.url("/h")}),
+    )
+    .await;
     let id = fire(&app, &instance, full_refresh_event()).await;
 
     rx.wait_for(Some("/h"), 3, WAIT).await;
@@ -677,51 +986,96 @@ async fn exhausted_retries_are_dead_lettered_visible_and_redeliverable() {
     let s = app.get(&sub.location).await.json();
     assert_eq!(s["consecutiveFailures"], 3);
     assert_eq!(s["lastError"], "callback answered 500");
-    assert_eq!(s["status"], "active", "a dead letter does not kill the subscription");
-    let dead = app.get(&format!("{}/deliveries?status=dead", sub.location)).await.json();
+    assert_eq!(
+        s["status"], "active",
+        "a dead letter does not kill the subscription"
+    );
+    let dead = app
+        .get(&format!("{}/deliveries?status=dead", sub.location))
+        .await
+        .json();
     assert_eq!(dead["value"].as_array().unwrap().len(), 1);
-    let none = app.get(&format!("{}/deliveries?status=delivered&top=5", sub.location)).await.json();
+    let none = app
+        .get(&format!(
+            "{}/deliveries?status=delivered&top=5",
+            sub.location
+        ))
+        .await
+        .json();
     assert_eq!(none, json!({"value": []}));
 
     // RedeliverEvent queues it again; the receiver is healthy now.
     rx.set_default(Reply::status(200));
     let delivery_id = d["deliveryId"].as_str().unwrap();
     let r = app
-        .post(&format!("{}/deliveries/{delivery_id}/redeliver", sub.location), json!({}))
+        .post(
+            &format!("{}/deliveries/{delivery_id}/redeliver", sub.location),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.json()["status"], "pending");
     assert_eq!(r.json()["attempts"], 0);
     let got = rx.wait_for(Some("/h"), 4, WAIT).await;
-    assert_eq!(got[3].event_id(), id, "the same eventId as the original attempts");
-    wait_deliveries(&app, &sub, |l| l[0]["status"] == "delivered" && l[0]["attempts"] == 1).await;
+    assert_eq!(
+        got[3].event_id(),
+        id,
+        "the same eventId as the original attempts"
+    );
+    wait_deliveries(&app, &sub, |l| {
+        l[0]["status"] == "delivered" && l[0]["attempts"] == 1
+    })
+    .await;
     wait_subscription(&app, &sub, |s| s["consecutiveFailures"] == 0).await;
 }
 
 #[tokio::test]
 async fn a_404_or_410_marks_the_subscription_dead_and_stops_deliveries() {
-    let app = spawn_app_with(|s| s.retry = RetryPolicy::fast_for_tests(5, Duration::from_millis(100))).await;
+    let app =
+        spawn_app_with(|s| s.retry = RetryPolicy::fast_for_tests(5, Duration::from_millis(100)))
+            .await;
     let instance = app.create_instance("Hooks").await;
     for code in [410u16, 404] {
         let rx = Receiver::start().await;
         rx.plan([Reply::status(code)]);
         let body = json!({"notificationUrl": rx.url("/h")});
-        let sub = subscribe(&app, Trigger::OnUnificationCompleted, &instance, body.clone()).await;
+        let sub = subscribe(
+            &app,
+            Trigger::OnUnificationCompleted,
+            &instance,
+            body.clone(),
+        )
+        .await;
         fire(&app, &instance, unification_event()).await;
         rx.wait_for(Some("/h"), 1, WAIT).await;
         let s = wait_subscription(&app, &sub, |s| s["status"] == "dead").await;
-        assert!(s["lastError"].as_str().unwrap().contains(&code.to_string()), "{s}");
-        let list = wait_deliveries(&app, &sub, |l| l.len() == 1 && l[0]["status"] == "failed").await;
+        assert!(
+            s["lastError"].as_str().unwrap().contains(&code.to_string()),
+            "{s}"
+        );
+        let list =
+            wait_deliveries(&app, &sub, |l| l.len() == 1 && l[0]["status"] == "failed").await;
         assert_eq!(list[0]["recentAttempts"][0]["statusCode"], code);
 
         // Nothing more is queued or sent to it.
         fire(&app, &instance, unification_event()).await;
         rx.assert_quiet("/h", 1, QUIET).await;
-        assert_eq!(app.get(&format!("{}/deliveries", sub.location)).await.json()["value"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            app.get(&format!("{}/deliveries", sub.location))
+                .await
+                .json()["value"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
         let delivery_id = list[0]["deliveryId"].as_str().unwrap();
-        app.post(&format!("{}/deliveries/{delivery_id}/redeliver", sub.location), json!({}))
-            .await
-            .assert_problem(409);
+        app.post(
+            &format!("{}/deliveries/{delivery_id}/redeliver", sub.location),
+            json!({}),
+        )
+        .await
+        .assert_problem(409);
 
         // The platform subscribing again (flow re-enabled) revives the same subscription.
         let again = subscribe(&app, Trigger::OnUnificationCompleted, &instance, body).await;
@@ -737,11 +1091,19 @@ async fn a_404_or_410_marks_the_subscription_dead_and_stops_deliveries() {
 
 #[tokio::test]
 async fn another_4xx_fails_only_that_delivery() {
-    let app = spawn_app_with(|s| s.retry = RetryPolicy::fast_for_tests(5, Duration::from_millis(100))).await;
+    let app =
+        spawn_app_with(|s| s.retry = RetryPolicy::fast_for_tests(5, Duration::from_millis(100)))
+            .await;
     let instance = app.create_instance("Hooks").await;
     let rx = Receiver::start().await;
     rx.plan([Reply::status(400).with_body("schema mismatch")]);
-    let sub = subscribe(&app, Trigger::OnUnificationCompleted, &instance, json!({"notificationUrl": rx.url("/h")})).await;
+    let sub = subscribe(
+        &app,
+        Trigger::OnUnificationCompleted,
+        &instance,
+        json!({"notificationUrl": rx.url("/h")}),
+    )
+    .await;
     let first = fire(&app, &instance, unification_event()).await;
     rx.wait_for(Some("/h"), 1, WAIT).await;
     let list = wait_deliveries(&app, &sub, |l| l.len() == 1 && l[0]["status"] == "failed").await;
@@ -767,8 +1129,20 @@ async fn a_callback_that_never_answers_hits_the_deadline_and_does_not_hold_up_ot
     let slow = Receiver::start().await;
     slow.set_default(Reply::Hang);
     let fast = Receiver::start().await;
-    let slow_sub = subscribe(&app, Trigger::OnUnificationCompleted, &instance, json!({"notificationUrl": slow.url("/slow")})).await;
-    subscribe(&app, Trigger::OnUnificationCompleted, &instance, json!({"notificationUrl": fast.url("/fast")})).await;
+    let slow_sub = subscribe(
+        &app,
+        Trigger::OnUnificationCompleted,
+        &instance,
+        json!({"notificationUrl": slow.url("/slow")}),
+    )
+    .await;
+    subscribe(
+        &app,
+        Trigger::OnUnificationCompleted,
+        &instance,
+        json!({"notificationUrl": fast.url("/fast")}),
+    )
+    .await;
 
     let started = Instant::now();
     let mut ids = Vec::new();
@@ -777,14 +1151,25 @@ async fn a_callback_that_never_answers_hits_the_deadline_and_does_not_hold_up_ot
     }
     let got = fast.wait_for(Some("/fast"), 6, WAIT).await;
     let all_fast = got.iter().map(|r| r.at).max().unwrap() - started;
-    assert!(all_fast < Duration::from_millis(900), "fast receiver waited for the slow one: {all_fast:?}");
+    assert!(
+        all_fast < Duration::from_millis(900),
+        "fast receiver waited for the slow one: {all_fast:?}"
+    );
     assert_eq!(event_ids(&got), sorted(ids));
     // The hanging callback holds at most its share of slots.
-    assert!(slow.received().len() <= 2, "{} concurrent attempts on one subscription", slow.received().len());
+    assert!(
+        slow.received().len() <= 2,
+        "{} concurrent attempts on one subscription",
+        slow.received().len()
+    );
 
     // Each attempt ends at the deadline and is recorded as a timeout.
     let list = wait_deliveries(&app, &slow_sub, |l| {
-        l.iter().any(|d| d["recentAttempts"].as_array().is_some_and(|a| !a.is_empty()))
+        l.iter().any(|d| {
+            d["recentAttempts"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        })
     })
     .await;
     let attempt = list
@@ -793,15 +1178,22 @@ async fn a_callback_that_never_answers_hits_the_deadline_and_does_not_hold_up_ot
         .next()
         .unwrap();
     assert!(attempt["statusCode"].is_null());
-    assert_eq!(attempt["error"], "no complete answer within the 1000 ms deadline");
+    assert_eq!(
+        attempt["error"],
+        "no complete answer within the 1000 ms deadline"
+    );
     let latency = attempt["latencyMs"].as_i64().unwrap();
     assert!((950..3000).contains(&latency), "latency {latency}");
-    eprintln!("fast receiver got 6 notifications in {all_fast:?}; timed-out attempt took {latency} ms");
+    eprintln!(
+        "fast receiver got 6 notifications in {all_fast:?}; timed-out attempt took {latency} ms"
+    );
 }
 
 #[tokio::test]
 async fn notifications_are_signed_and_verify_with_the_standardwebhooks_crate() {
-    let app = spawn_app_with(|s| s.retry = RetryPolicy::fast_for_tests(3, Duration::from_millis(100))).await;
+    let app =
+        spawn_app_with(|s| s.retry = RetryPolicy::fast_for_tests(3, Duration::from_millis(100)))
+            .await;
     let instance = app.create_instance("Hooks").await;
     let rx = Receiver::start().await;
     rx.plan([Reply::status(500)]); // the retry is signed afresh
@@ -814,7 +1206,10 @@ async fn notifications_are_signed_and_verify_with_the_standardwebhooks_crate() {
     )
     .await;
     assert_eq!(sub.body["signed"], true);
-    assert!(!sub.body.to_string().contains(&secret[6..]), "the secret is never echoed");
+    assert!(
+        !sub.body.to_string().contains(&secret[6..]),
+        "the secret is never echoed"
+    );
     let id = fire(&app, &instance, full_refresh_event()).await;
     let got = rx.wait_for(Some("/signed"), 2, WAIT).await;
 
@@ -827,7 +1222,9 @@ async fn notifications_are_signed_and_verify_with_the_standardwebhooks_crate() {
                 reqwest::header::HeaderValue::from_str(value).unwrap(),
             );
         }
-        verifier.verify(&r.body, &headers).expect("signature verifies");
+        verifier
+            .verify(&r.body, &headers)
+            .expect("signature verifies");
         assert_eq!(r.header("webhook-id"), Some(id.as_str()));
         assert!(r.header("webhook-signature").unwrap().starts_with("v1,"));
         // Tampering is detected.
@@ -836,7 +1233,10 @@ async fn notifications_are_signed_and_verify_with_the_standardwebhooks_crate() {
         assert!(verifier.verify(&tampered, &headers).is_err());
         // Another key does not verify.
         let (_, other) = insights_connector::webhooks::signing::SigningSecret::generate();
-        assert!(standardwebhooks::Webhook::new(&other).unwrap().verify(&r.body, &headers).is_err());
+        assert!(standardwebhooks::Webhook::new(&other)
+            .unwrap()
+            .verify(&r.body, &headers)
+            .is_err());
     }
 }
 
@@ -844,15 +1244,24 @@ async fn notifications_are_signed_and_verify_with_the_standardwebhooks_crate() {
 
 /// A host name other than `localhost` that resolves to loopback only (from /etc/hosts).
 async fn loopback_name() -> Option<String> {
-    let mut candidates = vec!["vm".to_string(), "runsc".to_string(), "ip6-localhost".to_string(), "localhost.localdomain".to_string()];
+    let mut candidates = vec![
+        "vm".to_string(),
+        "runsc".to_string(),
+        "ip6-localhost".to_string(),
+        "localhost.localdomain".to_string(),
+    ];
     if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
         candidates.insert(0, h.trim().to_string());
     }
-    for name in candidates.into_iter().filter(|n| !n.is_empty() && n != "localhost") {
-        let addrs: Vec<std::net::SocketAddr> = match tokio::net::lookup_host((name.as_str(), 80)).await {
-            Ok(found) => found.collect(),
-            Err(_) => continue,
-        };
+    for name in candidates
+        .into_iter()
+        .filter(|n| !n.is_empty() && n != "localhost")
+    {
+        let addrs: Vec<std::net::SocketAddr> =
+            match tokio::net::lookup_host((name.as_str(), 80)).await {
+                Ok(found) => found.collect(),
+                Err(_) => continue,
+            };
         if !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()) {
             return Some(name);
         }
@@ -891,23 +1300,43 @@ async fn ssrf_targets_are_refused_at_subscribe_time_without_private_callbacks() 
     }
     for url in &urls {
         let r = app
-            .post(&trigger_path(Trigger::OnUnificationCompleted, &instance), json!({"notificationUrl": url}))
+            .post(
+                &trigger_path(Trigger::OnUnificationCompleted, &instance),
+                json!({"notificationUrl": url}),
+            )
             .await;
         let problem = r.assert_problem(400);
-        assert!(problem["detail"].as_str().unwrap().contains("notificationUrl is not allowed"), "{url}: {problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("notificationUrl is not allowed"),
+            "{url}: {problem}"
+        );
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(rx.received().is_empty());
     assert_eq!(rx.connections(), 0, "a refused URL was contacted");
-    assert_eq!(app.get(&format!("/instances/{instance}/subscriptions")).await.json(), json!({"value": []}));
+    assert_eq!(
+        app.get(&format!("/instances/{instance}/subscriptions"))
+            .await
+            .json(),
+        json!({"value": []})
+    );
 
     // Even with private callbacks allowed, cloud metadata stays refused.
     let dev = spawn_app().await;
     let dev_instance = dev.create_instance("Dev").await;
-    for url in ["http://169.254.169.254/latest/meta-data/", "http://metadata.google.internal/"] {
-        dev.post(&trigger_path(Trigger::OnUnificationCompleted, &dev_instance), json!({"notificationUrl": url}))
-            .await
-            .assert_problem(400);
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://metadata.google.internal/",
+    ] {
+        dev.post(
+            &trigger_path(Trigger::OnUnificationCompleted, &dev_instance),
+            json!({"notificationUrl": url}),
+        )
+        .await
+        .assert_problem(400);
     }
 }
 
@@ -918,13 +1347,24 @@ async fn the_dispatcher_checks_the_destination_again_before_each_attempt() {
     let p = rx.port;
     let app = spawn_app().await;
     let instance = app.create_instance("Hooks").await;
-    let mut targets = vec![format!("https://127.0.0.1:{p}/literal"), format!("http://127.0.0.1:{p}/plain")];
+    let mut targets = vec![
+        format!("https://127.0.0.1:{p}/literal"),
+        format!("http://127.0.0.1:{p}/plain"),
+    ];
     if let Some(name) = loopback_name().await {
         targets.push(format!("https://{name}:{p}/by-name"));
     }
     let mut subs = Vec::new();
     for url in &targets {
-        subs.push(subscribe(&app, Trigger::OnUnificationCompleted, &instance, json!({"notificationUrl": url})).await);
+        subs.push(
+            subscribe(
+                &app,
+                Trigger::OnUnificationCompleted,
+                &instance,
+                json!({"notificationUrl": url}),
+            )
+            .await,
+        );
     }
     let old_address = app.address.clone();
     let dir = app.stop().await;
@@ -949,7 +1389,13 @@ async fn redirects_are_not_followed() {
     let target = Receiver::start().await;
     let rx = Receiver::start().await;
     rx.set_default(Reply::status(307).with_header("Location", &target.url("/internal")));
-    let sub = subscribe(&app, Trigger::OnUnificationCompleted, &instance, json!({"notificationUrl": rx.url("/h")})).await;
+    let sub = subscribe(
+        &app,
+        Trigger::OnUnificationCompleted,
+        &instance,
+        json!({"notificationUrl": rx.url("/h")}),
+    )
+    .await;
     fire(&app, &instance, unification_event()).await;
     rx.wait_for(Some("/h"), 1, WAIT).await;
     let list = wait_deliveries(&app, &sub, |l| l.len() == 1 && l[0]["status"] == "failed").await;
@@ -963,15 +1409,23 @@ async fn the_callback_host_allowlist_is_enforced() {
     let app = spawn_app_with(|s| s.callback_hosts = vec!["*.logic.azure.com".into()]).await;
     let instance = app.create_instance("Hooks").await;
     let r = app
-        .post(&trigger_path(Trigger::OnUnificationCompleted, &instance), json!({"notificationUrl": "http://127.0.0.1:9/h"}))
+        .post(
+            &trigger_path(Trigger::OnUnificationCompleted, &instance),
+            json!({"notificationUrl": "http://127.0.0.1:9/h"}),
+        )
         .await;
     let problem = r.assert_problem(400);
-    assert!(problem["detail"].as_str().unwrap().contains("allowlist"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("allowlist"),
+        "{problem}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let mut settings = common::settings_for(dir.path());
     settings.callback_hosts = vec!["*bad*".into()];
-    assert!(insights_connector::startup::Application::build(settings).await.is_err());
+    assert!(insights_connector::startup::Application::build(settings)
+        .await
+        .is_err());
 }
 
 // ----- the OpenAPI document -----
@@ -979,34 +1433,62 @@ async fn the_callback_host_allowlist_is_enforced() {
 #[tokio::test]
 async fn the_openapi_document_describes_the_triggers_for_power_automate() {
     let app = spawn_app().await;
-    let doc = app.send(Method::GET, "/openapi.json", None, None).await.json();
+    let doc = app
+        .send(Method::GET, "/openapi.json", None, None)
+        .await
+        .json();
     for (trigger, path, schema) in TRIGGERS {
         let op = &doc["paths"][*path]["post"];
         assert_eq!(op["operationId"], trigger.as_str());
         assert_eq!(op["x-ms-trigger"], "single");
         assert_eq!(op["x-ms-visibility"], "important");
         let summary = op["summary"].as_str().unwrap();
-        assert!(summary.starts_with("When a") && !summary.ends_with('.'), "{summary}");
+        assert!(
+            summary.starts_with("When a") && !summary.ends_with('.'),
+            "{summary}"
+        );
         let description = op["description"].as_str().unwrap();
-        assert!(description.starts_with("This operation triggers when") && description.ends_with('.'));
+        assert!(
+            description.starts_with("This operation triggers when") && description.ends_with('.')
+        );
         assert!(op["responses"]["201"]["headers"]["Location"].is_object());
-        let body_ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str().unwrap();
+        let body_ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap();
         let body = &doc["components"]["schemas"][body_ref.rsplit('/').next().unwrap()];
         let url = &body["properties"]["notificationUrl"];
         assert_eq!(url["type"], "string");
         assert_eq!(url["x-ms-notification-url"], true);
         assert_eq!(url["x-ms-visibility"], "internal");
-        assert!(body["required"].as_array().unwrap().contains(&json!("notificationUrl")));
+        assert!(body["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("notificationUrl")));
         assert_eq!(body["additionalProperties"], false);
         assert!(notification_schema_json(schema).is_some());
     }
     let seg = &doc["components"]["schemas"]["SegmentTriggerInput"]["properties"]["threshold"];
-    assert_eq!((seg["type"].clone(), seg["minimum"].clone()), (json!("integer"), json!(0)));
-    assert_eq!(doc["components"]["schemas"]["MeasureTriggerInput"]["properties"]["threshold"]["type"], "number");
+    assert_eq!(
+        (seg["type"].clone(), seg["minimum"].clone()),
+        (json!("integer"), json!(0))
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["MeasureTriggerInput"]["properties"]["threshold"]["type"],
+        "number"
+    );
     let sub_path = "/instances/{instanceId}/subscriptions/{subscriptionId}";
-    assert_eq!(doc["paths"][sub_path]["delete"]["operationId"], "DeleteTriggerSubscription");
-    assert_eq!(doc["paths"][sub_path]["delete"]["x-ms-visibility"], "internal");
-    assert_eq!(doc["paths"][sub_path]["get"]["operationId"], "GetTriggerSubscription");
+    assert_eq!(
+        doc["paths"][sub_path]["delete"]["operationId"],
+        "DeleteTriggerSubscription"
+    );
+    assert_eq!(
+        doc["paths"][sub_path]["delete"]["x-ms-visibility"],
+        "internal"
+    );
+    assert_eq!(
+        doc["paths"][sub_path]["get"]["operationId"],
+        "GetTriggerSubscription"
+    );
     for (path, method, op) in [
         ("/instances/{instanceId}/subscriptions", "get", "ListTriggerSubscriptions"),
         ("/instances/{instanceId}/subscriptions/{subscriptionId}/deliveries", "get", "ListDeliveries"),
@@ -1047,9 +1529,18 @@ async fn the_openapi_document_describes_the_triggers_for_power_automate() {
 
 async fn wait_job(app_client: &reqwest::Client, base: &str, location: &str) -> Value {
     let deadline = Instant::now() + WAIT;
-    let url = if location.starts_with("http") { location.to_string() } else { format!("{base}{location}") };
+    let url = if location.starts_with("http") {
+        location.to_string()
+    } else {
+        format!("{base}{location}")
+    };
     loop {
-        let r = app_client.get(&url).header("X-API-Key", KEY_A).send().await.unwrap();
+        let r = app_client
+            .get(&url)
+            .header("X-API-Key", KEY_A)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         let body: Value = r.json().await.unwrap();
         if status == 200 {
@@ -1072,7 +1563,11 @@ async fn engine_refreshes_fire_every_trigger_end_to_end() {
     let app = spawn_app().await;
     let instance = app.create_instance("Engine").await;
     let base = format!("/instances/{instance}");
-    std::fs::write(app.dir.path().join("people.csv"), "id,email,city\n1,a@x.org,Berlin\n2,b@x.org,Paris\n").unwrap();
+    std::fs::write(
+        app.dir.path().join("people.csv"),
+        "id,email,city\n1,a@x.org,Berlin\n2,b@x.org,Paris\n",
+    )
+    .unwrap();
     let ds = app
         .post(&format!("{base}/datasources"), json!({"name": "People", "entityName": "People", "format": "csv", "keyField": "id", "path": "people.csv"}))
         .await;
@@ -1085,25 +1580,46 @@ async fn engine_refreshes_fire_every_trigger_end_to_end() {
     });
     let r = app.put(&format!("{base}/unification"), config).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let seg = app.post(&format!("{base}/segments"), json!({"name": "Berliners", "filter": "city eq 'Berlin'"})).await;
+    let seg = app
+        .post(
+            &format!("{base}/segments"),
+            json!({"name": "Berliners", "filter": "city eq 'Berlin'"}),
+        )
+        .await;
     assert_eq!(seg.status, 201, "{}", seg.text);
     let seg_id = seg.json()["segmentId"].as_str().unwrap().to_string();
-    let m = app.post(&format!("{base}/measures"), json!({"name": "People", "entityName": "People", "aggregate": "count"})).await;
+    let m = app
+        .post(
+            &format!("{base}/measures"),
+            json!({"name": "People", "entityName": "People", "aggregate": "count"}),
+        )
+        .await;
     assert_eq!(m.status, 201, "{}", m.text);
     let m_id = m.json()["measureId"].as_str().unwrap().to_string();
 
     let rx = Receiver::start().await;
     let subs = [
-        (Trigger::OnDataSourceRefreshFailed, json!({"dataSourceId": ds_id})),
+        (
+            Trigger::OnDataSourceRefreshFailed,
+            json!({"dataSourceId": ds_id}),
+        ),
         (Trigger::OnDataSourceRefreshSucceeded, json!({})),
-        (Trigger::OnSegmentThresholdCrossed, json!({"segmentId": seg_id, "threshold": 1})),
-        (Trigger::OnMeasureThresholdCrossed, json!({"measureId": m_id, "threshold": 2})),
+        (
+            Trigger::OnSegmentThresholdCrossed,
+            json!({"segmentId": seg_id, "threshold": 1}),
+        ),
+        (
+            Trigger::OnMeasureThresholdCrossed,
+            json!({"measureId": m_id, "threshold": 2}),
+        ),
         (Trigger::OnFullRefreshCompleted, json!({})),
         (Trigger::OnUnificationCompleted, json!({})),
     ];
     for (t, inputs) in &subs {
         let mut body = json!({"notificationUrl": rx.url(&format!("/{}", t.as_str()))});
-        body.as_object_mut().unwrap().extend(inputs.as_object().unwrap().clone());
+        body.as_object_mut()
+            .unwrap()
+            .extend(inputs.as_object().unwrap().clone());
         subscribe(&app, *t, &instance, body).await;
     }
 
@@ -1140,12 +1656,28 @@ async fn engine_refreshes_fire_every_trigger_end_to_end() {
     }
     tokio::time::sleep(QUIET).await;
     for (t, n) in expect {
-        assert_eq!(rx.received_at(&format!("/{}", t.as_str())).len(), n, "{t:?}");
+        assert_eq!(
+            rx.received_at(&format!("/{}", t.as_str())).len(),
+            n,
+            "{t:?}"
+        );
     }
     let seg_body = rx.received_at("/OnSegmentThresholdCrossed")[0].json();
-    assert_eq!((seg_body["previousCount"].clone(), seg_body["currentCount"].clone()), (json!(1), json!(3)));
+    assert_eq!(
+        (
+            seg_body["previousCount"].clone(),
+            seg_body["currentCount"].clone()
+        ),
+        (json!(1), json!(3))
+    );
     let m_body = rx.received_at("/OnMeasureThresholdCrossed")[0].json();
-    assert_eq!((m_body["previousValue"].clone(), m_body["currentValue"].clone()), (json!(2.0), json!(4.0)));
+    assert_eq!(
+        (
+            m_body["previousValue"].clone(),
+            m_body["currentValue"].clone()
+        ),
+        (json!(2.0), json!(4.0))
+    );
     let failed = rx.received_at("/OnDataSourceRefreshFailed")[0].json();
     assert_eq!(failed["status"], "failed");
     assert!(failed["error"].is_string());
@@ -1154,7 +1686,11 @@ async fn engine_refreshes_fire_every_trigger_end_to_end() {
 // ----- crash safety (the real binary, kill -9) -----
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server {
@@ -1211,13 +1747,21 @@ impl Server {
             .await
             .unwrap();
         let status = r.status().as_u16();
-        let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+        let location = r
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string());
         (status, r.json().await.unwrap_or(Value::Null), location)
     }
 
     /// Refreshes the data source and waits for the job: its event is committed afterwards.
     async fn refresh(&self, instance: &str, ds: &str) {
-        let (status, body, location) = self.post(&format!("/instances/{instance}/datasources/{ds}/refresh"), json!({})).await;
+        let (status, body, location) = self
+            .post(
+                &format!("/instances/{instance}/datasources/{ds}/refresh"),
+                json!({}),
+            )
+            .await;
         assert_eq!(status, 202, "{body}");
         let job = wait_job(&reqwest::Client::new(), &self.base, &location.unwrap()).await;
         assert_eq!(job["status"], "succeeded", "{job}");
@@ -1282,11 +1826,15 @@ async fn kill_9_and_restart_lose_no_notification() {
     let rx = Receiver::start_on(rx_port).await;
     let deadline = Instant::now() + Duration::from_secs(40);
     let expected: i64 = {
-        let store = insights_connector::store::Store::open(&dir.path().join("data")).await.unwrap();
-        let n = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE event_type = 'dataSourceRefreshSucceeded'")
-            .fetch_one(store.pool())
+        let store = insights_connector::store::Store::open(&dir.path().join("data"))
             .await
             .unwrap();
+        let n = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE event_type = 'dataSourceRefreshSucceeded'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
         store.close().await;
         n
     };
@@ -1302,7 +1850,11 @@ async fn kill_9_and_restart_lose_no_notification() {
             );
             break;
         }
-        assert!(Instant::now() < deadline, "only {} of {expected} events arrived", ids.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {expected} events arrived",
+            ids.len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(p3);

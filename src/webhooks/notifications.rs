@@ -318,12 +318,12 @@ mod tests {
                         started_at: t("2026-03-01T10:00:00Z"),
                         completed_at: t("2026-03-01T10:05:00Z"),
                         stages: json!([
-                        {"stage": "dataSource", "name": "Web orders", "id": "ds-1", "status": "succeeded", "detail": {"rowsIngested": 12}},
-                        {"stage": "dataSource", "name": "Shop", "id": "ds-2", "status": "failed", "error": "line 3: bad quote"},
-                        {"stage": "unification", "name": "unification", "status": "succeeded",
-                         "detail": {"sourceRecords": 12, "unifiedProfiles": 10, "matchedRecords": 4}},
-                        {"stage": "segment", "name": "Big", "id": "seg-1", "status": "succeeded", "detail": {"memberCount": 3}}
-                    ]),
+                            {"stage": "dataSource", "name": "Web orders", "id": "ds-1", "status": "succeeded", "detail": {"rowsIngested": 12}},
+                            {"stage": "dataSource", "name": "Shop", "id": "ds-2", "status": "failed", "error": "line 3: bad quote"},
+                            {"stage": "unification", "name": "unification", "status": "succeeded",
+                             "detail": {"sourceRecords": 12, "unifiedProfiles": 10, "matchedRecords": 4}},
+                            {"stage": "segment", "name": "Big", "id": "seg-1", "status": "succeeded", "detail": {"memberCount": 3}}
+                        ]),
                     },
                 ),
                 json!({}),
@@ -436,7 +436,10 @@ mod tests {
     fn every_property_has_a_description_and_a_summary() {
         for (name, schema) in notification_schemas() {
             let schema = serde_json::to_value(schema).unwrap();
-            assert!(schema["description"].is_string(), "{name} has no description");
+            assert!(
+                schema["description"].is_string(),
+                "{name} has no description"
+            );
             assert_documented(&name, &schema);
         }
     }

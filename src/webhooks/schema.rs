@@ -108,7 +108,9 @@ pub fn stages() -> RefOr<Schema> {
 
 pub fn stage_detail() -> RefOr<Schema> {
     annotated(
-        RefOr::T(Schema::Object(ObjectBuilder::new().schema_type(Type::Object).build())),
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new().schema_type(Type::Object).build(),
+        )),
         "Figures of a stage that succeeded, e.g. `rowsIngested`, `memberCount` or `value`.",
         "Stage Detail",
     )
