@@ -29,7 +29,11 @@ pub struct ServeArgs {
     pub api_keys: Option<String>,
 
     /// Development only: let webhook callbacks target loopback and private addresses (and plain http).
-    #[arg(long, env = "CONNECTOR_ALLOW_PRIVATE_CALLBACKS", default_value_t = false)]
+    #[arg(
+        long,
+        env = "CONNECTOR_ALLOW_PRIVATE_CALLBACKS",
+        default_value_t = false
+    )]
     pub allow_private_callbacks: bool,
 
     /// Comma-separated host patterns (e.g. `*.logic.azure.com`); when set, callbacks to any other host are refused.
@@ -149,8 +153,9 @@ impl Settings {
             .map_err(|e| anyhow::anyhow!("--bind '{}': {e}", args.bind))?;
         let public_url = match &args.public_url {
             Some(u) => {
-                let parsed = url::Url::parse(u)
-                    .map_err(|e| anyhow::anyhow!("--public-url '{u}' is not an absolute URL: {e}"))?;
+                let parsed = url::Url::parse(u).map_err(|e| {
+                    anyhow::anyhow!("--public-url '{u}' is not an absolute URL: {e}")
+                })?;
                 if !matches!(parsed.scheme(), "http" | "https") {
                     anyhow::bail!("--public-url must be http or https");
                 }
@@ -237,9 +242,9 @@ fn parse_bootstrap_keys(s: &str) -> anyhow::Result<Vec<(String, String)>> {
 fn parse_schedule(s: &str) -> anyhow::Result<Vec<Duration>> {
     let mut schedule = vec![Duration::ZERO];
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let secs: f64 = part
-            .parse()
-            .map_err(|_| anyhow::anyhow!("delivery schedule entry '{part}' is not a number of seconds"))?;
+        let secs: f64 = part.parse().map_err(|_| {
+            anyhow::anyhow!("delivery schedule entry '{part}' is not a number of seconds")
+        })?;
         if !(0.0..=7.0 * 86400.0).contains(&secs) {
             anyhow::bail!("delivery schedule entry '{part}' is out of range");
         }

@@ -52,6 +52,7 @@ impl Application {
 
         let engine = Engine::new(store.clone(), settings.data_dir.clone());
         engine.start_job_workers(settings.job_workers).await?;
+        engine.start_scheduler(std::time::Duration::from_secs(1));
         let metrics = Metrics::new();
 
         let openapi = spec::openapi();
@@ -74,7 +75,8 @@ impl Application {
                 .configure(|cfg| api::extractor_config(cfg, max_body))
                 .configure(api::operational::configure)
                 .service(
-                    SwaggerUi::new("/docs/{_:.*}").config(Config::from("/openapi.json").validator_url("none")),
+                    SwaggerUi::new("/docs/{_:.*}")
+                        .config(Config::from("/openapi.json").validator_url("none")),
                 )
                 .default_service(web::to(api::fallback))
                 .wrap(from_fn(auth::authenticate))

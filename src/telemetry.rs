@@ -6,12 +6,15 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once (later calls are no-ops, so tests may call it freely).
 pub fn init_tracing(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -36,7 +39,10 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by method, route and status."),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by method, route and status.",
+            ),
             &["method", "route", "status"],
         )
         .expect("valid metric");
@@ -59,9 +65,15 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
-        registry.register(Box::new(requests.clone())).expect("register");
-        registry.register(Box::new(latency.clone())).expect("register");
-        registry.register(Box::new(deliveries.clone())).expect("register");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(deliveries.clone()))
+            .expect("register");
         Self {
             registry,
             requests,
@@ -84,7 +96,9 @@ pub async fn record_metrics(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let metrics = req.app_data::<web::Data<crate::api::AppState>>().map(|s| s.metrics.clone());
+    let metrics = req
+        .app_data::<web::Data<crate::api::AppState>>()
+        .map(|s| s.metrics.clone());
     let method = req.method().to_string();
     let res = next.call(req).await?;
     if let Some(metrics) = metrics {

@@ -23,7 +23,9 @@ async fn requests_without_or_with_a_wrong_key_get_401() {
 #[tokio::test]
 async fn create_answers_201_with_absolute_location_that_resolves() {
     let app = spawn_app().await;
-    let r = app.post("/instances", json!({ "name": "  Contoso  " })).await;
+    let r = app
+        .post("/instances", json!({ "name": "  Contoso  " }))
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let body = r.json();
     assert_eq!(body["name"], "Contoso");
@@ -105,9 +107,13 @@ async fn malformed_json_wrong_content_type_oversized_body_and_trace_are_problems
     raw(Method::POST, Some("application/json"), "{\"name\":".into())
         .await
         .assert_problem(400);
-    raw(Method::POST, Some("application/json"), "{\"name\":5}".into())
-        .await
-        .assert_problem(400);
+    raw(
+        Method::POST,
+        Some("application/json"),
+        "{\"name\":5}".into(),
+    )
+    .await
+    .assert_problem(400);
     raw(Method::POST, Some("text/plain"), "{\"name\":\"x\"}".into())
         .await
         .assert_problem(415);
@@ -137,7 +143,11 @@ async fn operational_endpoints_answer_without_a_key() {
     ] {
         let r = app.send(Method::GET, path, None, None).await;
         assert_eq!(r.status, 200, "{path}: {}", r.text);
-        assert!(r.content_type().starts_with(ct), "{path}: {}", r.content_type());
+        assert!(
+            r.content_type().starts_with(ct),
+            "{path}: {}",
+            r.content_type()
+        );
     }
     let metrics = app.send(Method::GET, "/metrics", None, None).await.text;
     assert!(

@@ -93,8 +93,14 @@ fn created<T: Serialize>(state: &AppState, path: String, body: &T) -> HttpRespon
     extensions(("x-ms-visibility" = json!("advanced")))
 )]
 #[get("/instances/{instanceId}/segments")]
-async fn list_segments(state: web::Data<AppState>, tenant: TenantId, path: web::Path<String>) -> Result<web::Json<SegmentList>, ApiError> {
-    Ok(web::Json(SegmentList { value: state.engine.list_segments(&tenant, &path).await? }))
+async fn list_segments(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<String>,
+) -> Result<web::Json<SegmentList>, ApiError> {
+    Ok(web::Json(SegmentList {
+        value: state.engine.list_segments(&tenant, &path).await?,
+    }))
 }
 
 /// Create a segment
@@ -113,9 +119,25 @@ async fn list_segments(state: web::Data<AppState>, tenant: TenantId, path: web::
     extensions(("x-ms-visibility" = json!("advanced")))
 )]
 #[post("/instances/{instanceId}/segments")]
-async fn create_segment(state: web::Data<AppState>, tenant: TenantId, path: web::Path<String>, body: web::Json<NewSegment>) -> Result<HttpResponse, ApiError> {
-    let segment = state.engine.create_segment(&tenant, &path, body.into_inner()).await?;
-    Ok(created(&state, format!("/instances/{}/segments/{}", path.as_str(), segment.segment_id), &segment))
+async fn create_segment(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<String>,
+    body: web::Json<NewSegment>,
+) -> Result<HttpResponse, ApiError> {
+    let segment = state
+        .engine
+        .create_segment(&tenant, &path, body.into_inner())
+        .await?;
+    Ok(created(
+        &state,
+        format!(
+            "/instances/{}/segments/{}",
+            path.as_str(),
+            segment.segment_id
+        ),
+        &segment,
+    ))
 }
 
 /// Get a segment
@@ -131,9 +153,15 @@ async fn create_segment(state: web::Data<AppState>, tenant: TenantId, path: web:
     extensions(("x-ms-visibility" = json!("advanced")))
 )]
 #[get("/instances/{instanceId}/segments/{segmentId}")]
-async fn get_segment(state: web::Data<AppState>, tenant: TenantId, path: web::Path<(String, String)>) -> Result<web::Json<Segment>, ApiError> {
+async fn get_segment(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<(String, String)>,
+) -> Result<web::Json<Segment>, ApiError> {
     let (instance_id, id) = path.into_inner();
-    Ok(web::Json(state.engine.segment(&tenant, &instance_id, &id).await?))
+    Ok(web::Json(
+        state.engine.segment(&tenant, &instance_id, &id).await?,
+    ))
 }
 
 /// Refresh a segment
@@ -150,9 +178,16 @@ async fn get_segment(state: web::Data<AppState>, tenant: TenantId, path: web::Pa
     extensions(("x-ms-visibility" = json!("advanced")))
 )]
 #[post("/instances/{instanceId}/segments/{segmentId}/refresh")]
-async fn refresh_segment(state: web::Data<AppState>, tenant: TenantId, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+async fn refresh_segment(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (instance_id, id) = path.into_inner();
-    let job = state.engine.refresh_segment(&tenant, &instance_id, &id).await?;
+    let job = state
+        .engine
+        .refresh_segment(&tenant, &instance_id, &id)
+        .await?;
     Ok(accepted(&state, &job))
 }
 
@@ -182,7 +217,10 @@ async fn get_segment_members(
     query: web::Query<PageParams>,
 ) -> Result<web::Json<MemberList>, ApiError> {
     let (instance_id, id) = path.into_inner();
-    let page = state.engine.segment_members(&tenant, &instance_id, &id, query.top, query.skip).await?;
+    let page = state
+        .engine
+        .segment_members(&tenant, &instance_id, &id, query.top, query.skip)
+        .await?;
     let next_link = page.next_skip.map(|skip| {
         state.url(&format!(
             "/instances/{}/segments/{}/members?%24top={}&%24skip={skip}",
@@ -195,10 +233,12 @@ async fn get_segment_members(
         value: page
             .items
             .into_iter()
-            .map(|v| Item(match v {
-                Value::Object(m) => m,
-                _ => Default::default(),
-            }))
+            .map(|v| {
+                Item(match v {
+                    Value::Object(m) => m,
+                    _ => Default::default(),
+                })
+            })
             .collect(),
         next_link,
     }))
@@ -217,8 +257,14 @@ async fn get_segment_members(
     extensions(("x-ms-visibility" = json!("advanced")))
 )]
 #[get("/instances/{instanceId}/measures")]
-async fn list_measures(state: web::Data<AppState>, tenant: TenantId, path: web::Path<String>) -> Result<web::Json<MeasureList>, ApiError> {
-    Ok(web::Json(MeasureList { value: state.engine.list_measures(&tenant, &path).await? }))
+async fn list_measures(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<String>,
+) -> Result<web::Json<MeasureList>, ApiError> {
+    Ok(web::Json(MeasureList {
+        value: state.engine.list_measures(&tenant, &path).await?,
+    }))
 }
 
 /// Create a measure
@@ -237,9 +283,25 @@ async fn list_measures(state: web::Data<AppState>, tenant: TenantId, path: web::
     extensions(("x-ms-visibility" = json!("advanced")))
 )]
 #[post("/instances/{instanceId}/measures")]
-async fn create_measure(state: web::Data<AppState>, tenant: TenantId, path: web::Path<String>, body: web::Json<NewMeasure>) -> Result<HttpResponse, ApiError> {
-    let measure = state.engine.create_measure(&tenant, &path, body.into_inner()).await?;
-    Ok(created(&state, format!("/instances/{}/measures/{}", path.as_str(), measure.measure_id), &measure))
+async fn create_measure(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<String>,
+    body: web::Json<NewMeasure>,
+) -> Result<HttpResponse, ApiError> {
+    let measure = state
+        .engine
+        .create_measure(&tenant, &path, body.into_inner())
+        .await?;
+    Ok(created(
+        &state,
+        format!(
+            "/instances/{}/measures/{}",
+            path.as_str(),
+            measure.measure_id
+        ),
+        &measure,
+    ))
 }
 
 /// Get a measure
@@ -255,9 +317,15 @@ async fn create_measure(state: web::Data<AppState>, tenant: TenantId, path: web:
     extensions(("x-ms-visibility" = json!("advanced")))
 )]
 #[get("/instances/{instanceId}/measures/{measureId}")]
-async fn get_measure(state: web::Data<AppState>, tenant: TenantId, path: web::Path<(String, String)>) -> Result<web::Json<Measure>, ApiError> {
+async fn get_measure(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<(String, String)>,
+) -> Result<web::Json<Measure>, ApiError> {
     let (instance_id, id) = path.into_inner();
-    Ok(web::Json(state.engine.measure(&tenant, &instance_id, &id).await?))
+    Ok(web::Json(
+        state.engine.measure(&tenant, &instance_id, &id).await?,
+    ))
 }
 
 /// Refresh a measure
@@ -274,9 +342,16 @@ async fn get_measure(state: web::Data<AppState>, tenant: TenantId, path: web::Pa
     extensions(("x-ms-visibility" = json!("advanced")))
 )]
 #[post("/instances/{instanceId}/measures/{measureId}/refresh")]
-async fn refresh_measure(state: web::Data<AppState>, tenant: TenantId, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+async fn refresh_measure(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (instance_id, id) = path.into_inner();
-    let job = state.engine.refresh_measure(&tenant, &instance_id, &id).await?;
+    let job = state
+        .engine
+        .refresh_measure(&tenant, &instance_id, &id)
+        .await?;
     Ok(accepted(&state, &job))
 }
 
@@ -293,8 +368,14 @@ async fn refresh_measure(state: web::Data<AppState>, tenant: TenantId, path: web
     extensions(("x-ms-visibility" = json!("advanced")))
 )]
 #[get("/instances/{instanceId}/unification")]
-async fn get_unification_config(state: web::Data<AppState>, tenant: TenantId, path: web::Path<String>) -> Result<web::Json<UnificationConfig>, ApiError> {
-    Ok(web::Json(state.engine.unification_config(&tenant, &path).await?))
+async fn get_unification_config(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<String>,
+) -> Result<web::Json<UnificationConfig>, ApiError> {
+    Ok(web::Json(
+        state.engine.unification_config(&tenant, &path).await?,
+    ))
 }
 
 /// Set the unification configuration
@@ -320,7 +401,12 @@ async fn set_unification_config(
 ) -> Result<web::Json<UnificationConfig>, ApiError> {
     let config: UnificationConfig = serde_json::from_value(body.into_inner().0)
         .map_err(|e| ApiError::BadRequest(format!("invalid unification configuration: {e}")))?;
-    Ok(web::Json(state.engine.set_unification_config(&tenant, &path, config).await?))
+    Ok(web::Json(
+        state
+            .engine
+            .set_unification_config(&tenant, &path, config)
+            .await?,
+    ))
 }
 
 /// Run unification
@@ -337,7 +423,11 @@ async fn set_unification_config(
     extensions(("x-ms-visibility" = json!("advanced")))
 )]
 #[post("/instances/{instanceId}/unification/run")]
-async fn run_unification(state: web::Data<AppState>, tenant: TenantId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn run_unification(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let job = state.engine.run_unification(&tenant, &path).await?;
     Ok(accepted(&state, &job))
 }
@@ -356,7 +446,11 @@ async fn run_unification(state: web::Data<AppState>, tenant: TenantId, path: web
     extensions(("x-ms-visibility" = json!("advanced")))
 )]
 #[post("/instances/{instanceId}/refresh")]
-async fn start_full_refresh(state: web::Data<AppState>, tenant: TenantId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn start_full_refresh(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let job = state.engine.start_full_refresh(&tenant, &path).await?;
     Ok(accepted(&state, &job))
 }

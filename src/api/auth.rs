@@ -76,7 +76,10 @@ impl KeyRing {
 
 /// Stores the configured bootstrap keys; if no key exists at all afterwards, creates one for
 /// tenant `default` and returns it (the caller prints it once).
-pub async fn bootstrap_keys(store: &Store, keys: &[(String, String)]) -> StoreResult<Option<String>> {
+pub async fn bootstrap_keys(
+    store: &Store,
+    keys: &[(String, String)],
+) -> StoreResult<Option<String>> {
     for (tenant, key) in keys {
         store.insert_api_key(tenant, &hash_key(key)).await?;
     }
@@ -115,8 +118,10 @@ impl Throttle {
 
 /// Paths that need no key and are not part of the documented API.
 pub fn is_operational(path: &str) -> bool {
-    matches!(path, "/health" | "/ready" | "/metrics" | "/openapi.json" | "/docs")
-        || path.starts_with("/docs/")
+    matches!(
+        path,
+        "/health" | "/ready" | "/metrics" | "/openapi.json" | "/docs"
+    ) || path.starts_with("/docs/")
         || path.starts_with("/connector/")
 }
 

@@ -79,7 +79,10 @@ async fn create_data_source(
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,
-            state.url(&format!("/instances/{instance_id}/datasources/{}", source.data_source_id)),
+            state.url(&format!(
+                "/instances/{instance_id}/datasources/{}",
+                source.data_source_id
+            )),
         ))
         .json(source))
 }
@@ -107,7 +110,9 @@ async fn get_data_source(
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<DataSource>, ApiError> {
     let (instance_id, id) = path.into_inner();
-    Ok(web::Json(state.engine.data_source(&tenant, &instance_id, &id).await?))
+    Ok(web::Json(
+        state.engine.data_source(&tenant, &instance_id, &id).await?,
+    ))
 }
 
 /// Refresh a data source
@@ -134,6 +139,9 @@ async fn refresh_data_source(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (instance_id, id) = path.into_inner();
-    let job = state.engine.refresh_data_source(&tenant, &instance_id, &id).await?;
+    let job = state
+        .engine
+        .refresh_data_source(&tenant, &instance_id, &id)
+        .await?;
     Ok(accepted(&state, &job))
 }

@@ -167,7 +167,11 @@ async fn get_items(
         .expect("public URL is absolute");
         {
             let mut pairs = url.query_pairs_mut();
-            for (name, value) in [("$filter", &q.filter), ("$select", &q.select), ("$orderby", &q.orderby)] {
+            for (name, value) in [
+                ("$filter", &q.filter),
+                ("$select", &q.select),
+                ("$orderby", &q.orderby),
+            ] {
                 if let Some(v) = value {
                     pairs.append_pair(name, v);
                 }
@@ -304,7 +308,13 @@ async fn update_item(
     Ok(web::Json(
         state
             .engine
-            .update_item(&tenant, &instance_id, &entity_name, &item_id, body.into_inner().0)
+            .update_item(
+                &tenant,
+                &instance_id,
+                &entity_name,
+                &item_id,
+                body.into_inner().0,
+            )
             .await?,
     ))
 }

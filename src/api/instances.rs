@@ -62,7 +62,10 @@ async fn create_instance(
     tenant: TenantId,
     body: web::Json<NewInstance>,
 ) -> Result<HttpResponse, ApiError> {
-    let instance = state.engine.create_instance(&tenant, body.into_inner()).await?;
+    let instance = state
+        .engine
+        .create_instance(&tenant, body.into_inner())
+        .await?;
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,

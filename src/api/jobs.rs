@@ -18,7 +18,10 @@ pub fn accepted(state: &AppState, job: &Job) -> HttpResponse {
     HttpResponse::Accepted()
         .insert_header((
             header::LOCATION,
-            state.url(&format!("/instances/{}/jobs/{}", job.instance_id, job.job_id)),
+            state.url(&format!(
+                "/instances/{}/jobs/{}",
+                job.instance_id, job.job_id
+            )),
         ))
         .insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()))
         .json(job)

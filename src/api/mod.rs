@@ -6,8 +6,8 @@ pub mod analytics;
 pub mod auth;
 pub mod datasources;
 pub mod entities;
-pub mod jobs;
 pub mod instances;
+pub mod jobs;
 pub mod operational;
 pub mod problem;
 pub mod triggers;
@@ -82,7 +82,13 @@ impl RouteTable {
                             .filter(|k| {
                                 matches!(
                                     k.as_str(),
-                                    "get" | "post" | "put" | "patch" | "delete" | "head" | "options"
+                                    "get"
+                                        | "post"
+                                        | "put"
+                                        | "patch"
+                                        | "delete"
+                                        | "head"
+                                        | "options"
                                 )
                             })
                             .map(|k| k.to_uppercase())
@@ -151,7 +157,10 @@ pub async fn catch_panic(
     use futures_util::FutureExt;
     // Cloning the request here would break routing (it needs the only reference), so a panic is
     // turned into an error, which actix renders through `ApiError::error_response`.
-    match std::panic::AssertUnwindSafe(next.call(req)).catch_unwind().await {
+    match std::panic::AssertUnwindSafe(next.call(req))
+        .catch_unwind()
+        .await
+    {
         Ok(res) => Ok(res?.map_into_boxed_body()),
         Err(panic) => {
             let message = panic

@@ -67,10 +67,7 @@ impl ApiError {
         let status = self.status_code();
         Problem {
             problem_type: format!("urn:insights-connector:problem:{}", self.slug()),
-            title: status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_string(),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
             // Internal details go to the log, never to the caller.
             detail: match self {
@@ -141,9 +138,9 @@ pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
         E::OverflowKnownLength { length, limit } => ApiError::PayloadTooLarge(format!(
             "the request body is {length} bytes; the limit is {limit} bytes"
         )),
-        E::Overflow { limit } => {
-            ApiError::PayloadTooLarge(format!("the request body exceeds the limit of {limit} bytes"))
-        }
+        E::Overflow { limit } => ApiError::PayloadTooLarge(format!(
+            "the request body exceeds the limit of {limit} bytes"
+        )),
         E::Deserialize(e) => ApiError::BadRequest(format!("invalid JSON body: {e}")),
         other => ApiError::BadRequest(format!("could not read the JSON body: {other}")),
     }

@@ -213,11 +213,10 @@ impl Engine {
         let entity_name = parse_entity_name(input.entity_name.trim())?;
         let key_field = parse_name("keyField", &input.key_field)?;
         let path = match (&input.content, &input.path) {
-            (Some(_), Some(_)) | (None, None) => {
-                return Err(EngineError::Invalid(
-                    "give exactly one of content (inline data) and path (a file in the data directory)".into(),
-                ))
-            }
+            (Some(_), Some(_)) | (None, None) => return Err(EngineError::Invalid(
+                "give exactly one of content (inline data) and path (a file in the data directory)"
+                    .into(),
+            )),
             (None, Some(p)) => Some(parse_relative_path(p)?),
             (Some(_), None) => None,
         };
@@ -252,7 +251,11 @@ impl Engine {
         Ok(rec.into())
     }
 
-    pub async fn list_data_sources(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<Vec<DataSource>> {
+    pub async fn list_data_sources(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+    ) -> EngineResult<Vec<DataSource>> {
         self.instance(tenant, instance_id).await?;
         Ok(self
             .store()
@@ -284,9 +287,14 @@ impl Engine {
         instance_id: &str,
         data_source_id: &str,
     ) -> EngineResult<Job> {
-        self.data_source(tenant, instance_id, data_source_id).await?;
-        self.enqueue_job(instance_id, JobKind::DataSourceRefresh, Some(data_source_id))
-            .await
+        self.data_source(tenant, instance_id, data_source_id)
+            .await?;
+        self.enqueue_job(
+            instance_id,
+            JobKind::DataSourceRefresh,
+            Some(data_source_id),
+        )
+        .await
     }
 
     /// Runs a refresh now. Returns whether it succeeded and its rows or error. The outcome, the
@@ -368,10 +376,18 @@ impl Engine {
 
     /// Parses the source into a staged generation. On failure the staged rows are removed and
     /// the current items stay as they were.
-    async fn ingest(&self, source: &DataSourceRecord) -> Result<(u64, i64, serde_json::Value), String> {
+    async fn ingest(
+        &self,
+        source: &DataSourceRecord,
+    ) -> Result<(u64, i64, serde_json::Value), String> {
         let entity = self
             .store()
-            .ensure_entity(&source.instance_id, &source.entity_name, "source", &source.key_field)
+            .ensure_entity(
+                &source.instance_id,
+                &source.entity_name,
+                "source",
+                &source.key_field,
+            )
             .await
             .map_err(|e| e.to_string())?;
         let generation = self
@@ -383,7 +399,9 @@ impl Engine {
             (Some(content), _) => Box::new(std::io::Cursor::new(content.clone().into_bytes())),
             (None, Some(rel)) => {
                 let path = resolve_inside(self.data_dir(), rel)?;
-                Box::new(std::fs::File::open(&path).map_err(|e| format!("cannot open '{rel}': {e}"))?)
+                Box::new(
+                    std::fs::File::open(&path).map_err(|e| format!("cannot open '{rel}': {e}"))?,
+                )
             }
             (None, None) => return Err("the data source has neither content nor path".into()),
         };
@@ -406,14 +424,19 @@ impl Engine {
                         (row.key, serde_json::Value::Object(row.data).to_string())
                     })
                     .collect();
-                tx.blocking_send(batch).map_err(|_| "writer stopped".to_string())
+                tx.blocking_send(batch)
+                    .map_err(|_| "writer stopped".to_string())
             });
             (parsed, schema.finish())
         });
         let mut write_error = None;
         while let Some(batch) = rx.recv().await {
             if write_error.is_none() {
-                if let Err(e) = self.store().stage_items(entity.id, generation, &batch).await {
+                if let Err(e) = self
+                    .store()
+                    .stage_items(entity.id, generation, &batch)
+                    .await
+                {
                     write_error = Some(e.to_string());
                     rx.close();
                 }

@@ -170,7 +170,11 @@ fn odata_error(option: &str, e: odata::ODataError) -> EngineError {
 }
 
 /// Parses a `$filter` and checks every field exists on the entity.
-pub(crate) fn parse_filter_for(entity: &EntityRecord, text: &str, option: &str) -> EngineResult<Expr> {
+pub(crate) fn parse_filter_for(
+    entity: &EntityRecord,
+    text: &str,
+    option: &str,
+) -> EngineResult<Expr> {
     let expr = odata::parse_filter(text).map_err(|e| odata_error(option, e))?;
     let known = known_fields(entity);
     for f in expr.fields() {
@@ -205,7 +209,11 @@ impl Engine {
             .map_err(|e| not_found(e, "entity", entity_name))
     }
 
-    pub async fn list_entities(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<Vec<Entity>> {
+    pub async fn list_entities(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+    ) -> EngineResult<Vec<Entity>> {
         self.instance(tenant, instance_id).await?;
         Ok(self
             .store()
@@ -250,7 +258,9 @@ impl Engine {
         }
         let skip = q.skip.unwrap_or(0);
         if skip < 0 {
-            return Err(EngineError::Invalid("invalid $skip: it must not be negative".into()));
+            return Err(EngineError::Invalid(
+                "invalid $skip: it must not be negative".into(),
+            ));
         }
         let known = known_fields(&entity);
         let mut query = ItemQuery {

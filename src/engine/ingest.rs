@@ -118,7 +118,9 @@ pub fn parse<R: Read, E>(
 }
 
 /// Returns a reader positioned after a UTF-8 byte-order mark, if the input starts with one.
-fn skip_bom<R: Read>(mut reader: R) -> Result<std::io::Chain<std::io::Cursor<Vec<u8>>, R>, IngestError> {
+fn skip_bom<R: Read>(
+    mut reader: R,
+) -> Result<std::io::Chain<std::io::Cursor<Vec<u8>>, R>, IngestError> {
     let mut head = [0u8; 3];
     let mut filled = 0;
     while filled < head.len() {
@@ -209,10 +211,14 @@ fn parse_csv<R: Read, E, F: FnMut(Vec<Row>) -> Result<(), E>>(
     let header_line = rdr.get_mut().line_at(header_pos);
     for (i, name) in headers.iter().enumerate() {
         if name.is_empty() {
-            return Err(malformed(header_line, format!("header column {} has no name", i + 1)).into());
+            return Err(
+                malformed(header_line, format!("header column {} has no name", i + 1)).into(),
+            );
         }
         if headers[..i].contains(name) {
-            return Err(malformed(header_line, format!("header column '{name}' appears twice")).into());
+            return Err(
+                malformed(header_line, format!("header column '{name}' appears twice")).into(),
+            );
         }
     }
     let key_index = headers
@@ -378,11 +384,14 @@ fn parse_jsonl<R: Read, E, F: FnMut(Vec<Row>) -> Result<(), E>>(
         match read {
             LineRead::Eof => break,
             LineRead::TooLong => {
-                return Err(malformed(line, format!("line is longer than {MAX_LINE_BYTES} bytes")).into())
+                return Err(
+                    malformed(line, format!("line is longer than {MAX_LINE_BYTES} bytes")).into(),
+                )
             }
             LineRead::Line => {}
         }
-        let text = std::str::from_utf8(&buf).map_err(|_| malformed(line, "line is not valid UTF-8"))?;
+        let text =
+            std::str::from_utf8(&buf).map_err(|_| malformed(line, "line is not valid UTF-8"))?;
         let text = text.trim();
         if text.is_empty() {
             continue;
@@ -391,7 +400,11 @@ fn parse_jsonl<R: Read, E, F: FnMut(Vec<Row>) -> Result<(), E>>(
         let value: Value = serde_json::from_str(text)
             .map_err(|e| malformed(line, format!("invalid JSON: {e}")))?;
         let Value::Object(data) = value else {
-            return Err(malformed(line, format!("expected a JSON object, found {}", json_kind(&value))).into());
+            return Err(malformed(
+                line,
+                format!("expected a JSON object, found {}", json_kind(&value)),
+            )
+            .into());
         };
         let key = match data.get(key_field) {
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
@@ -429,7 +442,11 @@ enum LineRead {
 }
 
 /// Reads one line (without its `\n`) into `buf`, refusing lines longer than `cap` bytes.
-fn read_line_capped<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>, cap: usize) -> std::io::Result<LineRead> {
+fn read_line_capped<R: BufRead>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<LineRead> {
     let mut any = false;
     loop {
         let available = match reader.fill_buf() {
@@ -725,7 +742,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn collect(input: &[u8], format: Format, key: &str, batch: usize) -> Result<(u64, Vec<Vec<Row>>), IngestError> {
+    fn collect(
+        input: &[u8],
+        format: Format,
+        key: &str,
+        batch: usize,
+    ) -> Result<(u64, Vec<Vec<Row>>), IngestError> {
         let mut batches = Vec::new();
         let n = parse::<_, ()>(input, format, key, batch, |b| {
             batches.push(b);
@@ -759,13 +781,22 @@ mod tests {
         assert_eq!(infer_cell("00123"), Some(json!("00123")));
         assert_eq!(infer_cell("+4930123456"), Some(json!("+4930123456")));
         assert_eq!(infer_cell("9223372036854775807"), Some(json!(i64::MAX)));
-        assert_eq!(infer_cell("9223372036854775808"), Some(json!("9223372036854775808")));
+        assert_eq!(
+            infer_cell("9223372036854775808"),
+            Some(json!("9223372036854775808"))
+        );
         assert_eq!(infer_cell("1.5"), Some(json!(1.5)));
         assert_eq!(infer_cell("-0.25"), Some(json!(-0.25)));
         assert_eq!(infer_cell("19.90"), Some(json!(19.9)));
         assert_eq!(infer_cell("0.000123"), Some(json!(0.000123)));
-        assert_eq!(infer_cell("123456789.123456"), Some(json!(123456789.123456)));
-        assert_eq!(infer_cell("1234567890.1234567"), Some(json!("1234567890.1234567")));
+        assert_eq!(
+            infer_cell("123456789.123456"),
+            Some(json!(123456789.123456))
+        );
+        assert_eq!(
+            infer_cell("1234567890.1234567"),
+            Some(json!("1234567890.1234567"))
+        );
         assert_eq!(infer_cell("01.5"), Some(json!("01.5")));
         assert_eq!(infer_cell(".5"), Some(json!(".5")));
         assert_eq!(infer_cell("5."), Some(json!("5.")));
@@ -806,7 +837,12 @@ mod tests {
                 message: "expected 2 fields, found 3".into()
             }
         );
-        let ok = rows("id,note\n1,\"two\nlines\"\n2,\"a \"\"q\"\"\"\n", Format::Csv, "id").unwrap();
+        let ok = rows(
+            "id,note\n1,\"two\nlines\"\n2,\"a \"\"q\"\"\"\n",
+            Format::Csv,
+            "id",
+        )
+        .unwrap();
         assert_eq!(ok[0].line, 2);
         assert_eq!(ok[0].data["note"], json!("two\nlines"));
         assert_eq!(ok[1].line, 4);
@@ -816,7 +852,11 @@ mod tests {
     #[test]
     fn csv_line_numbers_are_physical_lines() {
         let lines = |input: &str| -> Vec<u64> {
-            rows(input, Format::Csv, "id").unwrap().iter().map(|r| r.line).collect()
+            rows(input, Format::Csv, "id")
+                .unwrap()
+                .iter()
+                .map(|r| r.line)
+                .collect()
         };
         assert_eq!(lines("id,n\n1,a\n\n2,b\n\n\n3,c"), vec![2, 4, 7]);
         assert_eq!(lines("id,n\r\n1,a\r\n\r\n2,b\r\n3,c\r\n"), vec![2, 4, 5]);
@@ -831,7 +871,10 @@ mod tests {
             }
         );
         let err = rows("\n\nid,id\n", Format::Csv, "id").unwrap_err();
-        assert!(matches!(err, IngestError::Malformed { line: 3, .. }), "{err:?}");
+        assert!(
+            matches!(err, IngestError::Malformed { line: 3, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -858,7 +901,10 @@ mod tests {
             }
         );
         let err = collect(b"id,n\xffame\n1,2\n", Format::Csv, "id", 10).unwrap_err();
-        assert!(matches!(err, IngestError::Malformed { line: 1, .. }), "{err:?}");
+        assert!(
+            matches!(err, IngestError::Malformed { line: 1, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -909,10 +955,22 @@ mod tests {
     #[test]
     fn empty_files() {
         assert_eq!(rows("", Format::Csv, "id").unwrap_err(), IngestError::Empty);
-        assert_eq!(rows("\n\n", Format::Csv, "id").unwrap_err(), IngestError::Empty);
-        assert_eq!(collect(b"\xEF\xBB\xBF", Format::Csv, "id", 1).unwrap_err(), IngestError::Empty);
-        assert_eq!(rows("", Format::Jsonl, "id").unwrap_err(), IngestError::Empty);
-        assert_eq!(rows(" \n\n  \n", Format::Jsonl, "id").unwrap_err(), IngestError::Empty);
+        assert_eq!(
+            rows("\n\n", Format::Csv, "id").unwrap_err(),
+            IngestError::Empty
+        );
+        assert_eq!(
+            collect(b"\xEF\xBB\xBF", Format::Csv, "id", 1).unwrap_err(),
+            IngestError::Empty
+        );
+        assert_eq!(
+            rows("", Format::Jsonl, "id").unwrap_err(),
+            IngestError::Empty
+        );
+        assert_eq!(
+            rows(" \n\n  \n", Format::Jsonl, "id").unwrap_err(),
+            IngestError::Empty
+        );
         // A header without data rows is a valid, empty entity.
         assert_eq!(collect(b"id,name\n", Format::Csv, "id", 1).unwrap().0, 0);
     }
@@ -925,7 +983,10 @@ mod tests {
         }
         let (n, batches) = collect(input.as_bytes(), Format::Csv, "id", 4).unwrap();
         assert_eq!(n, 10);
-        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 2]);
+        assert_eq!(
+            batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![4, 4, 2]
+        );
         let (n, batches) = collect(input.as_bytes(), Format::Csv, "id", 0).unwrap();
         assert_eq!((n, batches.len()), (10, 10));
 
@@ -969,16 +1030,28 @@ mod tests {
     fn jsonl_basic() {
         let input = "{\"id\":\"a\",\"n\":1,\"nested\":{\"x\":[1,2]}}\n\n{\"id\":7,\"n\":2.5}\r\n  {\"id\":1.5}  \n{\"id\":\"b\"}";
         let rows = rows(input, Format::Jsonl, "id").unwrap();
-        assert_eq!(rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), vec!["a", "7", "1.5", "b"]);
-        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![1, 3, 4, 5]);
-        assert_eq!(rows[0].data, obj(json!({"id":"a","n":1,"nested":{"x":[1,2]}})));
+        assert_eq!(
+            rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+            vec!["a", "7", "1.5", "b"]
+        );
+        assert_eq!(
+            rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![1, 3, 4, 5]
+        );
+        assert_eq!(
+            rows[0].data,
+            obj(json!({"id":"a","n":1,"nested":{"x":[1,2]}}))
+        );
         assert_eq!(rows[1].data, obj(json!({"id":7,"n":2.5})));
     }
 
     #[test]
     fn jsonl_errors() {
         let err = rows("{\"id\":1}\n{\"id\":2,}\n", Format::Jsonl, "id").unwrap_err();
-        assert!(matches!(&err, IngestError::Malformed { line: 2, message } if message.starts_with("invalid JSON")), "{err:?}");
+        assert!(
+            matches!(&err, IngestError::Malformed { line: 2, message } if message.starts_with("invalid JSON")),
+            "{err:?}"
+        );
         assert_eq!(
             rows("{\"id\":1}\n\n[1,2]\n", Format::Jsonl, "id").unwrap_err(),
             IngestError::Malformed {
@@ -995,7 +1068,10 @@ mod tests {
         );
         for bad_key in ["null", "\"\"", "\"  \""] {
             let input = format!("{{\"id\":{bad_key}}}\n");
-            assert!(matches!(rows(&input, Format::Jsonl, "id").unwrap_err(), IngestError::MissingKey { line: 1, .. }));
+            assert!(matches!(
+                rows(&input, Format::Jsonl, "id").unwrap_err(),
+                IngestError::MissingKey { line: 1, .. }
+            ));
         }
         assert!(matches!(
             rows("{\"id\":true}\n", Format::Jsonl, "id").unwrap_err(),
@@ -1022,16 +1098,28 @@ mod tests {
     fn jsonl_line_cap() {
         let mut reader = BufReader::with_capacity(4, &b"abcdefgh\nxy\n"[..]);
         let mut buf = Vec::new();
-        assert!(matches!(read_line_capped(&mut reader, &mut buf, 5).unwrap(), LineRead::TooLong));
+        assert!(matches!(
+            read_line_capped(&mut reader, &mut buf, 5).unwrap(),
+            LineRead::TooLong
+        ));
         let mut reader = BufReader::with_capacity(4, &b"abcdefgh\nxy"[..]);
         buf.clear();
-        assert!(matches!(read_line_capped(&mut reader, &mut buf, 8).unwrap(), LineRead::Line));
+        assert!(matches!(
+            read_line_capped(&mut reader, &mut buf, 8).unwrap(),
+            LineRead::Line
+        ));
         assert_eq!(buf, b"abcdefgh");
         buf.clear();
-        assert!(matches!(read_line_capped(&mut reader, &mut buf, 8).unwrap(), LineRead::Line));
+        assert!(matches!(
+            read_line_capped(&mut reader, &mut buf, 8).unwrap(),
+            LineRead::Line
+        ));
         assert_eq!(buf, b"xy");
         buf.clear();
-        assert!(matches!(read_line_capped(&mut reader, &mut buf, 8).unwrap(), LineRead::Eof));
+        assert!(matches!(
+            read_line_capped(&mut reader, &mut buf, 8).unwrap(),
+            LineRead::Eof
+        ));
     }
 
     #[test]
@@ -1055,7 +1143,10 @@ mod tests {
             (Format::Csv, &b""[..]),
         ] {
             let res = parse::<_, ()>(Failing(data), format, "id", 10, |_| Ok(()));
-            assert_eq!(res, Err(ParseFailure::Ingest(IngestError::Io("disk on fire".into()))));
+            assert_eq!(
+                res,
+                Err(ParseFailure::Ingest(IngestError::Io("disk on fire".into())))
+            );
         }
     }
 
@@ -1097,13 +1188,22 @@ mod tests {
         assert_eq!(t("g"), "array");
         assert_eq!(t("h"), "string");
         assert_eq!(t("i"), "integer");
-        assert_eq!(schema["properties"]["a"], json!({"type":"integer","x-ms-summary":"a"}));
-        assert_eq!(infer_schema(std::iter::empty()), json!({"type":"object","properties":{}}));
+        assert_eq!(
+            schema["properties"]["a"],
+            json!({"type":"integer","x-ms-summary":"a"})
+        );
+        assert_eq!(
+            infer_schema(std::iter::empty()),
+            json!({"type":"object","properties":{}})
+        );
     }
 
     #[test]
     fn format_serde() {
         assert_eq!(serde_json::to_string(&Format::Csv).unwrap(), "\"csv\"");
-        assert_eq!(serde_json::from_str::<Format>("\"jsonl\"").unwrap(), Format::Jsonl);
+        assert_eq!(
+            serde_json::from_str::<Format>("\"jsonl\"").unwrap(),
+            Format::Jsonl
+        );
     }
 }

@@ -52,8 +52,11 @@ impl From<InstanceRecord> for Instance {
 /// Parses a cron expression for the refresh schedule (UTC).
 pub fn parse_schedule(expr: &str) -> EngineResult<croner::Cron> {
     use std::str::FromStr;
-    croner::Cron::from_str(expr.trim())
-        .map_err(|e| EngineError::Invalid(format!("refreshSchedule '{expr}' is not a valid cron expression: {e}")))
+    croner::Cron::from_str(expr.trim()).map_err(|e| {
+        EngineError::Invalid(format!(
+            "refreshSchedule '{expr}' is not a valid cron expression: {e}"
+        ))
+    })
 }
 
 impl Engine {
@@ -67,7 +70,11 @@ impl Engine {
             .collect())
     }
 
-    pub async fn create_instance(&self, tenant: &TenantId, input: NewInstance) -> EngineResult<Instance> {
+    pub async fn create_instance(
+        &self,
+        tenant: &TenantId,
+        input: NewInstance,
+    ) -> EngineResult<Instance> {
         let name = parse_name("name", &input.name)?;
         let refresh_schedule = match input.refresh_schedule.as_deref().map(str::trim) {
             Some("") | None => None,

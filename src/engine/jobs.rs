@@ -156,7 +156,12 @@ impl Engine {
         rec.try_into()
     }
 
-    pub async fn job(&self, tenant: &TenantId, instance_id: &str, job_id: &str) -> EngineResult<Job> {
+    pub async fn job(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        job_id: &str,
+    ) -> EngineResult<Job> {
         self.instance(tenant, instance_id).await?;
         self.store()
             .get_job(instance_id, job_id)
@@ -169,7 +174,10 @@ impl Engine {
     pub async fn start_job_workers(&self, workers: usize) -> EngineResult<()> {
         let interrupted = self.store().fail_interrupted_jobs().await?;
         if interrupted > 0 {
-            tracing::warn!(interrupted, "jobs interrupted by the last stop were marked failed");
+            tracing::warn!(
+                interrupted,
+                "jobs interrupted by the last stop were marked failed"
+            );
         }
         self.store().sweep_stale_generations().await?;
         for worker in 0..workers {
@@ -189,14 +197,20 @@ impl Engine {
                     if let Err(e) = self.run_job(job).await {
                         tracing::error!(job = %id, error = %e, "job could not record its outcome");
                         let _ = self
-                            .finish_job_alone(&id, false, None, Some(&format!("internal error: {e}")))
+                            .finish_job_alone(
+                                &id,
+                                false,
+                                None,
+                                Some(&format!("internal error: {e}")),
+                            )
                             .await;
                     }
                     // Another worker may be waiting for this instance to be free.
                     signal.notify_one();
                 }
                 Ok(None) => {
-                    let _ = tokio::time::timeout(Duration::from_millis(500), signal.notified()).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(500), signal.notified()).await;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot claim jobs");

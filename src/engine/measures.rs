@@ -38,9 +38,16 @@ impl Aggregate {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Aggregate::Count, Aggregate::Sum, Aggregate::Avg, Aggregate::Min, Aggregate::Max, Aggregate::DistinctCount]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        [
+            Aggregate::Count,
+            Aggregate::Sum,
+            Aggregate::Avg,
+            Aggregate::Min,
+            Aggregate::Max,
+            Aggregate::DistinctCount,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
     }
 
     /// Our fixed SQL for the aggregate; the field path is a bound parameter. Numeric aggregates
@@ -59,7 +66,9 @@ impl Aggregate {
             Aggregate::Avg => numeric("AVG"),
             Aggregate::Min => numeric("MIN"),
             Aggregate::Max => numeric("MAX"),
-            Aggregate::DistinctCount => ("COUNT(DISTINCT json_extract(data, ?))".into(), vec![path()]),
+            Aggregate::DistinctCount => {
+                ("COUNT(DISTINCT json_extract(data, ?))".into(), vec![path()])
+            }
         }
     }
 }
@@ -137,24 +146,48 @@ pub struct NewMeasure {
 }
 
 impl Engine {
-    pub async fn create_measure(&self, tenant: &TenantId, instance_id: &str, input: NewMeasure) -> EngineResult<Measure> {
+    pub async fn create_measure(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        input: NewMeasure,
+    ) -> EngineResult<Measure> {
         self.instance(tenant, instance_id).await?;
         let name = parse_name("name", &input.name)?;
         let entity_name = parse_name("entityName", &input.entity_name)?;
-        let field = input.field.as_deref().map(str::trim).filter(|f| !f.is_empty()).map(String::from);
+        let field = input
+            .field
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(String::from);
         if field.is_none() && input.aggregate != Aggregate::Count {
-            return Err(EngineError::Invalid(format!("aggregate '{}' needs a field", input.aggregate.as_str())));
+            return Err(EngineError::Invalid(format!(
+                "aggregate '{}' needs a field",
+                input.aggregate.as_str()
+            )));
         }
         if let Some(f) = &field {
-            if !f.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            if !f
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 || !f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             {
-                return Err(EngineError::Invalid(format!("field '{f}' is not a valid field name")));
+                return Err(EngineError::Invalid(format!(
+                    "field '{f}' is not a valid field name"
+                )));
             }
         }
-        let filter = input.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()).map(String::from);
+        let filter = input
+            .filter
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(String::from);
         if let Some(f) = &filter {
-            odata::parse_filter(f).map_err(|e| EngineError::Invalid(format!("invalid filter: {e}")))?;
+            odata::parse_filter(f)
+                .map_err(|e| EngineError::Invalid(format!("invalid filter: {e}")))?;
         }
         let rec = MeasureRecord {
             id: uuid::Uuid::new_v4().to_string(),
@@ -172,12 +205,27 @@ impl Engine {
         Ok(rec.into())
     }
 
-    pub async fn list_measures(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<Vec<Measure>> {
+    pub async fn list_measures(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+    ) -> EngineResult<Vec<Measure>> {
         self.instance(tenant, instance_id).await?;
-        Ok(self.store().list_measures(instance_id).await?.into_iter().map(Measure::from).collect())
+        Ok(self
+            .store()
+            .list_measures(instance_id)
+            .await?
+            .into_iter()
+            .map(Measure::from)
+            .collect())
     }
 
-    pub async fn measure(&self, tenant: &TenantId, instance_id: &str, measure_id: &str) -> EngineResult<Measure> {
+    pub async fn measure(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        measure_id: &str,
+    ) -> EngineResult<Measure> {
         self.instance(tenant, instance_id).await?;
         self.store()
             .get_measure(instance_id, measure_id)
@@ -186,9 +234,15 @@ impl Engine {
             .map_err(|e| not_found(e, "measure", measure_id))
     }
 
-    pub async fn refresh_measure(&self, tenant: &TenantId, instance_id: &str, measure_id: &str) -> EngineResult<Job> {
+    pub async fn refresh_measure(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        measure_id: &str,
+    ) -> EngineResult<Job> {
         self.measure(tenant, instance_id, measure_id).await?;
-        self.enqueue_job(instance_id, JobKind::MeasureRefresh, Some(measure_id)).await
+        self.enqueue_job(instance_id, JobKind::MeasureRefresh, Some(measure_id))
+            .await
     }
 
     /// Recomputes the value; commits it with the event (and the job's end).
@@ -205,12 +259,17 @@ impl Engine {
             .map_err(|e| not_found(e, "measure", measure_id))?;
         let entity = match self.store().entity(instance_id, &measure.entity_name).await {
             Ok(e) => Ok(e),
-            Err(StoreError::NotFound) => Err(format!("entity '{}' does not exist (yet)", measure.entity_name)),
+            Err(StoreError::NotFound) => Err(format!(
+                "entity '{}' does not exist (yet)",
+                measure.entity_name
+            )),
             Err(e) => return Err(e.into()),
         };
         let prepared = entity.and_then(|entity| {
             let filter = match &measure.filter {
-                Some(f) => Some(compile_filter(&parse_filter_for(&entity, f, "filter").map_err(|e| e.to_string())?)),
+                Some(f) => Some(compile_filter(
+                    &parse_filter_for(&entity, f, "filter").map_err(|e| e.to_string())?,
+                )),
                 None => None,
             };
             Ok((entity, filter))
@@ -219,7 +278,8 @@ impl Engine {
             Ok(p) => p,
             Err(reason) => {
                 if let Some(job_id) = job_id {
-                    self.finish_job_alone(job_id, false, None, Some(&reason)).await?;
+                    self.finish_job_alone(job_id, false, None, Some(&reason))
+                        .await?;
                 }
                 return Ok(Err(reason));
             }
@@ -230,7 +290,10 @@ impl Engine {
             Some((w, b)) => (Some(w.as_str()), b.clone()),
             None => (None, vec![]),
         };
-        let value = self.store().aggregate(&entity, &agg_sql, &agg_binds, where_sql, &where_binds).await?;
+        let value = self
+            .store()
+            .aggregate(&entity, &agg_sql, &agg_binds, where_sql, &where_binds)
+            .await?;
         let now = super::now();
         let mut tx = self.store().begin().await?;
         Store::set_measure_value(&mut tx, &measure.id, value, now).await?;
@@ -245,7 +308,8 @@ impl Engine {
         );
         record_event(&mut tx, &event).await?;
         if let Some(job_id) = job_id {
-            let result = json!({"measureId": measure.id, "value": value, "previousValue": measure.value});
+            let result =
+                json!({"measureId": measure.id, "value": value, "previousValue": measure.value});
             Store::finish_job(&mut tx, job_id, true, Some(&result), None).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;

@@ -11,6 +11,7 @@ pub mod instances;
 pub mod jobs;
 pub mod measures;
 pub mod odata;
+pub mod schedule;
 pub mod segments;
 pub mod unification;
 pub mod unify;

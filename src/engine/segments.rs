@@ -70,11 +70,17 @@ pub struct MembersPage {
 }
 
 impl Engine {
-    pub async fn create_segment(&self, tenant: &TenantId, instance_id: &str, input: NewSegment) -> EngineResult<Segment> {
+    pub async fn create_segment(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        input: NewSegment,
+    ) -> EngineResult<Segment> {
         self.instance(tenant, instance_id).await?;
         let name = parse_name("name", &input.name)?;
         let filter = input.filter.trim().to_string();
-        odata::parse_filter(&filter).map_err(|e| EngineError::Invalid(format!("invalid filter: {e}")))?;
+        odata::parse_filter(&filter)
+            .map_err(|e| EngineError::Invalid(format!("invalid filter: {e}")))?;
         // When profiles exist, unknown fields are caught now rather than at refresh.
         if let Ok(customer) = self.store().entity(instance_id, CUSTOMER_ENTITY).await {
             parse_filter_for(&customer, &filter, "filter")?;
@@ -92,12 +98,27 @@ impl Engine {
         Ok(rec.into())
     }
 
-    pub async fn list_segments(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<Vec<Segment>> {
+    pub async fn list_segments(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+    ) -> EngineResult<Vec<Segment>> {
         self.instance(tenant, instance_id).await?;
-        Ok(self.store().list_segments(instance_id).await?.into_iter().map(Segment::from).collect())
+        Ok(self
+            .store()
+            .list_segments(instance_id)
+            .await?
+            .into_iter()
+            .map(Segment::from)
+            .collect())
     }
 
-    pub async fn segment(&self, tenant: &TenantId, instance_id: &str, segment_id: &str) -> EngineResult<Segment> {
+    pub async fn segment(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        segment_id: &str,
+    ) -> EngineResult<Segment> {
         self.instance(tenant, instance_id).await?;
         self.store()
             .get_segment(instance_id, segment_id)
@@ -106,9 +127,15 @@ impl Engine {
             .map_err(|e| not_found(e, "segment", segment_id))
     }
 
-    pub async fn refresh_segment(&self, tenant: &TenantId, instance_id: &str, segment_id: &str) -> EngineResult<Job> {
+    pub async fn refresh_segment(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        segment_id: &str,
+    ) -> EngineResult<Job> {
         self.segment(tenant, instance_id, segment_id).await?;
-        self.enqueue_job(instance_id, JobKind::SegmentRefresh, Some(segment_id)).await
+        self.enqueue_job(instance_id, JobKind::SegmentRefresh, Some(segment_id))
+            .await
     }
 
     /// Recomputes members and count; commits them with the event (and the job's end).
@@ -128,21 +155,26 @@ impl Engine {
             Ok(customer) => parse_filter_for(&customer, &segment.filter, "filter")
                 .map(|expr| (customer, compile_filter(&expr)))
                 .map_err(|e| e.to_string()),
-            Err(StoreError::NotFound) => Err("there are no unified profiles yet: run unification first".into()),
+            Err(StoreError::NotFound) => {
+                Err("there are no unified profiles yet: run unification first".into())
+            }
             Err(e) => return Err(e.into()),
         };
         let (customer, (where_sql, binds)) = match prepared {
             Ok(p) => p,
             Err(reason) => {
                 if let Some(job_id) = job_id {
-                    self.finish_job_alone(job_id, false, None, Some(&reason)).await?;
+                    self.finish_job_alone(job_id, false, None, Some(&reason))
+                        .await?;
                 }
                 return Ok(Err(reason));
             }
         };
         let now = super::now();
         let mut tx = self.store().begin().await?;
-        let count = Store::compute_segment(&mut tx, &segment.id, &customer, &where_sql, &binds, now).await?;
+        let count =
+            Store::compute_segment(&mut tx, &segment.id, &customer, &where_sql, &binds, now)
+                .await?;
         let event = DomainEvent::new(
             instance_id,
             EventKind::SegmentRefreshed {
@@ -173,22 +205,38 @@ impl Engine {
         self.segment(tenant, instance_id, segment_id).await?;
         let top = top.unwrap_or(DEFAULT_TOP);
         if !(1..=MAX_TOP).contains(&top) {
-            return Err(EngineError::Invalid(format!("invalid $top: {top}; it must be between 1 and {MAX_TOP}")));
+            return Err(EngineError::Invalid(format!(
+                "invalid $top: {top}; it must be between 1 and {MAX_TOP}"
+            )));
         }
         let skip = skip.unwrap_or(0);
         if skip < 0 {
-            return Err(EngineError::Invalid("invalid $skip: it must not be negative".into()));
+            return Err(EngineError::Invalid(
+                "invalid $skip: it must not be negative".into(),
+            ));
         }
         let customer = match self.store().entity(instance_id, CUSTOMER_ENTITY).await {
             Ok(c) => c,
-            Err(StoreError::NotFound) => return Ok(MembersPage { items: vec![], next_skip: None, top }),
+            Err(StoreError::NotFound) => {
+                return Ok(MembersPage {
+                    items: vec![],
+                    next_skip: None,
+                    top,
+                })
+            }
             Err(e) => return Err(e.into()),
         };
-        let mut rows = self.store().segment_members(segment_id, &customer, top + 1, skip).await?;
+        let mut rows = self
+            .store()
+            .segment_members(segment_id, &customer, top + 1, skip)
+            .await?;
         let has_more = rows.len() as i64 > top;
         rows.truncate(top as usize);
         Ok(MembersPage {
-            items: rows.iter().map(|d| serde_json::from_str(d).unwrap_or(Value::Null)).collect(),
+            items: rows
+                .iter()
+                .map(|d| serde_json::from_str(d).unwrap_or(Value::Null))
+                .collect(),
             next_skip: has_more.then_some(skip + top),
             top,
         })

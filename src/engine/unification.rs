@@ -27,10 +27,16 @@ pub struct UnificationStats {
 const TIMESTAMP_FIELDS: [&str; 4] = ["updatedAt", "modifiedOn", "lastModified", "UpdatedAt"];
 
 impl Engine {
-    pub async fn unification_config(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<UnificationConfig> {
+    pub async fn unification_config(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+    ) -> EngineResult<UnificationConfig> {
         self.instance(tenant, instance_id).await?;
         match self.store().get_unification_config(instance_id).await? {
-            Some(text) => serde_json::from_str(&text).map_err(|e| EngineError::Internal(e.to_string())),
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| EngineError::Internal(e.to_string()))
+            }
             None => Err(EngineError::NotFound(format!(
                 "instance '{instance_id}' has no unification configuration yet"
             ))),
@@ -45,19 +51,27 @@ impl Engine {
     ) -> EngineResult<UnificationConfig> {
         self.instance(tenant, instance_id).await?;
         config.validate().map_err(EngineError::Invalid)?;
-        if config.sources.iter().any(|s| s.entity_name == CUSTOMER_ENTITY) {
+        if config
+            .sources
+            .iter()
+            .any(|s| s.entity_name == CUSTOMER_ENTITY)
+        {
             return Err(EngineError::Invalid(format!(
                 "'{CUSTOMER_ENTITY}' is the unification output and cannot be one of its sources"
             )));
         }
-        let text = serde_json::to_string(&config).map_err(|e| EngineError::Internal(e.to_string()))?;
-        self.store().set_unification_config(instance_id, &text).await?;
+        let text =
+            serde_json::to_string(&config).map_err(|e| EngineError::Internal(e.to_string()))?;
+        self.store()
+            .set_unification_config(instance_id, &text)
+            .await?;
         Ok(config)
     }
 
     pub async fn run_unification(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<Job> {
         self.unification_config(tenant, instance_id).await?;
-        self.enqueue_job(instance_id, JobKind::Unification, None).await
+        self.enqueue_job(instance_id, JobKind::Unification, None)
+            .await
     }
 
     /// Runs map → match → merge and replaces `Customer` atomically with the event (and the
@@ -69,7 +83,8 @@ impl Engine {
     ) -> EngineResult<Result<UnificationStats, String>> {
         let fail = |reason: String| async move {
             if let Some(job_id) = job_id {
-                self.finish_job_alone(job_id, false, None, Some(&reason)).await?;
+                self.finish_job_alone(job_id, false, None, Some(&reason))
+                    .await?;
             }
             Ok::<_, EngineError>(Err(reason))
         };
@@ -142,12 +157,16 @@ impl Engine {
             widen_schema(&mut schema, &item);
             batch.push((profile.customer_id, Value::Object(item).to_string()));
             if batch.len() >= BATCH {
-                self.store().stage_items(entity.id, generation, &batch).await?;
+                self.store()
+                    .stage_items(entity.id, generation, &batch)
+                    .await?;
                 batch.clear();
             }
         }
         if !batch.is_empty() {
-            self.store().stage_items(entity.id, generation, &batch).await?;
+            self.store()
+                .stage_items(entity.id, generation, &batch)
+                .await?;
         }
 
         let completed_at = super::now();
@@ -182,13 +201,20 @@ impl Engine {
         }
         tx.commit().await.map_err(StoreError::from)?;
         self.events_committed();
-        self.store().drop_generation(entity.id, entity.generation).await?;
+        self.store()
+            .drop_generation(entity.id, entity.generation)
+            .await?;
         Ok(Ok(stats))
     }
 
-    pub async fn start_full_refresh(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<Job> {
+    pub async fn start_full_refresh(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+    ) -> EngineResult<Job> {
         self.instance(tenant, instance_id).await?;
-        self.enqueue_job(instance_id, JobKind::FullRefresh, None).await
+        self.enqueue_job(instance_id, JobKind::FullRefresh, None)
+            .await
     }
 
     /// All data sources → unification (if configured) → measures → segments. A failing stage
@@ -201,30 +227,43 @@ impl Engine {
     ) -> EngineResult<()> {
         let mut stages = Vec::new();
         let mut all_ok = true;
-        let mut stage = |kind: &str, id: Option<&str>, name: &str, outcome: Result<Value, String>| {
-            let mut s = json!({"stage": kind, "name": name});
-            if let Some(id) = id {
-                s["id"] = json!(id);
-            }
-            match outcome {
-                Ok(detail) => {
-                    s["status"] = json!("succeeded");
-                    s["detail"] = detail;
+        let mut stage =
+            |kind: &str, id: Option<&str>, name: &str, outcome: Result<Value, String>| {
+                let mut s = json!({"stage": kind, "name": name});
+                if let Some(id) = id {
+                    s["id"] = json!(id);
                 }
-                Err(e) => {
-                    all_ok = false;
-                    s["status"] = json!("failed");
-                    s["error"] = json!(e);
+                match outcome {
+                    Ok(detail) => {
+                        s["status"] = json!("succeeded");
+                        s["detail"] = detail;
+                    }
+                    Err(e) => {
+                        all_ok = false;
+                        s["status"] = json!("failed");
+                        s["error"] = json!(e);
+                    }
                 }
-            }
-            stages.push(s);
-        };
+                stages.push(s);
+            };
 
         for source in self.store().list_data_sources(instance_id).await? {
-            let outcome = self.refresh_data_source_now(instance_id, &source.id, None).await?;
-            stage("dataSource", Some(&source.id), &source.name, outcome.map(|rows| json!({"rowsIngested": rows})));
+            let outcome = self
+                .refresh_data_source_now(instance_id, &source.id, None)
+                .await?;
+            stage(
+                "dataSource",
+                Some(&source.id),
+                &source.name,
+                outcome.map(|rows| json!({"rowsIngested": rows})),
+            );
         }
-        if self.store().get_unification_config(instance_id).await?.is_some() {
+        if self
+            .store()
+            .get_unification_config(instance_id)
+            .await?
+            .is_some()
+        {
             let outcome = self.run_unification_now(instance_id, None).await?;
             stage(
                 "unification",
@@ -236,19 +275,39 @@ impl Engine {
             );
         }
         for measure in self.store().list_measures(instance_id).await? {
-            let outcome = self.refresh_measure_now(instance_id, &measure.id, None).await?;
-            stage("measure", Some(&measure.id), &measure.name, outcome.map(|v| json!({"value": v})));
+            let outcome = self
+                .refresh_measure_now(instance_id, &measure.id, None)
+                .await?;
+            stage(
+                "measure",
+                Some(&measure.id),
+                &measure.name,
+                outcome.map(|v| json!({"value": v})),
+            );
         }
         for segment in self.store().list_segments(instance_id).await? {
-            let outcome = self.refresh_segment_now(instance_id, &segment.id, None).await?;
-            stage("segment", Some(&segment.id), &segment.name, outcome.map(|c| json!({"memberCount": c})));
+            let outcome = self
+                .refresh_segment_now(instance_id, &segment.id, None)
+                .await?;
+            stage(
+                "segment",
+                Some(&segment.id),
+                &segment.name,
+                outcome.map(|c| json!({"memberCount": c})),
+            );
         }
 
         let status = if all_ok { "succeeded" } else { "failed" };
         let failed: Vec<String> = stages
             .iter()
             .filter(|s| s["status"] == "failed")
-            .map(|s| format!("{} '{}'", s["stage"].as_str().unwrap_or(""), s["name"].as_str().unwrap_or("")))
+            .map(|s| {
+                format!(
+                    "{} '{}'",
+                    s["stage"].as_str().unwrap_or(""),
+                    s["name"].as_str().unwrap_or("")
+                )
+            })
             .collect();
         let result = json!({"status": status, "stages": stages});
         let error = (!all_ok).then(|| format!("failed stages: {}", failed.join(", ")));

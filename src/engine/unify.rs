@@ -177,14 +177,20 @@ impl UnificationConfig {
                 return Err(format!("sources[{i}]: entityName must not be empty"));
             }
             if !entities.insert(name.as_str()) {
-                return Err(format!("sources[{i}]: entity '{name}' is listed more than once"));
+                return Err(format!(
+                    "sources[{i}]: entity '{name}' is listed more than once"
+                ));
             }
             if source.fields.is_empty() {
-                return Err(format!("sources[{i}] ('{name}'): fields must map at least one profile field"));
+                return Err(format!(
+                    "sources[{i}] ('{name}'): fields must map at least one profile field"
+                ));
             }
             for (field, column) in &source.fields {
                 if field.trim().is_empty() {
-                    return Err(format!("sources[{i}] ('{name}'): a profile field name is empty"));
+                    return Err(format!(
+                        "sources[{i}] ('{name}'): a profile field name is empty"
+                    ));
                 }
                 if field == CUSTOMER_ID_FIELD {
                     return Err(format!(
@@ -206,10 +212,14 @@ impl UnificationConfig {
                 return Err(format!("rules[{r}]: name must not be empty"));
             }
             if !rule_names.insert(name.as_str()) {
-                return Err(format!("rules[{r}]: rule name '{name}' is used more than once"));
+                return Err(format!(
+                    "rules[{r}]: rule name '{name}' is used more than once"
+                ));
             }
             if rule.conditions.is_empty() {
-                return Err(format!("rules[{r}] ('{name}'): at least one condition is required"));
+                return Err(format!(
+                    "rules[{r}] ('{name}'): at least one condition is required"
+                ));
             }
             for (c, cond) in rule.conditions.iter().enumerate() {
                 let at = format!("rules[{r}] ('{name}') conditions[{c}]");
@@ -417,7 +427,9 @@ pub fn unify_with_limits(
     let mut uf = UnionFind::new(n);
     // The same source reference given twice is one record.
     for i in 1..n {
-        if records[i - 1].entity_name == records[i].entity_name && records[i - 1].key == records[i].key {
+        if records[i - 1].entity_name == records[i].entity_name
+            && records[i - 1].key == records[i].key
+        {
             uf.union(i - 1, i);
         }
     }
@@ -426,7 +438,9 @@ pub fn unify_with_limits(
         window: limits.window.max(1),
         threads: match limits.threads {
             0 if n < PARALLEL_MIN_RECORDS => 1,
-            0 => std::thread::available_parallelism().map_or(1, |p| p.get()).min(MAX_THREADS),
+            0 => std::thread::available_parallelism()
+                .map_or(1, |p| p.get())
+                .min(MAX_THREADS),
             t => t,
         },
     };
@@ -561,7 +575,13 @@ enum Unit {
     Window(usize, bool),
 }
 
-fn match_rule(rule: &MatchRule, features: &Features, n: usize, uf: &mut UnionFind, limits: MatchLimits) {
+fn match_rule(
+    rule: &MatchRule,
+    features: &Features,
+    n: usize,
+    uf: &mut UnionFind,
+    limits: MatchLimits,
+) {
     let mut exact: Vec<&Column> = Vec::new();
     let mut fuzzy: Vec<FuzzyCond> = Vec::new();
     for cond in &rule.conditions {
@@ -578,7 +598,8 @@ fn match_rule(rule: &MatchRule, features: &Features, n: usize, uf: &mut UnionFin
         return;
     }
     let eligible = |i: usize| {
-        exact.iter().all(|c| !c.get(i).is_empty()) && fuzzy.iter().all(|f| !f.column.get(i).is_empty())
+        exact.iter().all(|c| !c.get(i).is_empty())
+            && fuzzy.iter().all(|f| !f.column.get(i).is_empty())
     };
     let block_key = |i: usize| -> Cow<str> {
         if exact.len() == 1 {
@@ -668,7 +689,9 @@ fn match_rule(rule: &MatchRule, features: &Features, n: usize, uf: &mut UnionFin
         let mut joined = Vec::new();
         let mut try_pair = |x: u32, y: u32, uf: &mut UnionFind| {
             let (x, y) = (x.min(y), x.max(y));
-            if uf.find(x as usize) != uf.find(y as usize) && fuzzy_match(&fuzzy, x as usize, y as usize) {
+            if uf.find(x as usize) != uf.find(y as usize)
+                && fuzzy_match(&fuzzy, x as usize, y as usize)
+            {
                 uf.union(x as usize, y as usize);
                 joined.push((x, y));
             }
@@ -693,7 +716,9 @@ fn match_rule(rule: &MatchRule, features: &Features, n: usize, uf: &mut UnionFin
                     );
                     order.sort_unstable_by(|a, b| {
                         a.0.cmp(&b.0)
-                            .then_with(|| sort_key_cmp(&fuzzy, a.1 as usize, b.1 as usize, reversed))
+                            .then_with(|| {
+                                sort_key_cmp(&fuzzy, a.1 as usize, b.1 as usize, reversed)
+                            })
                             .then(a.1.cmp(&b.1))
                     });
                     for (a, &(_, x)) in order.iter().enumerate() {
@@ -786,7 +811,9 @@ fn sort_key_cmp(fuzzy: &[FuzzyCond], a: usize, b: usize, reversed: bool) -> Orde
 }
 
 fn fuzzy_match(fuzzy: &[FuzzyCond], x: usize, y: usize) -> bool {
-    fuzzy.iter().all(|f| similar(f.column.get(x), f.column.get(y), f.threshold))
+    fuzzy
+        .iter()
+        .all(|f| similar(f.column.get(x), f.column.get(y), f.threshold))
 }
 
 /// Jaro-Winkler on the first [`MAX_FUZZY_CHARS`] characters, with a cheap length-ratio bound
@@ -860,7 +887,12 @@ impl UnionFind {
     }
 }
 
-fn merge(policy: MergePolicy, mut records: Vec<SourceRecord>, uf: &mut UnionFind, source_records: u64) -> UnifyOutcome {
+fn merge(
+    policy: MergePolicy,
+    mut records: Vec<SourceRecord>,
+    uf: &mut UnionFind,
+    source_records: u64,
+) -> UnifyOutcome {
     let n = records.len();
     // Clusters in order of their first (smallest) record; members ascending = canonical order.
     let mut cluster_of_root: Vec<u32> = vec![u32::MAX; n];
@@ -984,7 +1016,10 @@ mod tests {
         SourceRecord {
             entity_name: entity.into(),
             key: key.into(),
-            fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             priority,
             updated_at: None,
         }
@@ -1012,7 +1047,12 @@ mod tests {
         let mut c: Vec<Vec<String>> = outcome
             .profiles
             .iter()
-            .map(|p| p.sources.iter().map(|s| format!("{}/{}", s.entity_name, s.key)).collect())
+            .map(|p| {
+                p.sources
+                    .iter()
+                    .map(|s| format!("{}/{}", s.entity_name, s.key))
+                    .collect()
+            })
             .collect();
         c.sort();
         c
@@ -1040,7 +1080,10 @@ mod tests {
         let config: UnificationConfig = serde_json::from_str(text).unwrap();
         config.validate().unwrap();
         assert_eq!(config.rules[1].conditions[0].threshold, Some(0.9));
-        assert_eq!(config.rules[1].conditions[0].normalization, Normalization::CaseInsensitive);
+        assert_eq!(
+            config.rules[1].conditions[0].normalization,
+            Normalization::CaseInsensitive
+        );
         assert_eq!(config.merge.policy, MergePolicy::SourcePriority);
         let back = serde_json::to_value(&config).unwrap();
         assert_eq!(back, serde_json::from_str::<Value>(text).unwrap());
@@ -1071,8 +1114,14 @@ mod tests {
         assert_eq!(Exact.apply(" Anna  Smith "), " Anna  Smith ");
         assert_eq!(CaseInsensitive.apply(" ÄNNA Smith "), " änna smith ");
         assert_eq!(Whitespace.apply("  Anna \t  Smith\n "), "Anna Smith");
-        assert_eq!(Alphanumeric.apply(" O'Brien-Smith 3rd, Ökö "), "obriensmith3rdökö");
-        assert_eq!(Email.apply("  Anna.Smith+news@Example.COM "), "anna.smith+news@example.com");
+        assert_eq!(
+            Alphanumeric.apply(" O'Brien-Smith 3rd, Ökö "),
+            "obriensmith3rdökö"
+        );
+        assert_eq!(
+            Email.apply("  Anna.Smith+news@Example.COM "),
+            "anna.smith+news@example.com"
+        );
         assert_eq!(Phone.apply("+49 (30) 123-45 67"), "49301234567");
         assert_eq!(Phone.apply("n/a"), "");
         assert_eq!(Whitespace.apply("   "), "");
@@ -1088,7 +1137,14 @@ mod tests {
         ];
         let out = unify(&config, records);
         assert_eq!(clusters(&out), cl(&[&["Crm/1", "Shop/a"], &["Shop/b"]]));
-        assert_eq!((out.source_records, out.unified_profiles, out.matched_records), (3, 2, 2));
+        assert_eq!(
+            (
+                out.source_records,
+                out.unified_profiles,
+                out.matched_records
+            ),
+            (3, 2, 2)
+        );
     }
 
     #[test]
@@ -1098,10 +1154,25 @@ mod tests {
             {"field":"city","normalization":"whitespace","precision":"exact"}]}]);
         let config = config(rules, "sourcePriority");
         let records = vec![
-            rec("Crm", "1", 1, &[("lastName", "Weber"), ("city", "Bad  Homburg")]),
-            rec("Crm", "2", 1, &[("lastName", "weber"), ("city", " Bad Homburg")]),
+            rec(
+                "Crm",
+                "1",
+                1,
+                &[("lastName", "Weber"), ("city", "Bad  Homburg")],
+            ),
+            rec(
+                "Crm",
+                "2",
+                1,
+                &[("lastName", "weber"), ("city", " Bad Homburg")],
+            ),
             rec("Crm", "3", 1, &[("lastName", "Weber"), ("city", "Berlin")]),
-            rec("Crm", "4", 1, &[("lastName", "Meyer"), ("city", "Bad Homburg")]),
+            rec(
+                "Crm",
+                "4",
+                1,
+                &[("lastName", "Meyer"), ("city", "Bad Homburg")],
+            ),
             // Block keys are length-prefixed, so a value containing the separator cannot collide.
             rec("Crm", "5", 1, &[("lastName", "a:1"), ("city", "b")]),
             rec("Crm", "6", 1, &[("lastName", "a"), ("city", "1:b")]),
@@ -1109,7 +1180,13 @@ mod tests {
         let out = unify(&config, records);
         assert_eq!(
             clusters(&out),
-            cl(&[&["Crm/1", "Crm/2"], &["Crm/3"], &["Crm/4"], &["Crm/5"], &["Crm/6"]])
+            cl(&[
+                &["Crm/1", "Crm/2"],
+                &["Crm/3"],
+                &["Crm/4"],
+                &["Crm/5"],
+                &["Crm/6"]
+            ])
         );
     }
 
@@ -1120,14 +1197,37 @@ mod tests {
             {"field":"city","normalization":"case-insensitive","precision":"exact"}]}]);
         let config = config(rules, "sourcePriority");
         let records = vec![
-            rec("Crm", "1", 1, &[("lastName", "Hoffmann"), ("city", "Berlin")]),
-            rec("Crm", "2", 1, &[("lastName", "Hofmann"), ("city", "berlin")]),
-            rec("Crm", "3", 1, &[("lastName", "Hofmann"), ("city", "Hamburg")]),
-            rec("Crm", "4", 1, &[("lastName", "Schmidt"), ("city", "Berlin")]),
+            rec(
+                "Crm",
+                "1",
+                1,
+                &[("lastName", "Hoffmann"), ("city", "Berlin")],
+            ),
+            rec(
+                "Crm",
+                "2",
+                1,
+                &[("lastName", "Hofmann"), ("city", "berlin")],
+            ),
+            rec(
+                "Crm",
+                "3",
+                1,
+                &[("lastName", "Hofmann"), ("city", "Hamburg")],
+            ),
+            rec(
+                "Crm",
+                "4",
+                1,
+                &[("lastName", "Schmidt"), ("city", "Berlin")],
+            ),
         ];
         assert!(strsim::jaro_winkler("hoffmann", "hofmann") >= 0.9);
         let out = unify(&config, records);
-        assert_eq!(clusters(&out), cl(&[&["Crm/1", "Crm/2"], &["Crm/3"], &["Crm/4"]]));
+        assert_eq!(
+            clusters(&out),
+            cl(&[&["Crm/1", "Crm/2"], &["Crm/3"], &["Crm/4"]])
+        );
     }
 
     #[test]
@@ -1160,12 +1260,25 @@ mod tests {
         let config = config(rules, "sourcePriority");
         let records = vec![
             rec("Crm", "A", 1, &[("email", "a@x.com"), ("phone", "111")]),
-            rec("Shop", "B", 2, &[("email", "A@X.com"), ("phone", "+49 30 555")]),
-            rec("Loyalty", "C", 3, &[("email", "c@x.com"), ("phone", "4930555")]),
+            rec(
+                "Shop",
+                "B",
+                2,
+                &[("email", "A@X.com"), ("phone", "+49 30 555")],
+            ),
+            rec(
+                "Loyalty",
+                "C",
+                3,
+                &[("email", "c@x.com"), ("phone", "4930555")],
+            ),
             rec("Loyalty", "D", 3, &[("email", "d@x.com"), ("phone", "222")]),
         ];
         let out = unify(&config, records);
-        assert_eq!(clusters(&out), cl(&[&["Crm/A", "Loyalty/C", "Shop/B"], &["Loyalty/D"]]));
+        assert_eq!(
+            clusters(&out),
+            cl(&[&["Crm/A", "Loyalty/C", "Shop/B"], &["Loyalty/D"]])
+        );
         assert_eq!(out.matched_records, 3);
     }
 
@@ -1178,8 +1291,18 @@ mod tests {
         ]);
         let config = config(rules, "sourcePriority");
         let records = vec![
-            rec("Crm", "1", 1, &[("email", ""), ("phone", "n/a"), ("lastName", "  ")]),
-            rec("Crm", "2", 1, &[("email", "   "), ("phone", "--"), ("lastName", "")]),
+            rec(
+                "Crm",
+                "1",
+                1,
+                &[("email", ""), ("phone", "n/a"), ("lastName", "  ")],
+            ),
+            rec(
+                "Crm",
+                "2",
+                1,
+                &[("email", "   "), ("phone", "--"), ("lastName", "")],
+            ),
             rec("Crm", "3", 1, &[]),
             rec("Crm", "4", 1, &[("city", "Berlin")]),
         ];
@@ -1206,10 +1329,15 @@ mod tests {
         let id = customer_id("Crm", "1");
         assert_eq!(id.len(), 36);
         let parts: Vec<&str> = id.split('-').collect();
-        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), vec![8, 4, 4, 4, 12]);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            vec![8, 4, 4, 4, 12]
+        );
         assert!(parts[2].starts_with('8'));
         assert!(matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
-        assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(id
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_eq!(id, customer_id("Crm", "1"));
         assert_ne!(id, customer_id("Crm", "2"));
         assert_ne!(customer_id("Crm1", "2"), customer_id("Crm", "12"));
@@ -1249,11 +1377,39 @@ mod tests {
     fn merge_source_priority() {
         let config = config(email_rule(), "sourcePriority");
         let records = vec![
-            rec("Shop", "s", 2, &[("email", "A@x.com"), ("firstName", "Shop"), ("city", "Köln")]),
-            rec("Crm", "c", 1, &[("email", "a@x.com"), ("firstName", "Crm"), ("phone", "  ")]),
-            rec("Loyalty", "l", 3, &[("email", "a@X.com"), ("phone", "123"), ("city", "Bonn")]),
+            rec(
+                "Shop",
+                "s",
+                2,
+                &[
+                    ("email", "A@x.com"),
+                    ("firstName", "Shop"),
+                    ("city", "Köln"),
+                ],
+            ),
+            rec(
+                "Crm",
+                "c",
+                1,
+                &[("email", "a@x.com"), ("firstName", "Crm"), ("phone", "  ")],
+            ),
+            rec(
+                "Loyalty",
+                "l",
+                3,
+                &[("email", "a@X.com"), ("phone", "123"), ("city", "Bonn")],
+            ),
             // Same priority as Shop: the entity name breaks the tie ("Other" < "Shop").
-            rec("Other", "o", 2, &[("email", "a@x.com"), ("lastName", "Other"), ("city", "Essen")]),
+            rec(
+                "Other",
+                "o",
+                2,
+                &[
+                    ("email", "a@x.com"),
+                    ("lastName", "Other"),
+                    ("city", "Essen"),
+                ],
+            ),
         ];
         let out = unify(&config, records);
         assert_eq!(out.profiles.len(), 1);
@@ -1267,11 +1423,21 @@ mod tests {
     fn merge_most_recent() {
         let config = config(email_rule(), "mostRecent");
         let at = |s: &str| Some(DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc));
-        let mut old = rec("Crm", "c", 1, &[("email", "a@x.com"), ("city", "Old"), ("phone", "1")]);
+        let mut old = rec(
+            "Crm",
+            "c",
+            1,
+            &[("email", "a@x.com"), ("city", "Old"), ("phone", "1")],
+        );
         old.updated_at = at("2023-01-01T00:00:00Z");
         let mut new = rec("Shop", "s", 2, &[("email", "A@X.COM"), ("city", "New")]);
         new.updated_at = at("2024-06-01T00:00:00Z");
-        let undated = rec("Loyalty", "l", 0, &[("email", "a@x.com"), ("city", "Undated"), ("lastName", "L")]);
+        let undated = rec(
+            "Loyalty",
+            "l",
+            0,
+            &[("email", "a@x.com"), ("city", "Undated"), ("lastName", "L")],
+        );
         let out = unify(&config, vec![old, undated, new]);
         assert_eq!(
             Value::Object(out.profiles[0].fields.clone()),
@@ -1290,9 +1456,29 @@ mod tests {
     fn merge_most_complete() {
         let config = config(email_rule(), "mostComplete");
         let records = vec![
-            rec("Crm", "c", 1, &[("email", "a@x.com"), ("city", "Crm"), ("phone", " ")]),
-            rec("Shop", "s", 2, &[("email", "A@x.com"), ("city", "Shop"), ("firstName", "S"), ("lastName", "Shop")]),
-            rec("Loyalty", "l", 3, &[("email", "a@X.com"), ("phone", "9"), ("lastName", "L")]),
+            rec(
+                "Crm",
+                "c",
+                1,
+                &[("email", "a@x.com"), ("city", "Crm"), ("phone", " ")],
+            ),
+            rec(
+                "Shop",
+                "s",
+                2,
+                &[
+                    ("email", "A@x.com"),
+                    ("city", "Shop"),
+                    ("firstName", "S"),
+                    ("lastName", "Shop"),
+                ],
+            ),
+            rec(
+                "Loyalty",
+                "l",
+                3,
+                &[("email", "a@X.com"), ("phone", "9"), ("lastName", "L")],
+            ),
         ];
         let out = unify(&config, records);
         assert_eq!(
@@ -1315,9 +1501,18 @@ mod tests {
             assert!(err.contains(needle), "{err:?} should contain {needle:?}");
         };
         expect(&|c| c.sources.clear(), "at least one source");
-        expect(&|c| c.sources[1].entity_name = "Crm".into(), "more than once");
-        expect(&|c| c.sources[1].entity_name = " ".into(), "entityName must not be empty");
-        expect(&|c| c.sources[0].fields.clear(), "at least one profile field");
+        expect(
+            &|c| c.sources[1].entity_name = "Crm".into(),
+            "more than once",
+        );
+        expect(
+            &|c| c.sources[1].entity_name = " ".into(),
+            "entityName must not be empty",
+        );
+        expect(
+            &|c| c.sources[0].fields.clear(),
+            "at least one profile field",
+        );
         expect(
             &|c| {
                 c.sources[0].fields.insert("CustomerId".into(), "Id".into());
@@ -1339,18 +1534,35 @@ mod tests {
         expect(&|c| c.rules[0].name = "".into(), "name must not be empty");
         expect(&|c| c.rules.push(c.rules[0].clone()), "used more than once");
         expect(&|c| c.rules[0].conditions.clear(), "at least one condition");
-        expect(&|c| c.rules[0].conditions[0].field = "Email".into(), "not a profile field");
-        expect(&|c| c.rules[0].conditions[0].threshold = None, "needs a threshold");
-        expect(&|c| c.rules[0].conditions[0].threshold = Some(0.0), "threshold must be in (0, 1]");
-        expect(&|c| c.rules[0].conditions[0].threshold = Some(1.01), "threshold must be in (0, 1]");
-        expect(&|c| c.rules[0].conditions[0].threshold = Some(f64::NAN), "threshold must be in (0, 1]");
+        expect(
+            &|c| c.rules[0].conditions[0].field = "Email".into(),
+            "not a profile field",
+        );
+        expect(
+            &|c| c.rules[0].conditions[0].threshold = None,
+            "needs a threshold",
+        );
+        expect(
+            &|c| c.rules[0].conditions[0].threshold = Some(0.0),
+            "threshold must be in (0, 1]",
+        );
+        expect(
+            &|c| c.rules[0].conditions[0].threshold = Some(1.01),
+            "threshold must be in (0, 1]",
+        );
+        expect(
+            &|c| c.rules[0].conditions[0].threshold = Some(f64::NAN),
+            "threshold must be in (0, 1]",
+        );
         expect(
             &|c| c.rules[0].conditions[0].precision = Precision::Exact,
             "applies only to fuzzy",
         );
         // A field mapped by only one of the sources is fine; no rules at all is fine too.
         let mut c = ok.clone();
-        c.sources[2].fields.insert("loyaltyTier".into(), "tier".into());
+        c.sources[2]
+            .fields
+            .insert("loyaltyTier".into(), "tier".into());
         c.rules[0].conditions[0].field = "loyaltyTier".into();
         c.validate().unwrap();
         c.rules.clear();
@@ -1366,23 +1578,43 @@ mod tests {
         .unwrap();
         let item = json!({"Email":"a@x.com","Age":42,"Vip":true,"City":"  ","Phone":null,"Tags":["a"],"Zip":1.5,"Other":"x"});
         let mapped = map_item(&source, item.as_object().unwrap());
-        let expected: BTreeMap<String, String> = [("email", "a@x.com"), ("age", "42"), ("vip", "true"), ("zip", "1.5")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let expected: BTreeMap<String, String> = [
+            ("email", "a@x.com"),
+            ("age", "42"),
+            ("vip", "true"),
+            ("zip", "1.5"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         assert_eq!(mapped, expected);
         let r = source_record(&source, "k1", item.as_object().unwrap(), None);
-        assert_eq!((r.entity_name.as_str(), r.key.as_str(), r.priority), ("Crm", "k1", 1));
+        assert_eq!(
+            (r.entity_name.as_str(), r.key.as_str(), r.priority),
+            ("Crm", "k1", 1)
+        );
         assert_eq!(r.fields, expected);
     }
 
     #[test]
     fn timestamps() {
         let t = |s: &str| parse_timestamp(&json!(s)).map(|t| t.to_rfc3339());
-        assert_eq!(t("2024-05-01T10:00:00+02:00").as_deref(), Some("2024-05-01T08:00:00+00:00"));
-        assert_eq!(t("2024-05-01T10:00:00Z").as_deref(), Some("2024-05-01T10:00:00+00:00"));
-        assert_eq!(t("2024-05-01 10:00:00").as_deref(), Some("2024-05-01T10:00:00+00:00"));
-        assert_eq!(t("2024-05-01").as_deref(), Some("2024-05-01T00:00:00+00:00"));
+        assert_eq!(
+            t("2024-05-01T10:00:00+02:00").as_deref(),
+            Some("2024-05-01T08:00:00+00:00")
+        );
+        assert_eq!(
+            t("2024-05-01T10:00:00Z").as_deref(),
+            Some("2024-05-01T10:00:00+00:00")
+        );
+        assert_eq!(
+            t("2024-05-01 10:00:00").as_deref(),
+            Some("2024-05-01T10:00:00+00:00")
+        );
+        assert_eq!(
+            t("2024-05-01").as_deref(),
+            Some("2024-05-01T00:00:00+00:00")
+        );
         assert_eq!(t("yesterday"), None);
         assert_eq!(parse_timestamp(&json!(12)), None);
     }
@@ -1457,36 +1689,179 @@ mod tests {
             "Shop" => 2,
             _ => 3,
         };
-        let r = |e: &str, k: &str, email: &str, first: &str, last: &str, phone: &str, city: &str| {
-            rec(
-                e,
-                k,
-                p(e),
-                &[("email", email), ("firstName", first), ("lastName", last), ("phone", phone), ("city", city)],
-            )
-        };
+        let r =
+            |e: &str, k: &str, email: &str, first: &str, last: &str, phone: &str, city: &str| {
+                rec(
+                    e,
+                    k,
+                    p(e),
+                    &[
+                        ("email", email),
+                        ("firstName", first),
+                        ("lastName", last),
+                        ("phone", phone),
+                        ("city", city),
+                    ],
+                )
+            };
         let records = vec![
-            r("Crm", "c1", "anna.schmidt@example.com", "Anna", "Schmidt", "+49 30 1111111", "Berlin"),
-            r("Crm", "c2", "bernd@example.com", "Bernd", "Meyer", "030 2222222", "Hamburg"),
-            r("Crm", "c3", "carla@example.com", "Carla", "Weber", "", "Köln"),
-            r("Crm", "c4", "dieter@example.com", "Dieter", "Fischer", "+49 89 4444444", "München"),
-            r("Crm", "c5", "eva.becker@example.com", "Eva", "Becker", "", "Berlin"),
-            r("Crm", "c6", "", "Frank", "Wagner", "+49 40 6666666", "Hamburg"),
-            r("Crm", "c7", "greta@example.com", "Greta", "Hoffmann", "", "Stuttgart"),
-            r("Shop", "s1", " Anna.Schmidt@Example.com ", "Anna", "Schmidt", "", "Berlin"),
-            r("Shop", "s2", "bernd.meier@shop.example", "Bernd", "Meier", "0302222222", "Hamburg"),
-            r("Shop", "s3", "carla.w@shop.example", "Karla", "Weber", "", "KÖLN"),
-            r("Shop", "s4", "", "Dieter", "Fischer", "+49 (89) 444-4444", "Munich"),
-            r("Shop", "s5", "eva@other.example", "Eva", "Becker", "", "Hamburg"),
-            r("Shop", "s6", "frank@shop.example", "Frank", "Wagner", "", "hamburg"),
-            r("Shop", "s7", "hans@example.com", "Hans", "Zimmer", "", "Berlin"),
-            r("Loyalty", "l1", "ANNA.SCHMIDT@EXAMPLE.COM", "", "", "030 9999999", ""),
-            r("Loyalty", "l2", "ingrid@example.com", "Ingrid", "Schulz", "0309999999", "Potsdam"),
+            r(
+                "Crm",
+                "c1",
+                "anna.schmidt@example.com",
+                "Anna",
+                "Schmidt",
+                "+49 30 1111111",
+                "Berlin",
+            ),
+            r(
+                "Crm",
+                "c2",
+                "bernd@example.com",
+                "Bernd",
+                "Meyer",
+                "030 2222222",
+                "Hamburg",
+            ),
+            r(
+                "Crm",
+                "c3",
+                "carla@example.com",
+                "Carla",
+                "Weber",
+                "",
+                "Köln",
+            ),
+            r(
+                "Crm",
+                "c4",
+                "dieter@example.com",
+                "Dieter",
+                "Fischer",
+                "+49 89 4444444",
+                "München",
+            ),
+            r(
+                "Crm",
+                "c5",
+                "eva.becker@example.com",
+                "Eva",
+                "Becker",
+                "",
+                "Berlin",
+            ),
+            r(
+                "Crm",
+                "c6",
+                "",
+                "Frank",
+                "Wagner",
+                "+49 40 6666666",
+                "Hamburg",
+            ),
+            r(
+                "Crm",
+                "c7",
+                "greta@example.com",
+                "Greta",
+                "Hoffmann",
+                "",
+                "Stuttgart",
+            ),
+            r(
+                "Shop",
+                "s1",
+                " Anna.Schmidt@Example.com ",
+                "Anna",
+                "Schmidt",
+                "",
+                "Berlin",
+            ),
+            r(
+                "Shop",
+                "s2",
+                "bernd.meier@shop.example",
+                "Bernd",
+                "Meier",
+                "0302222222",
+                "Hamburg",
+            ),
+            r(
+                "Shop",
+                "s3",
+                "carla.w@shop.example",
+                "Karla",
+                "Weber",
+                "",
+                "KÖLN",
+            ),
+            r(
+                "Shop",
+                "s4",
+                "",
+                "Dieter",
+                "Fischer",
+                "+49 (89) 444-4444",
+                "Munich",
+            ),
+            r(
+                "Shop",
+                "s5",
+                "eva@other.example",
+                "Eva",
+                "Becker",
+                "",
+                "Hamburg",
+            ),
+            r(
+                "Shop",
+                "s6",
+                "frank@shop.example",
+                "Frank",
+                "Wagner",
+                "",
+                "hamburg",
+            ),
+            r(
+                "Shop",
+                "s7",
+                "hans@example.com",
+                "Hans",
+                "Zimmer",
+                "",
+                "Berlin",
+            ),
+            r(
+                "Loyalty",
+                "l1",
+                "ANNA.SCHMIDT@EXAMPLE.COM",
+                "",
+                "",
+                "030 9999999",
+                "",
+            ),
+            r(
+                "Loyalty",
+                "l2",
+                "ingrid@example.com",
+                "Ingrid",
+                "Schulz",
+                "0309999999",
+                "Potsdam",
+            ),
             r("Loyalty", "l3", "", "Bernd", "Meyer", "", "Hamburg"),
             r("Loyalty", "l4", "", "Greta", "Hofmann", "", "Stuttgart"),
             r("Loyalty", "l5", "  ", "  ", "", "n/a", " "),
             r("Loyalty", "l6", "", "", " ", "-", ""),
-            r("Loyalty", "l7", "jonas@example.com", "Jonas", "Wolf", "0351 777", "Dresden"),
+            r(
+                "Loyalty",
+                "l7",
+                "jonas@example.com",
+                "Jonas",
+                "Wolf",
+                "0351 777",
+                "Dresden",
+            ),
         ];
         (config, records)
     }
@@ -1516,9 +1891,15 @@ mod tests {
         assert_eq!(out.unified_profiles, 12);
         assert_eq!(out.matched_records, 15);
         // Sorted by customer id, each id derived from the cluster's smallest reference.
-        assert!(out.profiles.windows(2).all(|w| w[0].customer_id < w[1].customer_id));
+        assert!(out
+            .profiles
+            .windows(2)
+            .all(|w| w[0].customer_id < w[1].customer_id));
         for p in &out.profiles {
-            assert_eq!(p.customer_id, customer_id(&p.sources[0].entity_name, &p.sources[0].key));
+            assert_eq!(
+                p.customer_id,
+                customer_id(&p.sources[0].entity_name, &p.sources[0].key)
+            );
         }
         let anna = out
             .profiles
@@ -1529,9 +1910,17 @@ mod tests {
             Value::Object(anna.fields.clone()),
             json!({"email":"anna.schmidt@example.com","firstName":"Anna","lastName":"Schmidt","phone":"+49 30 1111111","city":"Berlin"})
         );
-        let frank = out.profiles.iter().find(|p| p.sources[0].key == "c6").unwrap();
+        let frank = out
+            .profiles
+            .iter()
+            .find(|p| p.sources[0].key == "c6")
+            .unwrap();
         assert_eq!(frank.fields["email"], json!("frank@shop.example"));
-        let empty = out.profiles.iter().find(|p| p.sources[0].key == "l5").unwrap();
+        let empty = out
+            .profiles
+            .iter()
+            .find(|p| p.sources[0].key == "l5")
+            .unwrap();
         assert_eq!(Value::Object(empty.fields.clone()), json!({"phone":"n/a"}));
         // With sorted neighbourhood forced everywhere the fixture gives the same clusters.
         let (config, records) = fixture();
@@ -1540,7 +1929,10 @@ mod tests {
             window: 2,
             threads: 3,
         };
-        assert_eq!(clusters(&unify_with_limits(&config, records, tiny)), clusters(&out));
+        assert_eq!(
+            clusters(&unify_with_limits(&config, records, tiny)),
+            clusters(&out)
+        );
     }
 
     #[test]
@@ -1552,7 +1944,9 @@ mod tests {
             // Deterministic Fisher-Yates with an LCG.
             let mut state = seed;
             for i in (1..shuffled.len()).rev() {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let j = (state >> 33) as usize % (i + 1);
                 shuffled.swap(i, j);
             }
@@ -1564,7 +1958,10 @@ mod tests {
     fn no_records_and_no_rules() {
         let (config, records) = fixture();
         let out = unify(&config, Vec::new());
-        assert_eq!((out.profiles.len(), out.source_records, out.matched_records), (0, 0, 0));
+        assert_eq!(
+            (out.profiles.len(), out.source_records, out.matched_records),
+            (0, 0, 0)
+        );
         let mut no_rules = config.clone();
         no_rules.rules.clear();
         let out = unify(&no_rules, records);

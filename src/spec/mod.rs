@@ -63,9 +63,16 @@ pub const DEFAULT_PUBLIC_URL: &str = "https://insights-connector.example.com";
 
 /// Regenerates `openapi/` and `connector-definition/` under `root`. Returns the files that
 /// changed (with `check`, nothing is written).
-pub fn export(root: &std::path::Path, public_url: &str, check: bool) -> anyhow::Result<Vec<String>> {
+pub fn export(
+    root: &std::path::Path,
+    public_url: &str,
+    check: bool,
+) -> anyhow::Result<Vec<String>> {
     let doc = openapi();
-    let files: Vec<(String, Vec<u8>)> = vec![("openapi/openapi.json".into(), to_stable_json(&doc).into_bytes())];
+    let files: Vec<(String, Vec<u8>)> = vec![(
+        "openapi/openapi.json".into(),
+        to_stable_json(&doc).into_bytes(),
+    )];
     let _ = public_url;
     let mut changed = Vec::new();
     for (rel, bytes) in files {

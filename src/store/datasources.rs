@@ -86,7 +86,11 @@ impl Store {
             .collect()
     }
 
-    pub async fn get_data_source(&self, instance_id: &str, id: &str) -> StoreResult<DataSourceRecord> {
+    pub async fn get_data_source(
+        &self,
+        instance_id: &str,
+        id: &str,
+    ) -> StoreResult<DataSourceRecord> {
         let row = sqlx::query("SELECT * FROM data_sources WHERE instance_id = ? AND id = ?")
             .bind(instance_id)
             .bind(id)

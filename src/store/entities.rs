@@ -234,7 +234,11 @@ impl Store {
             let mut sql =
                 String::from("INSERT INTO items (entity_id, generation, item_key, data) VALUES ");
             for i in 0..chunk.len() {
-                sql.push_str(if i == 0 { "(?, ?, ?, ?)" } else { ", (?, ?, ?, ?)" });
+                sql.push_str(if i == 0 {
+                    "(?, ?, ?, ?)"
+                } else {
+                    ", (?, ?, ?, ?)"
+                });
             }
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (key, data) in chunk {

@@ -126,9 +126,9 @@ impl DomainEvent {
     /// The trigger whose subscriptions may receive this event.
     pub fn trigger(&self) -> Trigger {
         match &self.kind {
-            EventKind::DataSourceRefreshed { succeeded: true, .. } => {
-                Trigger::OnDataSourceRefreshSucceeded
-            }
+            EventKind::DataSourceRefreshed {
+                succeeded: true, ..
+            } => Trigger::OnDataSourceRefreshSucceeded,
             EventKind::DataSourceRefreshed { .. } => Trigger::OnDataSourceRefreshFailed,
             EventKind::SegmentRefreshed { .. } => Trigger::OnSegmentThresholdCrossed,
             EventKind::MeasureRefreshed { .. } => Trigger::OnMeasureThresholdCrossed,
@@ -139,7 +139,9 @@ impl DomainEvent {
 
     pub fn event_type_name(&self) -> &'static str {
         match &self.kind {
-            EventKind::DataSourceRefreshed { succeeded: true, .. } => "dataSourceRefreshSucceeded",
+            EventKind::DataSourceRefreshed {
+                succeeded: true, ..
+            } => "dataSourceRefreshSucceeded",
             EventKind::DataSourceRefreshed { .. } => "dataSourceRefreshFailed",
             EventKind::SegmentRefreshed { .. } => "segmentRefreshed",
             EventKind::MeasureRefreshed { .. } => "measureRefreshed",
@@ -248,7 +250,10 @@ pub fn epoch_ms(t: DateTime<Utc>) -> i64 {
 /// Matching (issue contract): trigger and instance match; data-source triggers honour an optional
 /// `dataSourceId`; threshold triggers fire only when the value crosses the threshold from at or
 /// below to above (`previous <= threshold < current`; a never-refreshed value counts as 0).
-pub async fn record_event(tx: &mut Transaction<'_, Sqlite>, event: &DomainEvent) -> StoreResult<u64> {
+pub async fn record_event(
+    tx: &mut Transaction<'_, Sqlite>,
+    event: &DomainEvent,
+) -> StoreResult<u64> {
     let now = Utc::now();
     sqlx::query(
         "INSERT INTO events (id, instance_id, event_type, payload, occurred_at) VALUES (?, ?, ?, ?, ?)",

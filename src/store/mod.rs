@@ -10,8 +10,8 @@ pub mod jobs;
 mod keys;
 pub mod subscriptions;
 
-pub use keys::ApiKeyRecord;
 pub use instances::InstanceRecord;
+pub use keys::ApiKeyRecord;
 
 use std::path::Path;
 use std::str::FromStr;

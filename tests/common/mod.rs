@@ -147,10 +147,12 @@ impl TestApp {
         self.send(Method::GET, path, Some(KEY_A), None).await
     }
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send(Method::POST, path, Some(KEY_A), Some(&body)).await
+        self.send(Method::POST, path, Some(KEY_A), Some(&body))
+            .await
     }
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
-        self.send(Method::PATCH, path, Some(KEY_A), Some(&body)).await
+        self.send(Method::PATCH, path, Some(KEY_A), Some(&body))
+            .await
     }
     pub async fn put(&self, path: &str, body: Value) -> Reply {
         self.send(Method::PUT, path, Some(KEY_A), Some(&body)).await
@@ -166,5 +168,46 @@ impl TestApp {
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.json()["instanceId"].as_str().unwrap().to_string()
+    }
+}
+
+impl TestApp {
+    /// Polls a job location (202 while running) until it answers 200; returns the job.
+    pub async fn wait_job(&self, location: &str) -> Value {
+        for _ in 0..600 {
+            let r = self.get(location).await;
+            match r.status.as_u16() {
+                200 => return r.json(),
+                202 => {
+                    assert!(r.header("location").is_some(), "202 without Location");
+                    assert!(r.header("retry-after").is_some(), "202 without Retry-After");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => panic!("polling {location}: {other} {}", r.text),
+            }
+        }
+        panic!("job at {location} did not finish");
+    }
+
+    /// POSTs an action that starts a job, checks the 202 contract and waits for the job.
+    pub async fn run_job(&self, path: &str) -> Value {
+        let r = self.post(path, Value::Null).await;
+        assert_eq!(r.status, 202, "{path}: {}", r.text);
+        let location = r.header("location").expect("Location").to_string();
+        assert!(
+            location.starts_with("http"),
+            "absolute Location: {location}"
+        );
+        assert!(r.header("retry-after").is_some());
+        self.wait_job(&location).await
+    }
+
+    /// Creates an inline data source and returns its id.
+    pub async fn create_source(&self, instance: &str, body: Value) -> String {
+        let r = self
+            .post(&format!("/instances/{instance}/datasources"), body)
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json()["dataSourceId"].as_str().unwrap().to_string()
     }
 }

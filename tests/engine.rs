@@ -1,0 +1,777 @@
+//! The audience-insights engine over HTTP: ingestion, items and OData, unification, segments,
+//! measures, full refresh, jobs and events.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{spawn_app, spawn_app_in, TestApp};
+use serde_json::{json, Value};
+use sqlx::Row;
+
+const CONTACTS_CSV: &str = "Id,Email,First,Last,Phone,City,Age,Vip\n\
+1,ann@example.com,Ann,Smith,+49 30 1111,Berlin,34,true\n\
+2,bob@example.com,Bob,Jones,030 2222,Hamburg,41,false\n\
+3,ANN@example.com ,Anne,Smith,,Berlin,35,false\n\
+4,carl@example.com,Carl,Meyer,0301234,Munich,,false\n\
+5,dora@example.com,Dora,Klein,0305555,Berlin,58,true\n";
+
+const SHOP_JSONL: &str = r#"{"CustomerNo":"S1","Mail":"bob@example.com","Given":"Robert","Family":"Jones","Tel":"0302222","Town":"Hamburg","Spend":120.5}
+{"CustomerNo":"S2","Mail":"eve@example.com","Given":"Eve","Family":"Adams","Tel":"0306666","Town":"Cologne","Spend":80}
+
+{"CustomerNo":"S3","Mail":"carl.m@example.com","Given":"Carl","Family":"Meyer","Tel":"030-1234","Town":"Munich","Spend":15.25}
+"#;
+
+async fn instance_with_sources(app: &TestApp) -> (String, String, String) {
+    let inst = app.create_instance("Contoso").await;
+    let crm = app
+        .create_source(
+            &inst,
+            json!({"name":"CRM contacts","entityName":"CrmContacts","format":"csv","keyField":"Id","content":CONTACTS_CSV}),
+        )
+        .await;
+    let shop = app
+        .create_source(
+            &inst,
+            json!({"name":"Shop customers","entityName":"ShopCustomers","format":"jsonl","keyField":"CustomerNo","content":SHOP_JSONL}),
+        )
+        .await;
+    (inst, crm, shop)
+}
+
+fn unification_config() -> Value {
+    json!({
+        "sources": [
+            {"entityName":"CrmContacts","fields":{"email":"Email","firstName":"First","lastName":"Last","phone":"Phone","city":"City","age":"Age"},"priority":1},
+            {"entityName":"ShopCustomers","fields":{"email":"Mail","firstName":"Given","lastName":"Family","phone":"Tel","city":"Town","spend":"Spend"},"priority":2}
+        ],
+        "rules": [
+            {"name":"same email","conditions":[{"field":"email","normalization":"email","precision":"exact"}]},
+            {"name":"same phone and last name","conditions":[{"field":"phone","normalization":"phone","precision":"exact"},{"field":"lastName","normalization":"case-insensitive","precision":"fuzzy","threshold":0.9}]}
+        ],
+        "merge": {"policy":"sourcePriority"}
+    })
+}
+
+async fn all_items(app: &TestApp, inst: &str, entity: &str, query: &str) -> Vec<Value> {
+    let mut url = format!("/instances/{inst}/entities/{entity}/items?$top=2{query}");
+    let mut items = Vec::new();
+    loop {
+        let r = app.get(&url).await;
+        assert_eq!(r.status, 200, "{url}: {}", r.text);
+        let body = r.json();
+        items.extend(body["value"].as_array().unwrap().iter().cloned());
+        match body["nextLink"].as_str() {
+            Some(next) => {
+                assert!(
+                    next.starts_with("http://127.0.0.1:"),
+                    "absolute nextLink {next}"
+                );
+                url = next.to_string();
+            }
+            None => return items,
+        }
+    }
+}
+
+fn ids(items: &[Value], field: &str) -> BTreeSet<String> {
+    items
+        .iter()
+        .map(|i| match &i[field] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn ingests_csv_and_jsonl_with_inferred_types() {
+    let app = spawn_app().await;
+    let (inst, crm, shop) = instance_with_sources(&app).await;
+    for ds in [&crm, &shop] {
+        let job = app
+            .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+            .await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["kind"], "dataSourceRefresh");
+        assert!(job["startedAt"].is_string() && job["completedAt"].is_string());
+    }
+    let entities = app.get(&format!("/instances/{inst}/entities")).await.json();
+    assert_eq!(
+        entities,
+        json!({"value":[
+            {"name":"CrmContacts","kind":"source","keyField":"Id","itemCount":5},
+            {"name":"ShopCustomers","kind":"source","keyField":"CustomerNo","itemCount":3}
+        ]})
+    );
+    let ann = app
+        .get(&format!("/instances/{inst}/entities/CrmContacts/items/1"))
+        .await
+        .json();
+    assert_eq!(ann["Age"], 34);
+    assert_eq!(ann["Vip"], true);
+    assert_eq!(ann["Phone"], "+49 30 1111");
+    assert_eq!(ann["Id"], "1");
+    let carl = app
+        .get(&format!("/instances/{inst}/entities/CrmContacts/items/4"))
+        .await
+        .json();
+    assert!(carl.get("Age").is_none(), "empty cells are omitted: {carl}");
+    let s1 = app
+        .get(&format!(
+            "/instances/{inst}/entities/ShopCustomers/items/S1"
+        ))
+        .await
+        .json();
+    assert_eq!(s1["Spend"], 120.5);
+    let schema = app
+        .get(&format!("/instances/{inst}/entities/CrmContacts/schema"))
+        .await
+        .json();
+    assert_eq!(schema["properties"]["Age"]["type"], "integer");
+    assert_eq!(schema["properties"]["Vip"]["type"], "boolean");
+    assert_eq!(schema["properties"]["Email"]["type"], "string");
+    let source = app
+        .get(&format!("/instances/{inst}/datasources/{crm}"))
+        .await
+        .json();
+    assert_eq!(source["lastRefresh"]["status"], "succeeded");
+    assert_eq!(source["lastRefresh"]["rowsIngested"], 5);
+}
+
+#[tokio::test]
+async fn a_bad_file_fails_with_its_line_number_and_keeps_the_old_items() {
+    let app = spawn_app().await;
+    let inst = app.create_instance("Files").await;
+    let file = app.dir.path().join("contacts.csv");
+    std::fs::write(&file, "Id,Name\n1,Ann\n2,Bob\n").unwrap();
+    let ds = app
+        .create_source(
+            &inst,
+            json!({"name":"file","entityName":"People","format":"csv","keyField":"Id","path":"contacts.csv"}),
+        )
+        .await;
+    let refresh = format!("/instances/{inst}/datasources/{ds}/refresh");
+    assert_eq!(app.run_job(&refresh).await["status"], "succeeded");
+
+    let cases = [
+        ("Id,Name\n1,Ann\n2,Bob,extra\n", "line 3"),
+        ("Id,Name\n1,Ann\n1,Again\n", "duplicate key '1'"),
+        ("Id,Name\n1,Ann\n,NoKey\n", "line 3"),
+        ("Name\nAnn\n", "'Id'"),
+    ];
+    for (content, expected) in cases {
+        std::fs::write(&file, content).unwrap();
+        let job = app.run_job(&refresh).await;
+        assert_eq!(job["status"], "failed", "{content}: {job}");
+        let error = job["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{content}: error {error}");
+        let items = all_items(&app, &inst, "People", "").await;
+        assert_eq!(
+            ids(&items, "Name"),
+            BTreeSet::from(["Ann".into(), "Bob".into()])
+        );
+        let source = app
+            .get(&format!("/instances/{inst}/datasources/{ds}"))
+            .await
+            .json();
+        assert_eq!(source["lastRefresh"]["status"], "failed");
+        assert!(source["lastRefresh"]["error"]
+            .as_str()
+            .unwrap()
+            .contains(expected));
+    }
+    std::fs::remove_file(&file).unwrap();
+    let job = app.run_job(&refresh).await;
+    assert_eq!(job["status"], "failed");
+    assert!(
+        job["error"].as_str().unwrap().contains("contacts.csv"),
+        "{job}"
+    );
+    assert_eq!(all_items(&app, &inst, "People", "").await.len(), 2);
+
+    // JSON Lines: a malformed line is reported with its number.
+    let bad = app
+        .create_source(
+            &inst,
+            json!({"name":"bad","entityName":"Bad","format":"jsonl","keyField":"id","content":"{\"id\":1}\n{\"id\":2\n"}),
+        )
+        .await;
+    let job = app
+        .run_job(&format!("/instances/{inst}/datasources/{bad}/refresh"))
+        .await;
+    assert!(job["error"].as_str().unwrap().contains("line 2"), "{job}");
+}
+
+#[tokio::test]
+async fn data_source_input_is_validated() {
+    let app = spawn_app().await;
+    let inst = app.create_instance("Validation").await;
+    let path = format!("/instances/{inst}/datasources");
+    for body in [
+        json!({"name":"x","entityName":"E","format":"csv","keyField":"id","path":"../outside.csv"}),
+        json!({"name":"x","entityName":"E","format":"csv","keyField":"id","path":"/etc/passwd"}),
+        json!({"name":"x","entityName":"E","format":"csv","keyField":"id","content":"a","path":"a.csv"}),
+        json!({"name":"x","entityName":"E","format":"csv","keyField":"id"}),
+        json!({"name":"x","entityName":"Customer","format":"csv","keyField":"id","content":"id\n1\n"}),
+        json!({"name":"x","entityName":"bad name","format":"csv","keyField":"id","content":"id\n1\n"}),
+        json!({"name":"x","entityName":"E","format":"xml","keyField":"id","content":"id\n1\n"}),
+    ] {
+        app.post(&path, body.clone()).await.assert_problem(400);
+    }
+    app.create_source(
+        &inst,
+        json!({"name":"x","entityName":"E","format":"csv","keyField":"id","content":"id\n1\n"}),
+    )
+    .await;
+    app.post(
+        &path,
+        json!({"name":"y","entityName":"E","format":"csv","keyField":"id","content":"id\n1\n"}),
+    )
+    .await
+    .assert_problem(409);
+    // A symlink inside the data directory pointing outside is refused at refresh time.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("/etc/hostname", app.dir.path().join("link.csv")).unwrap();
+        let ds = app
+            .create_source(&inst, json!({"name":"l","entityName":"L","format":"csv","keyField":"id","path":"link.csv"}))
+            .await;
+        let job = app
+            .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+            .await;
+        assert_eq!(job["status"], "failed");
+        assert!(job["error"].as_str().unwrap().contains("outside"), "{job}");
+    }
+}
+
+#[tokio::test]
+async fn odata_queries_filter_select_order_and_page() {
+    let app = spawn_app().await;
+    let (inst, crm, _) = instance_with_sources(&app).await;
+    app.run_job(&format!("/instances/{inst}/datasources/{crm}/refresh"))
+        .await;
+    let q = |filter: &str| format!("&$filter={}", urlencode(filter));
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("City eq 'Berlin'", vec!["1", "3", "5"]),
+        ("City ne 'Berlin'", vec!["2", "4"]),
+        ("Age gt 35", vec!["2", "5"]),
+        ("Age ge 35", vec!["2", "3", "5"]),
+        ("Age lt 35", vec!["1"]),
+        ("Age le 35", vec!["1", "3"]),
+        ("Age eq null", vec!["4"]),
+        ("Age ne null and Vip eq true", vec!["1", "5"]),
+        (
+            "City eq 'Berlin' and (Age gt 50 or First eq 'Ann')",
+            vec!["1", "5"],
+        ),
+        (
+            "not (City eq 'Berlin') or Vip eq true",
+            vec!["1", "2", "4", "5"],
+        ),
+        ("contains(Email,'example')", vec!["1", "2", "3", "4", "5"]),
+        ("startswith(First,'An')", vec!["1", "3"]),
+        ("endswith(Last,'es')", vec!["2"]),
+    ];
+    for (filter, expected) in cases {
+        let items = all_items(&app, &inst, "CrmContacts", &q(filter)).await;
+        let expected: BTreeSet<String> = expected.into_iter().map(String::from).collect();
+        assert_eq!(ids(&items, "Id"), expected, "$filter={filter}");
+    }
+    let ordered = app
+        .get(&format!(
+            "/instances/{inst}/entities/CrmContacts/items?$orderby=City%20desc,Age%20asc&$select=Id,City"
+        ))
+        .await
+        .json();
+    let order: Vec<&str> = ordered["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["Id"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["4", "2", "1", "3", "5"]);
+    assert_eq!(ordered["value"][0], json!({"Id":"4","City":"Munich"}));
+    assert!(ordered.get("nextLink").is_none());
+    let skipped = app
+        .get(&format!(
+            "/instances/{inst}/entities/CrmContacts/items?$skip=4"
+        ))
+        .await
+        .json();
+    assert_eq!(skipped["value"].as_array().unwrap().len(), 1);
+
+    for (query, needle) in [
+        ("$filter=Age%20gt", "position"),
+        ("$filter=Age%20gtt%205", "position"),
+        ("$filter=Nope%20eq%201", "unknown field 'Nope'"),
+        ("$filter=contains(Email", "position"),
+        ("$filter=City%20eq%20'Berlin", "position"),
+        ("$orderby=Nope", "unknown field"),
+        ("$select=Id,,City", "position"),
+        ("$top=0", "$top"),
+        ("$top=1001", "$top"),
+        ("$skip=-1", "$skip"),
+        ("$top=abc", "query"),
+    ] {
+        let r = app
+            .get(&format!(
+                "/instances/{inst}/entities/CrmContacts/items?{query}"
+            ))
+            .await;
+        let body = r.assert_problem(400);
+        assert!(
+            body["detail"].as_str().unwrap().contains(needle),
+            "{query}: {}",
+            body["detail"]
+        );
+    }
+    // An injection attempt is just a string literal.
+    let items = all_items(&app, &inst, "CrmContacts", &q("City eq 'x'' OR 1=1 --'")).await;
+    assert!(items.is_empty());
+    app.get(&format!("/instances/{inst}/entities/Nope/items"))
+        .await
+        .assert_problem(404);
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn items_can_be_created_read_and_merged() {
+    let app = spawn_app().await;
+    let (inst, crm, _) = instance_with_sources(&app).await;
+    app.run_job(&format!("/instances/{inst}/datasources/{crm}/refresh"))
+        .await;
+    let base = format!("/instances/{inst}/entities/CrmContacts/items");
+    let created = app
+        .post(
+            &base,
+            json!({"Id":"9","Email":"zed@example.com","Score":7.5}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let location = created.header("location").unwrap().to_string();
+    assert!(location.ends_with("/items/9"));
+    assert_eq!(app.get(&location).await.json()["Score"], 7.5);
+    app.post(&base, json!({"Id":"9"})).await.assert_problem(409);
+    let generated = app.post(&base, json!({"Email":"nokey@example.com"})).await;
+    assert_eq!(generated.status, 201);
+    assert!(generated.json()["Id"].as_str().unwrap().len() >= 32);
+
+    let patched = app
+        .patch(&format!("{base}/9"), json!({"City":"Bonn","Score":null}))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(
+        patched.json(),
+        json!({"Id":"9","Email":"zed@example.com","City":"Bonn"})
+    );
+    app.patch(&format!("{base}/9"), json!({"Id":"10"}))
+        .await
+        .assert_problem(400);
+    app.patch(&format!("{base}/404"), json!({"City":"x"}))
+        .await
+        .assert_problem(404);
+    app.get(&format!("{base}/404")).await.assert_problem(404);
+    // The new field is queryable.
+    let bonn = all_items(&app, &inst, "CrmContacts", "&$filter=City%20eq%20'Bonn'").await;
+    assert_eq!(ids(&bonn, "Id"), BTreeSet::from(["9".to_string()]));
+    let count = app.get(&format!("/instances/{inst}/entities")).await.json();
+    assert_eq!(count["value"][0]["itemCount"], 7);
+}
+
+async fn unify(app: &TestApp) -> (String, Value) {
+    let (inst, crm, shop) = instance_with_sources(app).await;
+    for ds in [&crm, &shop] {
+        app.run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+            .await;
+    }
+    let set = app
+        .put(
+            &format!("/instances/{inst}/unification"),
+            unification_config(),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    let job = app
+        .run_job(&format!("/instances/{inst}/unification/run"))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    (inst, job)
+}
+
+fn clusters(profiles: &[Value]) -> BTreeSet<BTreeSet<String>> {
+    profiles
+        .iter()
+        .map(|p| {
+            p["sources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}:{}",
+                        s["entityName"].as_str().unwrap(),
+                        s["key"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn unification_finds_the_known_duplicates_with_stable_ids() {
+    let app = spawn_app().await;
+    let (inst, job) = unify(&app).await;
+    assert_eq!(
+        job["result"],
+        json!({"sourceRecords":8,"unifiedProfiles":5,"matchedRecords":6})
+    );
+    let profiles = all_items(&app, &inst, "Customer", "").await;
+    let expected: BTreeSet<BTreeSet<String>> = [
+        vec!["CrmContacts:1", "CrmContacts:3"], // same email, different case/space
+        vec!["CrmContacts:2", "ShopCustomers:S1"], // same email
+        vec!["CrmContacts:4", "ShopCustomers:S3"], // same phone digits + last name
+        vec!["CrmContacts:5"],
+        vec!["ShopCustomers:S2"],
+    ]
+    .into_iter()
+    .map(|c| c.into_iter().map(String::from).collect())
+    .collect();
+    assert_eq!(clusters(&profiles), expected);
+    // Source priority: CRM wins the fields of the Bob cluster.
+    let bob = profiles
+        .iter()
+        .find(|p| p["email"] == "bob@example.com")
+        .unwrap();
+    assert_eq!(bob["firstName"], "Bob");
+    assert_eq!(bob["spend"], "120.5");
+
+    let ids_first: BTreeSet<String> = ids(&profiles, "CustomerId");
+    let again = app
+        .run_job(&format!("/instances/{inst}/unification/run"))
+        .await;
+    assert_eq!(again["status"], "succeeded");
+    let profiles_again = all_items(&app, &inst, "Customer", "").await;
+    assert_eq!(ids(&profiles_again, "CustomerId"), ids_first, "stable ids");
+    let entities = app.get(&format!("/instances/{inst}/entities")).await.json();
+    assert!(entities["value"].as_array().unwrap().contains(
+        &json!({"name":"Customer","kind":"unified","keyField":"CustomerId","itemCount":5})
+    ));
+    // Unified profiles are read-only.
+    app.post(
+        &format!("/instances/{inst}/entities/Customer/items"),
+        json!({"email":"x"}),
+    )
+    .await
+    .assert_problem(400);
+    let config = app.get(&format!("/instances/{inst}/unification")).await;
+    assert_eq!(config.json(), unification_config());
+    let bad = app
+        .put(
+            &format!("/instances/{inst}/unification"),
+            json!({"sources":[],"rules":[],"merge":{"policy":"sourcePriority"}}),
+        )
+        .await;
+    bad.assert_problem(400);
+}
+
+#[tokio::test]
+async fn segments_and_measures_equal_independent_answers_and_record_events() {
+    let app = spawn_app().await;
+    let (inst, _) = unify(&app).await;
+    let seg = app
+        .post(
+            &format!("/instances/{inst}/segments"),
+            json!({"name":"Berliners","filter":"city eq 'Berlin'"}),
+        )
+        .await;
+    assert_eq!(seg.status, 201, "{}", seg.text);
+    let seg_id = seg.json()["segmentId"].as_str().unwrap().to_string();
+    let job = app
+        .run_job(&format!("/instances/{inst}/segments/{seg_id}/refresh"))
+        .await;
+    let profiles = all_items(&app, &inst, "Customer", "").await;
+    let berliners = profiles.iter().filter(|p| p["city"] == "Berlin").count() as i64;
+    assert_eq!(job["result"]["memberCount"], berliners);
+    assert_eq!(job["result"]["previousCount"], Value::Null);
+    let members = app
+        .get(&format!(
+            "/instances/{inst}/segments/{seg_id}/members?$top=1"
+        ))
+        .await
+        .json();
+    assert_eq!(members["value"].as_array().unwrap().len(), 1);
+    assert!(members["nextLink"].as_str().unwrap().contains("%24skip=1"));
+    let segment = app
+        .get(&format!("/instances/{inst}/segments/{seg_id}"))
+        .await
+        .json();
+    assert_eq!(segment["memberCount"], berliners);
+    assert!(segment["lastRefreshedAt"].is_string());
+
+    let measures = [
+        ("count", None, None),
+        ("sum", Some("Spend"), None),
+        ("avg", Some("Spend"), None),
+        ("min", Some("Spend"), None),
+        ("max", Some("Spend"), None),
+        ("distinctCount", Some("Town"), None),
+        ("sum", Some("Spend"), Some("Spend gt 50")),
+    ];
+    let shop = all_items(&app, &inst, "ShopCustomers", "").await;
+    let spends: Vec<f64> = shop.iter().map(|i| i["Spend"].as_f64().unwrap()).collect();
+    let expected = [
+        3.0,
+        spends.iter().sum::<f64>(),
+        spends.iter().sum::<f64>() / 3.0,
+        spends.iter().cloned().fold(f64::MAX, f64::min),
+        spends.iter().cloned().fold(f64::MIN, f64::max),
+        3.0,
+        spends.iter().filter(|s| **s > 50.0).sum::<f64>(),
+    ];
+    for ((aggregate, field, filter), expected) in measures.into_iter().zip(expected) {
+        let m = app
+            .post(
+                &format!("/instances/{inst}/measures"),
+                json!({"name":format!("{aggregate} measure"),"entityName":"ShopCustomers","aggregate":aggregate,"field":field,"filter":filter}),
+            )
+            .await;
+        assert_eq!(m.status, 201, "{}", m.text);
+        let id = m.json()["measureId"].as_str().unwrap().to_string();
+        let job = app
+            .run_job(&format!("/instances/{inst}/measures/{id}/refresh"))
+            .await;
+        let value = job["result"]["value"].as_f64().unwrap();
+        assert!(
+            (value - expected).abs() < 1e-9,
+            "{aggregate}: {value} vs {expected}"
+        );
+        let measure = app
+            .get(&format!("/instances/{inst}/measures/{id}"))
+            .await
+            .json();
+        assert_eq!(measure["value"].as_f64().unwrap(), value);
+    }
+    app.post(
+        &format!("/instances/{inst}/measures"),
+        json!({"name":"bad","entityName":"ShopCustomers","aggregate":"sum"}),
+    )
+    .await
+    .assert_problem(400);
+    app.post(
+        &format!("/instances/{inst}/segments"),
+        json!({"name":"bad","filter":"city eq"}),
+    )
+    .await
+    .assert_problem(400);
+
+    // A second refresh after a data change records previous and current counts.
+    let shop_item = app
+        .post(
+            &format!("/instances/{inst}/entities/CrmContacts/items"),
+            json!({"Id":"77","Email":"new@example.com","City":"Berlin"}),
+        )
+        .await;
+    assert_eq!(shop_item.status, 201);
+    app.run_job(&format!("/instances/{inst}/unification/run"))
+        .await;
+    let again = app
+        .run_job(&format!("/instances/{inst}/segments/{seg_id}/refresh"))
+        .await;
+    assert_eq!(again["result"]["previousCount"], berliners);
+    assert_eq!(again["result"]["memberCount"], berliners + 1);
+
+    let events = sqlx::query(
+        "SELECT event_type, payload FROM events WHERE instance_id = ? ORDER BY occurred_at",
+    )
+    .bind(&inst)
+    .fetch_all(app.engine.store().pool())
+    .await
+    .unwrap();
+    let segment_events: Vec<Value> = events
+        .iter()
+        .filter(|r| r.get::<String, _>("event_type") == "segmentRefreshed")
+        .map(|r| serde_json::from_str(&r.get::<String, _>("payload")).unwrap())
+        .collect();
+    assert_eq!(segment_events.len(), 2);
+    assert_eq!(segment_events[0]["previousCount"], Value::Null);
+    assert_eq!(segment_events[0]["currentCount"], berliners);
+    assert_eq!(segment_events[1]["previousCount"], berliners);
+    assert_eq!(segment_events[1]["currentCount"], berliners + 1);
+    let types: BTreeSet<String> = events.iter().map(|r| r.get("event_type")).collect();
+    for t in [
+        "dataSourceRefreshSucceeded",
+        "unificationCompleted",
+        "measureRefreshed",
+        "segmentRefreshed",
+    ] {
+        assert!(types.contains(t), "missing {t} in {types:?}");
+    }
+}
+
+#[tokio::test]
+async fn full_refresh_continues_past_a_failing_source() {
+    let app = spawn_app().await;
+    let (inst, _) = unify(&app).await;
+    let broken = app
+        .create_source(
+            &inst,
+            json!({"name":"Broken","entityName":"Broken","format":"csv","keyField":"id","path":"missing.csv"}),
+        )
+        .await;
+    let seg = app
+        .post(
+            &format!("/instances/{inst}/segments"),
+            json!({"name":"All","filter":"email ne null"}),
+        )
+        .await
+        .json();
+    let job = app.run_job(&format!("/instances/{inst}/refresh")).await;
+    assert_eq!(job["kind"], "fullRefresh");
+    assert_eq!(job["status"], "failed", "{job}");
+    let stages = job["result"]["stages"].as_array().unwrap();
+    let summary: Vec<(String, String)> = stages
+        .iter()
+        .map(|s| {
+            (
+                s["stage"].as_str().unwrap().into(),
+                s["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("dataSource".into(), "succeeded".into()),
+            ("dataSource".into(), "succeeded".into()),
+            ("dataSource".into(), "failed".into()),
+            ("unification".into(), "succeeded".into()),
+            ("segment".into(), "succeeded".into()),
+        ]
+    );
+    assert!(job["error"].as_str().unwrap().contains("Broken"));
+    let segment = app
+        .get(&format!(
+            "/instances/{inst}/segments/{}",
+            seg["segmentId"].as_str().unwrap()
+        ))
+        .await
+        .json();
+    assert_eq!(segment["memberCount"], 5);
+    let source = app
+        .get(&format!("/instances/{inst}/datasources/{broken}"))
+        .await
+        .json();
+    assert_eq!(source["lastRefresh"]["status"], "failed");
+    let full_events: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM events WHERE instance_id = ? AND event_type = 'fullRefreshCompleted'",
+    )
+    .bind(&inst)
+    .fetch_one(app.engine.store().pool())
+    .await
+    .unwrap();
+    assert_eq!(full_events, 1);
+}
+
+#[tokio::test]
+async fn jobs_poll_202_then_200_and_survive_a_restart() {
+    let app = spawn_app().await;
+    let inst = app.create_instance("Jobs").await;
+    let mut big = String::from("id,value\n");
+    for i in 0..60_000 {
+        big.push_str(&format!("{i},{}\n", i * 7));
+    }
+    let ds = app
+        .create_source(
+            &inst,
+            json!({"name":"big","entityName":"Big","format":"csv","keyField":"id","content":big}),
+        )
+        .await;
+    let first = app
+        .post(
+            &format!("/instances/{inst}/datasources/{ds}/refresh"),
+            Value::Null,
+        )
+        .await;
+    let second = app
+        .post(
+            &format!("/instances/{inst}/datasources/{ds}/refresh"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(second.status, 202);
+    // Jobs of one instance run one at a time: the second is still queued or running now.
+    let polled = app.get(second.header("location").unwrap()).await;
+    assert_eq!(polled.status, 202, "{}", polled.text);
+    assert!(["queued", "running"].contains(&polled.json()["status"].as_str().unwrap()));
+    assert_eq!(
+        app.wait_job(first.header("location").unwrap()).await["status"],
+        "succeeded"
+    );
+    let done = app.wait_job(second.header("location").unwrap()).await;
+    assert_eq!(done["result"]["rowsIngested"], 60_000);
+    app.get(&format!("/instances/{inst}/jobs/nope"))
+        .await
+        .assert_problem(404);
+
+    // A job left running by a crash is failed with a reason at the next start.
+    sqlx::query("INSERT INTO jobs (id, instance_id, kind, status, created_at, started_at) VALUES ('crashed', ?, 'unification', 'running', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')")
+        .bind(&inst)
+        .execute(app.engine.store().pool())
+        .await
+        .unwrap();
+    let dir = app.stop().await;
+    let app = spawn_app_in(dir, |_| {}).await;
+    let job = app.get(&format!("/instances/{inst}/jobs/crashed")).await;
+    assert_eq!(job.status, 200);
+    assert_eq!(job.json()["status"], "failed");
+    assert!(job.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("interrupted"));
+    assert_eq!(
+        app.get(&format!("/instances/{inst}/entities")).await.json()["value"][0]["itemCount"],
+        60_000
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_schedule_queues_full_refreshes() {
+    let app = spawn_app().await;
+    app.post(
+        "/instances",
+        json!({"name":"bad","refreshSchedule":"every day"}),
+    )
+    .await
+    .assert_problem(400);
+    let r = app
+        .post(
+            "/instances",
+            json!({"name":"Scheduled","refreshSchedule":"* * * * * *"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let inst = r.json()["instanceId"].as_str().unwrap().to_string();
+    let mut jobs = 0i64;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        jobs = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE instance_id = ? AND kind = 'fullRefresh'",
+        )
+        .bind(&inst)
+        .fetch_one(app.engine.store().pool())
+        .await
+        .unwrap();
+        if jobs >= 2 {
+            break;
+        }
+    }
+    assert!(
+        jobs >= 2,
+        "the every-second schedule queued {jobs} full refreshes"
+    );
+}
