@@ -208,7 +208,9 @@ async fn wait_subscription(app: &TestApp, sub: &Sub, pred: impl Fn(&Value) -> bo
 async fn wait_deliveries(app: &TestApp, sub: &Sub, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let r = app.get(&format!("{}/deliveries", sub.location)).await;
+        let r = app
+            .get(&format!("{}/deliveries?top=500", sub.location))
+            .await;
         assert_eq!(r.status, 200, "{}", r.text);
         let list = r.json()["value"].as_array().unwrap().clone();
         if pred(&list) {
@@ -1132,13 +1134,6 @@ async fn a_callback_that_never_answers_hits_the_deadline_and_does_not_hold_up_ot
     let slow = Receiver::start().await;
     slow.set_default(Reply::Hang);
     let fast = Receiver::start().await;
-    let slow_sub = subscribe(
-        &app,
-        Trigger::OnUnificationCompleted,
-        &instance,
-        json!({"notificationUrl": slow.url("/slow")}),
-    )
-    .await;
     subscribe(
         &app,
         Trigger::OnUnificationCompleted,
@@ -1146,6 +1141,23 @@ async fn a_callback_that_never_answers_hits_the_deadline_and_does_not_hold_up_ot
         json!({"notificationUrl": fast.url("/fast")}),
     )
     .await;
+
+    // A backlog of 300 notifications for the hanging callback.
+    let slow_sub = subscribe(
+        &app,
+        Trigger::OnFullRefreshCompleted,
+        &instance,
+        json!({"notificationUrl": slow.url("/slow-backlog")}),
+    )
+    .await;
+    let mut tx = app.engine.store().pool().begin().await.unwrap();
+    for _ in 0..300 {
+        let event = DomainEvent::new(&instance, full_refresh_event());
+        record_event(&mut tx, &event).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    app.engine.events_committed();
+    tokio::time::sleep(Duration::from_millis(100)).await;
 
     let started = Instant::now();
     let mut ids = Vec::new();
@@ -1160,11 +1172,16 @@ async fn a_callback_that_never_answers_hits_the_deadline_and_does_not_hold_up_ot
     );
     assert_eq!(event_ids(&got), sorted(ids));
     // The hanging callback holds at most its share of slots.
-    assert!(
-        slow.received().len() <= 2,
-        "{} concurrent attempts on one subscription",
-        slow.received().len()
-    );
+    let n = slow.received_at("/slow-backlog").len();
+    assert!(n <= 2, "{n} concurrent attempts on one subscription");
+    let pending = app
+        .get(&format!(
+            "{}/deliveries?status=pending&top=500",
+            slow_sub.location
+        ))
+        .await
+        .json();
+    assert_eq!(pending["value"].as_array().unwrap().len(), 300);
 
     // Each attempt ends at the deadline and is recorded as a timeout.
     let list = wait_deliveries(&app, &slow_sub, |l| {

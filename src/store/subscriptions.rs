@@ -393,101 +393,95 @@ impl Store {
     /// Queues a finished delivery again (a fresh retry cycle, due now). A pending delivery is
     /// left as it is; a dead subscription receives nothing.
     pub async fn requeue_delivery(&self, subscription_id: &str, id: &str) -> StoreResult<Requeue> {
-        let mut tx = self.pool.begin().await?;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM subscriptions WHERE id = ?")
-                .bind(subscription_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match status.as_deref() {
-            None => return Err(StoreError::NotFound),
-            Some("active") => {}
-            Some(_) => return Ok(Requeue::SubscriptionDead),
-        }
+        // One guarded write (no read-then-write transaction that could lose the race for the
+        // write lock); the reads afterwards only explain a refusal.
         let now = Utc::now();
         let done = sqlx::query(
             "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?
-             WHERE id = ? AND subscription_id = ? AND status <> 'pending'",
+             WHERE id = ? AND subscription_id = ? AND status <> 'pending'
+               AND EXISTS (SELECT 1 FROM subscriptions WHERE id = ? AND status = 'active')",
         )
         .bind(epoch_ms(now))
         .bind(ts(now))
         .bind(id)
         .bind(subscription_id)
-        .execute(&mut *tx)
+        .bind(subscription_id)
+        .execute(&self.pool)
         .await?;
         if done.rows_affected() == 1 {
-            tx.commit().await?;
             return Ok(Requeue::Queued);
         }
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM subscriptions WHERE id = ?")
+                .bind(subscription_id)
+                .fetch_optional(&self.pool)
+                .await?;
         let exists = sqlx::query("SELECT 1 FROM deliveries WHERE id = ? AND subscription_id = ?")
             .bind(id)
             .bind(subscription_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.pool)
             .await?
             .is_some();
-        if exists {
-            Ok(Requeue::AlreadyPending)
-        } else {
-            Err(StoreError::NotFound)
+        match (status.as_deref(), exists) {
+            (None, _) | (_, false) => Err(StoreError::NotFound),
+            (Some("active"), true) => Ok(Requeue::AlreadyPending),
+            (Some(_), true) => Ok(Requeue::SubscriptionDead),
         }
     }
 
     // ----- deliveries: the dispatcher side -----
 
-    /// Claims due deliveries: at most `limit` in all and, per subscription, at most
-    /// `room(subscription_id)` more. Each claimed delivery gets `next_attempt_at = lease_until`
-    /// (epoch ms), so nobody else sees it as due until the lease runs out.
+    /// Every active subscription with pending deliveries, and the earliest `next_attempt_at`
+    /// (epoch ms) among them, earliest first. One index lookup per subscription, however long
+    /// its backlog.
+    pub async fn due_by_subscription(&self) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT id, due FROM (
+                SELECT s.id,
+                       (SELECT MIN(d.next_attempt_at) FROM deliveries d
+                        WHERE d.subscription_id = s.id AND d.status = 'pending') AS due
+                FROM subscriptions s WHERE s.status = 'active'
+             ) WHERE due IS NOT NULL ORDER BY due, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>("id"), r.get::<i64, _>("due")))
+            .collect())
+    }
+
+    /// Claims up to `limit` due deliveries of one subscription, oldest first. Each claimed
+    /// delivery gets `next_attempt_at = lease_until_ms`, so it is not due again until the lease
+    /// runs out (or the attempt is recorded).
     pub async fn claim_due_deliveries(
         &self,
+        subscription_id: &str,
         now_ms: i64,
         limit: usize,
-        per_subscription: usize,
         lease_until_ms: i64,
-        room: impl Fn(&str) -> usize,
     ) -> StoreResult<Vec<Claimed>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // Candidates: the first `per_subscription` due deliveries of every subscription, oldest
-        // due first, so one subscription with a long backlog cannot fill the page.
         let rows = sqlx::query(
-            "SELECT id, subscription_id, next_attempt_at FROM (
-                SELECT d.id, d.subscription_id, d.next_attempt_at,
-                       ROW_NUMBER() OVER (PARTITION BY d.subscription_id
-                                          ORDER BY d.next_attempt_at, d.created_at, d.id) AS rn
-                FROM deliveries d
-                WHERE d.status = 'pending' AND d.next_attempt_at <= ?
-             ) WHERE rn <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            "SELECT id, next_attempt_at FROM deliveries
+             WHERE subscription_id = ? AND status = 'pending' AND next_attempt_at <= ?
+             ORDER BY next_attempt_at, created_at, id LIMIT ?",
         )
+        .bind(subscription_id)
         .bind(now_ms)
-        .bind(per_subscription as i64)
-        .bind((limit + 64 * per_subscription) as i64)
+        .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        let mut taken: std::collections::HashMap<String, usize> = Default::default();
-        let mut picked = Vec::new();
-        for r in rows {
-            if picked.len() >= limit {
-                break;
-            }
-            let sub: String = r.get("subscription_id");
-            let used = taken.entry(sub.clone()).or_insert(0);
-            if *used >= room(&sub) {
-                continue;
-            }
-            *used += 1;
-            picked.push((
-                r.get::<String, _>("id"),
-                sub,
-                r.get::<i64, _>("next_attempt_at"),
-            ));
-        }
-        if picked.is_empty() {
+        if rows.is_empty() {
             return Ok(Vec::new());
         }
+        // Only writes in this transaction, so it holds the write lock from its first statement.
         let mut tx = self.pool.begin().await?;
-        let mut claimed = Vec::with_capacity(picked.len());
-        for (id, sub, due) in picked {
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.get("id");
             // Guarded: only if nobody changed the row since it was read.
             let done = sqlx::query(
                 "UPDATE deliveries SET next_attempt_at = ?
@@ -495,27 +489,18 @@ impl Store {
             )
             .bind(lease_until_ms)
             .bind(&id)
-            .bind(due)
+            .bind(r.get::<i64, _>("next_attempt_at"))
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 1 {
                 claimed.push(Claimed {
                     delivery_id: id,
-                    subscription_id: sub,
+                    subscription_id: subscription_id.to_string(),
                 });
             }
         }
         tx.commit().await?;
         Ok(claimed)
-    }
-
-    /// The earliest `next_attempt_at` of any pending delivery (epoch ms).
-    pub async fn next_due_at(&self) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     /// The delivery with its event and subscription. `NotFound` when the delivery is gone.

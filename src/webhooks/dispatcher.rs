@@ -5,8 +5,9 @@
 //! - **Claiming** uses a lease: a claimed delivery's `next_attempt_at` is pushed past the
 //!   attempt's deadline. A crash (even `kill -9`) mid-attempt leaves it pending, and it is due
 //!   again when the lease runs out; there is no in-flight state to repair.
-//! - **Concurrency** is bounded globally and per subscription, so a slow or dead callback holds
-//!   at most a few slots and cannot stall the others.
+//! - **Concurrency** is bounded globally and per subscription (at most 4, and at most half of
+//!   the global limit; a single slot while the subscription's last attempt failed), so a slow or
+//!   dead callback holds few slots and cannot stall the others.
 //! - **Each attempt** re-checks the destination (URL policy here; the resolver of the HTTP
 //!   client checks every resolved address and connects only to checked ones), signs the body
 //!   when the subscription has a secret, has one total deadline, reads at most
@@ -15,7 +16,7 @@
 //!   errors retried by the [`RetryPolicy`] (then dead-lettered); 404/410 kill the subscription
 //!   (derived policy: the flow is gone); other statuses fail that delivery for good.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,70 +110,24 @@ impl Worker {
     async fn run(self, signal: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
         let per_sub = self.config.per_subscription();
         let concurrency = self.config.concurrency.max(1);
-        let mut in_flight: JoinSet<String> = JoinSet::new();
-        let mut per_subscription: HashMap<String, usize> = HashMap::new();
+        let mut in_flight: JoinSet<(String, Health)> = JoinSet::new();
+        let mut slots = Slots::default();
         tracing::debug!(concurrency, per_sub, "webhook dispatcher started");
         loop {
             if *stopped.borrow() {
                 break;
             }
-            // Claim what is due and fits.
-            let free = concurrency.saturating_sub(in_flight.len());
-            let mut blocked = false;
-            if free > 0 {
-                let now = Utc::now();
-                let lease_until = epoch_ms(now) + self.config.lease().as_millis() as i64;
-                let room =
-                    |sub: &str| per_sub.saturating_sub(*per_subscription.get(sub).unwrap_or(&0));
-                match self
-                    .store
-                    .claim_due_deliveries(epoch_ms(now), free, per_sub, lease_until, room)
-                    .await
-                {
-                    Ok(claimed) => {
-                        for c in claimed {
-                            *per_subscription
-                                .entry(c.subscription_id.clone())
-                                .or_insert(0) += 1;
-                            let worker = self.clone();
-                            in_flight.spawn(async move {
-                                let sub = c.subscription_id.clone();
-                                worker.attempt(c).await;
-                                sub
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "webhook dispatcher could not claim deliveries");
-                        blocked = true;
-                    }
-                }
-            }
-            // Sleep until something can change.
-            let wait = match self.store.next_due_at().await {
-                Ok(Some(due)) => {
-                    let until = Duration::from_millis((due - epoch_ms(Utc::now())).max(0) as u64);
-                    // Due but not claimable (limits): an attempt ending will wake us.
-                    if until.is_zero() || blocked {
-                        self.config.poll_interval
-                    } else {
-                        until.min(self.config.poll_interval)
-                    }
-                }
-                Ok(None) => self.config.poll_interval,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook dispatcher could not read the outbox");
-                    self.config.poll_interval
-                }
-            };
+            let wait = self
+                .claim_and_spawn(concurrency, per_sub, &mut in_flight, &mut slots)
+                .await;
             tokio::select! {
                 _ = stopped.changed() => {}
                 _ = signal.notified() => {}
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    release(&mut per_subscription, done);
+                    slots.release(done);
                     // Collect any others that finished meanwhile.
                     while let Some(done) = in_flight.try_join_next() {
-                        release(&mut per_subscription, done);
+                        slots.release(done);
                     }
                 }
                 _ = tokio::time::sleep(wait) => {}
@@ -188,6 +143,70 @@ impl Worker {
         tracing::debug!("webhook dispatcher stopped");
     }
 
+    /// Claims what is due and fits (globally and per subscription) and starts those attempts.
+    /// Returns how long to sleep at most before looking again.
+    async fn claim_and_spawn(
+        &self,
+        concurrency: usize,
+        per_sub: usize,
+        in_flight: &mut JoinSet<(String, Health)>,
+        slots: &mut Slots,
+    ) -> Duration {
+        let mut wait = self.config.poll_interval;
+        let due = match self.store.due_by_subscription().await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook dispatcher could not read the outbox");
+                return wait;
+            }
+        };
+        let now = Utc::now();
+        let now_ms = epoch_ms(now);
+        let lease_until = now_ms + self.config.lease().as_millis() as i64;
+        for (sub, due_at) in due {
+            if due_at > now_ms {
+                // Sorted by due time: nothing further is due yet.
+                wait = wait.min(Duration::from_millis((due_at - now_ms) as u64));
+                break;
+            }
+            let free = concurrency.saturating_sub(in_flight.len());
+            if free == 0 {
+                break; // an attempt ending wakes the loop
+            }
+            let room = slots.room(&sub, per_sub);
+            if room == 0 {
+                continue; // this subscription has its share in flight
+            }
+            let claimed = match self
+                .store
+                .claim_due_deliveries(&sub, now_ms, room.min(free), lease_until)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook dispatcher could not claim deliveries");
+                    continue;
+                }
+            };
+            for c in claimed {
+                slots.take(&sub);
+                let worker = self.clone();
+                in_flight.spawn(async move {
+                    use futures_util::FutureExt;
+                    let sub = c.subscription_id.clone();
+                    // Even a panicking attempt gives its slot back (its lease makes the
+                    // delivery due again).
+                    let health = std::panic::AssertUnwindSafe(worker.attempt(c))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or(Health::Unknown);
+                    (sub, health)
+                });
+            }
+        }
+        wait
+    }
+
     fn count(&self, outcome: &str) {
         if let Some(m) = &self.metrics {
             m.with_label_values(&[outcome]).inc();
@@ -196,27 +215,32 @@ impl Worker {
 
     /// One attempt of one claimed delivery, recorded. Errors are logged: the lease makes the
     /// delivery due again, so nothing is lost.
-    async fn attempt(&self, claimed: Claimed) {
-        if let Err(e) = self.try_attempt(&claimed).await {
-            tracing::warn!(delivery = %claimed.delivery_id, error = %e, "webhook attempt could not be recorded; it will be retried");
+    async fn attempt(&self, claimed: Claimed) -> Health {
+        match self.try_attempt(&claimed).await {
+            Ok(health) => health,
+            Err(e) => {
+                tracing::warn!(delivery = %claimed.delivery_id, error = %e, "webhook attempt could not be recorded; it will be retried");
+                Health::Unknown
+            }
         }
     }
 
-    async fn try_attempt(&self, claimed: &Claimed) -> Result<(), StoreError> {
+    async fn try_attempt(&self, claimed: &Claimed) -> Result<Health, StoreError> {
         let ctx = match self.store.delivery_context(&claimed.delivery_id).await {
             Ok(ctx) => ctx,
-            Err(StoreError::NotFound) => return Ok(()),
+            Err(StoreError::NotFound) => return Ok(Health::Unknown),
             Err(e) => return Err(e),
         };
         let Some(sub) = ctx.subscription.clone() else {
             // Deleted meanwhile; its deliveries go with it.
-            return self.store.drop_orphan_delivery(&ctx.delivery_id).await;
+            self.store.drop_orphan_delivery(&ctx.delivery_id).await?;
+            return Ok(Health::Unknown);
         };
         if sub.status != "active" {
-            return self
-                .store
+            self.store
                 .dead_letter_unsent(&ctx.delivery_id, "not sent: the subscription is dead")
-                .await;
+                .await?;
+            return Ok(Health::Unknown);
         }
         let body = notification_body(&ctx, &sub.inputs);
         let secret = sub
@@ -320,7 +344,11 @@ impl Worker {
         self.store
             .finish_attempt(&ctx.delivery_id, &sub.id, &attempt, &decision)
             .await?;
-        Ok(())
+        Ok(match decision {
+            Decision::Delivered => Health::Healthy,
+            Decision::RetryAt(_) | Decision::DeadLetter => Health::Failing,
+            Decision::Failed | Decision::SubscriptionGone => Health::Unknown,
+        })
     }
 
     fn retry_or_dead(&self, attempts_made: u32, retry_after: Option<Duration>) -> Decision {
@@ -370,17 +398,56 @@ impl Worker {
     }
 }
 
-fn release(
-    per_subscription: &mut HashMap<String, usize>,
-    done: Result<String, tokio::task::JoinError>,
-) {
-    // A panicked attempt is not counted back; its lease makes the delivery due again.
-    if let Ok(sub) = done {
-        if let Some(n) = per_subscription.get_mut(&sub) {
+/// What an attempt says about its callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    /// It accepted the notification.
+    Healthy,
+    /// It failed in a way that is retried (timeout, connection error, 408/429/5xx).
+    Failing,
+    /// Nothing to conclude.
+    Unknown,
+}
+
+/// Attempts in flight per subscription. A subscription whose last attempt failed in a
+/// retryable way gets one slot until an attempt succeeds again, so a dead or hanging callback
+/// with a backlog ties up one slot, not its full share.
+#[derive(Default)]
+struct Slots {
+    in_use: HashMap<String, usize>,
+    failing: HashSet<String>,
+}
+
+impl Slots {
+    fn room(&self, sub: &str, per_sub: usize) -> usize {
+        let cap = if self.failing.contains(sub) {
+            1
+        } else {
+            per_sub
+        };
+        cap.saturating_sub(*self.in_use.get(sub).unwrap_or(&0))
+    }
+
+    fn take(&mut self, sub: &str) {
+        *self.in_use.entry(sub.to_string()).or_insert(0) += 1;
+    }
+
+    fn release(&mut self, done: Result<(String, Health), tokio::task::JoinError>) {
+        let Ok((sub, health)) = done else { return };
+        if let Some(n) = self.in_use.get_mut(&sub) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                per_subscription.remove(&sub);
+                self.in_use.remove(&sub);
             }
+        }
+        match health {
+            Health::Healthy => {
+                self.failing.remove(&sub);
+            }
+            Health::Failing => {
+                self.failing.insert(sub);
+            }
+            Health::Unknown => {}
         }
     }
 }
@@ -446,4 +513,55 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(concurrency: usize, timeout_secs: u64) -> DispatcherConfig {
+        DispatcherConfig {
+            policy: CallbackPolicy::default(),
+            timeout: Duration::from_secs(timeout_secs),
+            concurrency,
+            retry: RetryPolicy::default(),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn per_subscription_share_is_at_most_four_and_at_most_half() {
+        assert_eq!(config(64, 15).per_subscription(), 4);
+        assert_eq!(config(6, 15).per_subscription(), 3);
+        assert_eq!(config(4, 15).per_subscription(), 2);
+        assert_eq!(config(1, 15).per_subscription(), 1);
+    }
+
+    #[test]
+    fn the_lease_outlasts_the_attempt_deadline() {
+        assert_eq!(config(64, 15).lease(), Duration::from_millis(20_500));
+        assert_eq!(config(64, 2).lease(), Duration::from_millis(4_500));
+    }
+
+    #[test]
+    fn a_failing_subscription_gets_one_slot_until_it_recovers() {
+        let mut slots = Slots::default();
+        assert_eq!(slots.room("a", 4), 4);
+        slots.take("a");
+        slots.take("a");
+        assert_eq!(slots.room("a", 4), 2);
+        slots.release(Ok(("a".into(), Health::Failing)));
+        assert_eq!(
+            slots.room("a", 4),
+            0,
+            "one still in flight uses the single slot"
+        );
+        slots.release(Ok(("a".into(), Health::Unknown)));
+        assert_eq!(slots.room("a", 4), 1);
+        assert_eq!(slots.room("b", 4), 4, "others are not affected");
+        slots.take("a");
+        slots.release(Ok(("a".into(), Health::Healthy)));
+        assert_eq!(slots.room("a", 4), 4);
+        assert!(slots.in_use.is_empty());
+    }
 }
