@@ -145,6 +145,9 @@ impl Application {
     /// requests finish, then closes the database.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.engine.shut_down();
+        // The dispatcher lets attempts in flight finish (or cut at their deadline) before the
+        // database closes.
         if let Some(dispatcher) = self.dispatcher {
             dispatcher.shutdown().await;
         }

@@ -60,12 +60,6 @@ pub struct MemberList {
     pub next_link: Option<String>,
 }
 
-/// The unification configuration: sources (map), rules (match) and merge policy.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(transparent)]
-#[schema(value_type = Object)]
-pub struct UnificationConfigBody(pub Value);
-
 #[derive(Debug, Deserialize)]
 pub struct PageParams {
     #[serde(rename = "$top")]
@@ -362,7 +356,7 @@ async fn refresh_measure(
     operation_id = "GetUnificationConfig", tag = "Unification",
     params(("instanceId" = String, Path, description = "The instance.")),
     responses(
-        (status = 200, description = "The configuration.", body = UnificationConfigBody),
+        (status = 200, description = "The configuration.", body = UnificationConfig),
         (status = 404, description = "No such instance, or no configuration yet.", body = Problem, content_type = "application/problem+json"),
     ),
     extensions(("x-ms-visibility" = json!("advanced")))
@@ -384,9 +378,9 @@ async fn get_unification_config(
 #[utoipa::path(
     operation_id = "SetUnificationConfig", tag = "Unification",
     params(("instanceId" = String, Path, description = "The instance.")),
-    request_body(content = UnificationConfigBody, description = "The configuration."),
+    request_body(content = UnificationConfig, description = "The configuration."),
     responses(
-        (status = 200, description = "The stored configuration.", body = UnificationConfigBody),
+        (status = 200, description = "The stored configuration.", body = UnificationConfig),
         (status = 400, description = "The configuration is not valid.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
     ),
@@ -397,14 +391,12 @@ async fn set_unification_config(
     state: web::Data<AppState>,
     tenant: TenantId,
     path: web::Path<String>,
-    body: web::Json<UnificationConfigBody>,
+    body: web::Json<UnificationConfig>,
 ) -> Result<web::Json<UnificationConfig>, ApiError> {
-    let config: UnificationConfig = serde_json::from_value(body.into_inner().0)
-        .map_err(|e| ApiError::BadRequest(format!("invalid unification configuration: {e}")))?;
     Ok(web::Json(
         state
             .engine
-            .set_unification_config(&tenant, &path, config)
+            .set_unification_config(&tenant, &path, body.into_inner())
             .await?,
     ))
 }

@@ -189,7 +189,11 @@ impl Engine {
 
     async fn job_worker(self, worker: usize) {
         let signal: Arc<Notify> = self.job_signal();
+        let shutdown = self.shutdown_signal();
         loop {
+            if *shutdown.borrow() {
+                return;
+            }
             match self.store().claim_next_job().await {
                 Ok(Some(job)) => {
                     let id = job.id.clone();

@@ -150,8 +150,14 @@ impl Engine {
         for profile in outcome.profiles {
             let mut item = Map::new();
             item.insert(CUSTOMER_ID.into(), json!(profile.customer_id));
+            // Merged values are text; type them the way CSV cells are typed, so segment filters
+            // such as `spend gt 100` compare numbers.
             for (field, value) in profile.fields {
-                item.insert(field, value);
+                let typed = match &value {
+                    Value::String(text) => super::ingest::infer_cell(text).unwrap_or(value),
+                    _ => value,
+                };
+                item.insert(field, typed);
             }
             item.insert("sources".into(), json!(profile.sources));
             widen_schema(&mut schema, &item);

@@ -82,7 +82,7 @@ pub async fn spawn_app_in(
     dir: Arc<tempfile::TempDir>,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    insights_connector::telemetry::init_tracing("warn");
+    insights_connector::telemetry::init_tracing("error");
     let mut settings = settings_for(dir.path());
     adjust(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
