@@ -14,3 +14,6 @@ echo "== cargo test"
 cargo test --locked --all-targets 2>&1 | tee target/test-output.txt
 # Summarise (cargo prints one result line per test binary).
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "cargo tests: %d passed, %d failed\n", p, f }' target/test-output.txt
+
+echo "== openapi-spec-validator (OpenAPI 3.1 and Swagger 2.0 documents)"
+./scripts/validate-spec.sh

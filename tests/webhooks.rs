@@ -209,7 +209,7 @@ async fn wait_deliveries(app: &TestApp, sub: &Sub, pred: impl Fn(&[Value]) -> bo
     let deadline = Instant::now() + WAIT;
     loop {
         let r = app
-            .get(&format!("{}/deliveries?top=500", sub.location))
+            .get(&format!("{}/deliveries?$top=500", sub.location))
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
         let list = r.json()["value"].as_array().unwrap().clone();
@@ -541,7 +541,7 @@ async fn subscribe_refuses_bad_input_and_unknown_or_foreign_ids() {
     )
     .await
     .assert_problem(404);
-    app.get(&format!("{}/deliveries?top=0", a_sub.location))
+    app.get(&format!("{}/deliveries?$top=0", a_sub.location))
         .await
         .assert_problem(400);
     app.get(&format!("{}/deliveries?status=bogus", a_sub.location))
@@ -1002,7 +1002,7 @@ async fn exhausted_retries_are_dead_lettered_visible_and_redeliverable() {
     assert_eq!(dead["value"].as_array().unwrap().len(), 1);
     let none = app
         .get(&format!(
-            "{}/deliveries?status=delivered&top=5",
+            "{}/deliveries?status=delivered&$top=5",
             sub.location
         ))
         .await
@@ -1176,7 +1176,7 @@ async fn a_callback_that_never_answers_hits_the_deadline_and_does_not_hold_up_ot
     assert!(n <= 2, "{n} concurrent attempts on one subscription");
     let pending = app
         .get(&format!(
-            "{}/deliveries?status=pending&top=500",
+            "{}/deliveries?status=pending&$top=500",
             slow_sub.location
         ))
         .await

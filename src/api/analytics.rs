@@ -35,7 +35,6 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SegmentList {
     /// The segments.
-    #[schema(extensions(("x-ms-summary" = json!("Segments"))))]
     pub value: Vec<Segment>,
 }
 
@@ -43,7 +42,6 @@ pub struct SegmentList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MeasureList {
     /// The measures.
-    #[schema(extensions(("x-ms-summary" = json!("Measures"))))]
     pub value: Vec<Measure>,
 }
 
@@ -52,7 +50,6 @@ pub struct MeasureList {
 #[serde(rename_all = "camelCase")]
 pub struct MemberList {
     /// The members of this page.
-    #[schema(extensions(("x-ms-summary" = json!("Members"))))]
     pub value: Vec<Item>,
     /// Absolute URL of the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -336,6 +336,7 @@ async fn delete_trigger_subscription(
 #[serde(deny_unknown_fields)]
 struct DeliveryQuery {
     status: Option<DeliveryStatus>,
+    #[serde(rename = "$top")]
     top: Option<i64>,
 }
 
@@ -350,7 +351,7 @@ struct DeliveryQuery {
         ("subscriptionId" = String, Path, description = "The subscription."),
         ("status" = inline(Option<DeliveryStatus>), Query, description = "Only deliveries in this state: pending, delivered, failed or dead.",
             extensions(("x-ms-summary" = json!("Status")))),
-        ("top" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Most deliveries to return (1 to 500, default 100).",
+        ("$top" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Most deliveries to return (1 to 500, default 100).",
             extensions(("x-ms-summary" = json!("Top")))),
     ),
     responses(
@@ -370,7 +371,9 @@ async fn list_deliveries(
     let (instance_id, subscription_id) = path.into_inner();
     let top = query.top.unwrap_or(100);
     if !(1..=500).contains(&top) {
-        return Err(ApiError::BadRequest("top must be between 1 and 500".into()));
+        return Err(ApiError::BadRequest(
+            "$top must be between 1 and 500".into(),
+        ));
     }
     let value = subs::list_deliveries(
         &state.engine,

@@ -51,8 +51,11 @@ pub const MAX_FUZZY_CHARS: usize = 64;
 #[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UnificationConfig {
+    /// Map: the entities that feed the profile and which of their fields become profile fields.
     pub sources: Vec<SourceConfig>,
+    /// Match: rules, each a list of conditions that must all hold; rules are combined with or.
     pub rules: Vec<MatchRule>,
+    /// Merge: how a profile field's value is chosen among the matched records.
     pub merge: MergeConfig,
 }
 
@@ -60,6 +63,7 @@ pub struct UnificationConfig {
 #[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourceConfig {
+    /// The source entity.
     pub entity_name: String,
     /// Profile field → source column.
     pub fields: BTreeMap<String, String>,
@@ -70,7 +74,9 @@ pub struct SourceConfig {
 #[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MatchRule {
+    /// Name of the rule.
     pub name: String,
+    /// Conditions that must all hold for two records to match.
     pub conditions: Vec<MatchCondition>,
 }
 
@@ -79,7 +85,9 @@ pub struct MatchRule {
 pub struct MatchCondition {
     /// A profile field.
     pub field: String,
+    /// How values are normalized before comparing: exact, case-insensitive, whitespace, alphanumeric, email or phone.
     pub normalization: Normalization,
+    /// exact, or fuzzy with a Jaro-Winkler threshold.
     pub precision: Precision,
     /// Jaro-Winkler similarity in (0, 1]; required for `fuzzy`, refused for `exact`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +133,7 @@ pub enum Precision {
 #[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MergeConfig {
+    /// sourcePriority, mostRecent or mostComplete.
     pub policy: MergePolicy,
 }
 

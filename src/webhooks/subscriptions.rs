@@ -30,7 +30,7 @@ pub struct DataSourceTriggerInput {
     pub notification_url: String,
     /// Only refreshes of this data source trigger the flow; leave empty for every data source of the instance.
     #[serde(default)]
-    #[schema(extensions(("x-ms-summary" = json!("Data Source")), ("x-ms-dynamic-values" = json!({"operationId": "ListDataSources", "parameters": {"instanceId": {"parameter": "instanceId"}}, "value-collection": "value", "value-path": "dataSourceId", "value-title": "name"}))))]
+    #[schema(extensions(("x-ms-summary" = json!("Data Source"))))]
     pub data_source_id: Option<String>,
     /// Standard Webhooks signing secret (`whsec_` followed by base64 of 24 to 64 random bytes); when set, every notification is signed.
     #[serde(default)]
@@ -46,7 +46,7 @@ pub struct SegmentTriggerInput {
     #[schema(extensions(("x-ms-notification-url" = json!(true)), ("x-ms-visibility" = json!("internal")), ("x-ms-summary" = json!("Notification URL"))))]
     pub notification_url: String,
     /// The segment to watch.
-    #[schema(extensions(("x-ms-summary" = json!("Segment")), ("x-ms-dynamic-values" = json!({"operationId": "ListSegments", "parameters": {"instanceId": {"parameter": "instanceId"}}, "value-collection": "value", "value-path": "segmentId", "value-title": "name"}))))]
+    #[schema(extensions(("x-ms-summary" = json!("Segment"))))]
     pub segment_id: String,
     /// The flow runs when a refresh moves the member count from at most this number to above it.
     #[schema(minimum = 0, extensions(("x-ms-summary" = json!("Threshold"))))]
@@ -65,7 +65,7 @@ pub struct MeasureTriggerInput {
     #[schema(extensions(("x-ms-notification-url" = json!(true)), ("x-ms-visibility" = json!("internal")), ("x-ms-summary" = json!("Notification URL"))))]
     pub notification_url: String,
     /// The measure to watch.
-    #[schema(extensions(("x-ms-summary" = json!("Measure")), ("x-ms-dynamic-values" = json!({"operationId": "ListMeasures", "parameters": {"instanceId": {"parameter": "instanceId"}}, "value-collection": "value", "value-path": "measureId", "value-title": "name"}))))]
+    #[schema(extensions(("x-ms-summary" = json!("Measure"))))]
     pub measure_id: String,
     /// The flow runs when a refresh moves the measure's value from at most this number to above it.
     #[schema(extensions(("x-ms-summary" = json!("Threshold"))))]
