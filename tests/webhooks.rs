@@ -1018,7 +1018,7 @@ async fn exhausted_retries_are_dead_lettered_visible_and_redeliverable() {
             json!({}),
         )
         .await;
-    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["status"], "pending");
     assert_eq!(r.json()["attempts"], 0);
     let got = rx.wait_for(Some("/h"), 4, WAIT).await;

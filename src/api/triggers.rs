@@ -399,7 +399,7 @@ async fn list_deliveries(
         ("deliveryId" = String, Path, description = "The delivery."),
     ),
     responses(
-        (status = 202, description = "The delivery is queued.", body = Delivery),
+        (status = 200, description = "The delivery, queued again (status pending).", body = Delivery),
         (status = 404, description = "No such subscription or delivery.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The subscription is dead; subscribe again first.", body = Problem, content_type = "application/problem+json"),
     ),
@@ -420,5 +420,7 @@ async fn redeliver_event(
         &delivery_id,
     )
     .await?;
-    Ok(HttpResponse::Accepted().json(delivery))
+    // 200, not 202: in Power Automate 202 means "poll the Location", and there is nothing to
+    // poll here (the delivery's state is in ListDeliveries).
+    Ok(HttpResponse::Ok().json(delivery))
 }
