@@ -57,7 +57,12 @@ impl Contract {
     pub fn operation_ids(&self) -> BTreeSet<String> {
         self.routes
             .iter()
-            .map(|(_, _, p)| self.spec.pointer(p).unwrap()["operationId"].as_str().unwrap().to_string())
+            .map(|(_, _, p)| {
+                self.spec.pointer(p).unwrap()["operationId"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect()
     }
 
@@ -73,9 +78,10 @@ impl Contract {
             .filter(|(m, segments, _)| {
                 m == method
                     && segments.len() == parts.len()
-                    && segments.iter().zip(&parts).all(|(s, p)| {
-                        (s.starts_with('{') && !p.is_empty()) || s == p
-                    })
+                    && segments
+                        .iter()
+                        .zip(&parts)
+                        .all(|(s, p)| (s.starts_with('{') && !p.is_empty()) || s == p)
             })
             .max_by_key(|(_, segments, _)| segments.iter().filter(|s| !s.starts_with('{')).count())
             .and_then(|(_, _, pointer)| self.spec.pointer(pointer))
@@ -156,7 +162,10 @@ impl Contract {
     pub fn validate(&self, schema: &Value, instance: &Value) -> Vec<String> {
         let mut root = self.spec.clone();
         let obj = root.as_object_mut().unwrap();
-        obj.insert("$schema".into(), "https://json-schema.org/draft/2020-12/schema".into());
+        obj.insert(
+            "$schema".into(),
+            "https://json-schema.org/draft/2020-12/schema".into(),
+        );
         obj.insert("x-validate".into(), schema.clone());
         obj.insert("$ref".into(), "#/x-validate".into());
         let validator = jsonschema::validator_for(&root).expect("schema compiles");
