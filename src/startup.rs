@@ -15,6 +15,8 @@ use crate::engine::Engine;
 use crate::spec;
 use crate::store::Store;
 use crate::telemetry::Metrics;
+use crate::webhooks::dispatcher::{self, DispatcherConfig, DispatcherHandle};
+use crate::webhooks::ssrf::{CallbackPolicy, HostPattern};
 
 pub struct Application {
     port: u16,
@@ -23,10 +25,20 @@ pub struct Application {
     store: Store,
     engine: Engine,
     generated_key: Option<String>,
+    dispatcher: Option<DispatcherHandle>,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let callback_policy = CallbackPolicy {
+            allow_private: settings.allow_private_callbacks,
+            allowed_hosts: settings
+                .callback_hosts
+                .iter()
+                .map(|h| h.parse::<HostPattern>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("--callback-hosts: {e}"))?,
+        };
         let store = Store::open(&settings.data_dir).await?;
         let generated_key = auth::bootstrap_keys(&store, &settings.bootstrap_keys).await?;
 
@@ -41,6 +53,8 @@ impl Application {
         let engine = Engine::new(store.clone(), settings.data_dir.clone());
         engine.start_job_workers(settings.job_workers).await?;
         engine.start_scheduler(std::time::Duration::from_secs(1));
+        let metrics = Metrics::new();
+
         let openapi = spec::openapi();
         let documents = spec::documents(&openapi, &public_url)?;
         let state = web::Data::new(AppState {
@@ -48,9 +62,10 @@ impl Application {
             public_url: public_url.clone(),
             keys: auth::KeyRing::new(store.clone()),
             throttle: settings.rate_limit.map(auth::Throttle::new),
-            metrics: Metrics::new(),
+            metrics: metrics.clone(),
             routes: RouteTable::from_openapi(&openapi),
             documents,
+            callback_policy: callback_policy.clone(),
         });
 
         let max_body = settings.max_body_bytes;
@@ -78,6 +93,21 @@ impl Application {
             server = server.workers(workers);
         }
         let server = server.run();
+
+        // Webhook dispatcher: delivers the outbox (stopped in `run_until_stopped`).
+        let dispatcher = dispatcher::spawn(
+            store.clone(),
+            engine.outbox_signal(),
+            DispatcherConfig {
+                policy: callback_policy.clone(),
+                timeout: settings.delivery_timeout,
+                concurrency: settings.delivery_concurrency,
+                retry: settings.retry.clone(),
+                poll_interval: settings.dispatcher_poll_interval,
+            },
+            Some(metrics.deliveries.clone()),
+        );
+
         Ok(Self {
             port,
             public_url,
@@ -85,6 +115,7 @@ impl Application {
             store,
             engine,
             generated_key,
+            dispatcher: Some(dispatcher),
         })
     }
 
@@ -115,6 +146,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.engine.shut_down();
+        // The dispatcher lets attempts in flight finish (or cut at their deadline) before the
+        // database closes.
+        if let Some(dispatcher) = self.dispatcher {
+            dispatcher.shutdown().await;
+        }
         self.store.close().await;
         result
     }

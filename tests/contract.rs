@@ -3,6 +3,7 @@
 //! shared helper in `tests/common/contract.rs`).
 
 mod common;
+mod receiver;
 
 use std::collections::BTreeSet;
 
@@ -316,5 +317,77 @@ async fn a_tour_exercises_every_operation() {
     );
 }
 
-/// The trigger operations (subscriptions) of the tour.
-async fn tour_triggers(_app: &TestApp, _instance_path: &str) {}
+/// The trigger operations (subscriptions) of the tour: the six subscribes against a local
+/// receiver, list/get, a delivery (a unification run), its listing and redelivery, unsubscribe.
+async fn tour_triggers(app: &TestApp, i: &str) {
+    let rx = receiver::Receiver::start().await;
+    let url = rx.url("/tour");
+    let first = |v: Value, key: &str| v["value"][0][key].as_str().unwrap().to_string();
+    let ds = first(
+        ok(app, Method::GET, &format!("{i}/datasources"), None).await,
+        "dataSourceId",
+    );
+    let seg = first(
+        ok(app, Method::GET, &format!("{i}/segments"), None).await,
+        "segmentId",
+    );
+    let measure = first(
+        ok(app, Method::GET, &format!("{i}/measures"), None).await,
+        "measureId",
+    );
+    let subscribes = [
+        (
+            "datasource-refresh-failed",
+            json!({"notificationUrl": url, "dataSourceId": ds}),
+        ),
+        (
+            "datasource-refresh-succeeded",
+            json!({"notificationUrl": url}),
+        ),
+        (
+            "segment-threshold",
+            json!({"notificationUrl": url, "segmentId": seg, "threshold": 1000}),
+        ),
+        (
+            "measure-threshold",
+            json!({"notificationUrl": url, "measureId": measure, "threshold": 1e9}),
+        ),
+        ("full-refresh-completed", json!({"notificationUrl": url})),
+        ("unification-completed", json!({"notificationUrl": url})),
+    ];
+    let mut location = String::new();
+    for (trigger, body) in subscribes {
+        let r = app.post(&format!("{i}/triggers/{trigger}"), body).await;
+        assert_eq!(r.status, 201, "{trigger}: {}", r.text);
+        location = r.header("location").unwrap().to_string(); // the last: unification
+    }
+    ok(app, Method::GET, &format!("{i}/subscriptions"), None).await;
+    ok(app, Method::GET, &location, None).await;
+
+    // One notification, delivered; then queued again.
+    app.run_job(&format!("{i}/unification/run")).await;
+    rx.wait_for(Some("/tour"), 1, std::time::Duration::from_secs(15))
+        .await;
+    let deliveries = format!("{location}/deliveries");
+    let mut delivery = Value::Null;
+    for _ in 0..300 {
+        delivery = ok(app, Method::GET, &deliveries, None).await["value"][0].clone();
+        if delivery["status"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(delivery["status"], "delivered", "{delivery}");
+    let id = delivery["deliveryId"].as_str().unwrap();
+    let again = ok(
+        app,
+        Method::POST,
+        &format!("{deliveries}/{id}/redeliver"),
+        None,
+    )
+    .await;
+    assert_eq!(again["status"], "pending");
+
+    let r = app.delete(&location).await;
+    assert_eq!(r.status, 204);
+}

@@ -10,6 +10,7 @@ pub mod instances;
 pub mod jobs;
 pub mod operational;
 pub mod problem;
+pub mod triggers;
 
 use std::sync::Arc;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub routes: RouteTable,
     pub documents: operational::Documents,
+    /// Which webhook callback URLs may be subscribed (and called).
+    pub callback_policy: crate::webhooks::ssrf::CallbackPolicy,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     datasources::configure(cfg);
     analytics::configure(cfg);
     jobs::configure(cfg);
+    triggers::configure(cfg);
 }
 
 /// Extractor configuration: every extractor failure is a problem+json.

@@ -147,6 +147,12 @@ pub const PATH_PARAMETERS: &[PathParameter] = &[
         description: "The trigger subscription.",
         picker: None,
     },
+    PathParameter {
+        name: "deliveryId",
+        summary: "Delivery ID",
+        description: "The delivery of one notification to a trigger subscription.",
+        picker: None,
+    },
 ];
 
 /// Dialect of one query parameter name: display name and visibility (descriptions stay the
@@ -184,6 +190,11 @@ pub const QUERY_PARAMETERS: &[QueryParameter] = &[
         name: "$skip",
         summary: "Skip count",
         visibility: Some("advanced"),
+    },
+    QueryParameter {
+        name: "status",
+        summary: "Delivery status",
+        visibility: None,
     },
 ];
 

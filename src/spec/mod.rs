@@ -40,7 +40,13 @@ pub const CONNECTOR_DIR: &str = "connector-definition";
 /// notification bodies named in [`crate::webhooks::TRIGGERS`] (e.g.
 /// `add_schema::<crate::webhooks::SegmentThresholdEvent>`). The dialect fails if a trigger's
 /// notification schema is missing from the components.
-pub const NOTIFICATION_SCHEMAS: &[fn(&mut OpenApi)] = &[];
+pub const NOTIFICATION_SCHEMAS: &[fn(&mut OpenApi)] = &[
+    add_schema::<crate::webhooks::notifications::DataSourceRefreshNotification>,
+    add_schema::<crate::webhooks::notifications::SegmentThresholdNotification>,
+    add_schema::<crate::webhooks::notifications::MeasureThresholdNotification>,
+    add_schema::<crate::webhooks::notifications::FullRefreshNotification>,
+    add_schema::<crate::webhooks::notifications::UnificationNotification>,
+];
 
 /// The OpenAPI 3.1 document of every action and trigger, as utoipa assembles it (without the
 /// connector dialect, see [`document`]).
@@ -374,13 +380,19 @@ mod tests {
 
     #[test]
     fn a_trigger_goes_through_dialect_converter_and_export_lint_clean() {
-        let fake: &[(crate::store::events::Trigger, &str, &str)] = &[(
-            crate::store::events::Trigger::OnSegmentThresholdCrossed,
-            "/instances/{instanceId}/triggers/segment-threshold",
-            "SegmentThresholdEvent",
-        )];
+        // The real trigger table, with the segment trigger replaced by the fake one.
+        let fake: Vec<(crate::store::events::Trigger, &str, &str)> = crate::webhooks::TRIGGERS
+            .iter()
+            .map(|&(trigger, path, schema)| {
+                if trigger == crate::store::events::Trigger::OnSegmentThresholdCrossed {
+                    (trigger, path, "SegmentThresholdEvent")
+                } else {
+                    (trigger, path, schema)
+                }
+            })
+            .collect();
         let mut v = with_fake_trigger(serde_json::to_value(openapi()).unwrap());
-        dialect::apply_with_triggers(&mut v, fake).unwrap();
+        dialect::apply_with_triggers(&mut v, &fake).unwrap();
         let swagger = connector::api_definition(&v, DEFAULT_PUBLIC_URL).unwrap();
         let issues = lint::lint_connector(&swagger, None);
         let list: Vec<String> = issues.iter().map(ToString::to_string).collect();
