@@ -11,10 +11,7 @@ cd "$(dirname "$0")/.."
 
 MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-25}"
 VENV=.venv
-if [ ! -x "$VENV/bin/schemathesis" ]; then
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==4.32.5"
-fi
+./scripts/python-tools.sh
 
 cargo build --release --locked --quiet
 DATA="$(mktemp -d)"
