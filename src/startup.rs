@@ -26,6 +26,7 @@ pub struct Application {
     engine: Engine,
     generated_key: Option<String>,
     dispatcher: Option<DispatcherHandle>,
+    stop_signals: StopSignals,
 }
 
 impl Application {
@@ -42,6 +43,7 @@ impl Application {
         let store = Store::open(&settings.data_dir).await?;
         let generated_key = auth::bootstrap_keys(&store, &settings.bootstrap_keys).await?;
 
+        let stop_signals = StopSignals::register()?;
         let listener = TcpListener::bind(settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -88,6 +90,8 @@ impl Application {
                 .into_app()
         })
         .listen(listener)?
+        // Signals are handled in `run_until_stopped` (works under any tokio runtime).
+        .disable_signals()
         .shutdown_timeout(20);
         if let Some(workers) = settings.http_workers {
             server = server.workers(workers);
@@ -115,6 +119,7 @@ impl Application {
             store,
             engine,
             generated_key,
+            stop_signals,
             dispatcher: Some(dispatcher),
         })
     }
@@ -144,7 +149,15 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (or a stop through the handle): stops accepting, lets in-flight
     /// requests finish, then closes the database.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let stop_signals = self.stop_signals;
+        let signals = tokio::spawn(async move {
+            stop_signals.wait().await;
+            tracing::info!("stop signal received: finishing in-flight requests");
+            handle.stop(true).await;
+        });
         let result = self.server.await;
+        signals.abort();
         self.engine.shut_down();
         // The dispatcher lets attempts in flight finish (or cut at their deadline) before the
         // database closes.
@@ -153,5 +166,39 @@ impl Application {
         }
         self.store.close().await;
         result
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, registered when the application is built so that a signal that
+/// arrives as soon as the port answers is not lost.
+struct StopSignals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

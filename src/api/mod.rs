@@ -172,3 +172,51 @@ pub async fn catch_panic(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::middleware::from_fn;
+    use actix_web::{test, web, App, HttpResponse};
+
+    #[actix_web::test]
+    async fn a_panicking_handler_answers_500_problem_and_the_service_keeps_serving() {
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(super::catch_panic))
+                .route(
+                    "/boom",
+                    web::get().to(|| async {
+                        if true {
+                            panic!("boom");
+                        }
+                        HttpResponse::Ok().finish()
+                    }),
+                )
+                .route(
+                    "/fine",
+                    web::get().to(|| async { HttpResponse::Ok().finish() }),
+                ),
+        )
+        .await;
+        // The HTTP dispatcher renders a middleware error through `error_response`; do the same.
+        let err = test::try_call_service(&app, test::TestRequest::get().uri("/boom").to_request())
+            .await
+            .expect_err("the panic becomes an error");
+        let res = err.error_response();
+        assert_eq!(res.status(), 500);
+        assert_eq!(
+            res.headers().get("content-type").unwrap(),
+            super::problem::PROBLEM_JSON
+        );
+        let bytes = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["status"], 500);
+        assert!(
+            !body["detail"].as_str().unwrap().contains("boom"),
+            "no internals leak"
+        );
+        let res =
+            test::call_service(&app, test::TestRequest::get().uri("/fine").to_request()).await;
+        assert_eq!(res.status(), 200);
+    }
+}
