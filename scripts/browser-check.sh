@@ -12,7 +12,8 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
-cargo build --release --locked --quiet
+# The debug binary is built by the test run already; fuzzing does not need an optimised one.
+cargo build --locked --quiet
 WORK="$(mktemp -d)"
 trap "rm -rf \"$WORK\"" EXIT
 export BC_WORK="$WORK"
@@ -20,7 +21,7 @@ export BC_WORK="$WORK"
 unshare --net bash -euo pipefail -c '
   ip link set lo up
   BASE=http://127.0.0.1:18480
-  ./target/release/insights-connector serve --bind 127.0.0.1:18480 --data-dir "$BC_WORK/data" \
+  ./target/debug/insights-connector serve --bind 127.0.0.1:18480 --data-dir "$BC_WORK/data" \
       --api-keys "ui:browser-check-key-0123456789" >"$BC_WORK/server.log" 2>&1 &
   SERVER=$!
   trap "kill $SERVER 2>/dev/null || true" EXIT

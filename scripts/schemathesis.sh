@@ -13,7 +13,8 @@ MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-25}"
 VENV=.venv
 ./scripts/python-tools.sh
 
-cargo build --release --locked --quiet
+# The debug binary is built by the test run already; fuzzing does not need an optimised one.
+cargo build --locked --quiet
 DATA="$(mktemp -d)"
 trap 'rm -rf "$DATA"' EXIT
 export ST_KEY="schemathesis-key-0123456789abcdef"
@@ -23,7 +24,7 @@ exec unshare --net bash -euo pipefail -c '
   ip link set lo up
   PORT=18380
   BASE="http://127.0.0.1:$PORT"
-  RUST_LOG=info,tracing_actix_web=error ./target/release/insights-connector serve --bind "127.0.0.1:$PORT" --data-dir "$ST_DATA" \
+  RUST_LOG=info,tracing_actix_web=error ./target/debug/insights-connector serve --bind "127.0.0.1:$PORT" --data-dir "$ST_DATA" \
       --api-keys "st:$ST_KEY" --public-url "$BASE" >"$ST_DATA/server.log" 2>&1 &
   SERVER=$!
   trap "kill $SERVER 2>/dev/null || true" EXIT
