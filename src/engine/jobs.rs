@@ -249,7 +249,7 @@ impl Engine {
             }
             JobKind::Unification => {
                 let _ = self
-                    .run_unification_now(&job.instance_id, Some(&job.id))
+                    .run_unification_now(&job.instance_id, Some(&job.id), &job.id)
                     .await?;
             }
             JobKind::FullRefresh => {

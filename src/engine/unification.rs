@@ -86,11 +86,14 @@ impl Engine {
     }
 
     /// Runs map → match → merge and replaces `Customer` atomically with the event (and the
-    /// job's end). `Ok(Err(reason))` is a run that failed for a domain reason.
+    /// end of `job_id`, the unification's own job). `Ok(Err(reason))` is a run that failed for a
+    /// domain reason. `event_job_id` is the job the event names: the unification job, or the
+    /// full refresh job it runs in.
     pub(crate) async fn run_unification_now(
         &self,
         instance_id: &str,
         job_id: Option<&str>,
+        event_job_id: &str,
     ) -> EngineResult<Result<UnificationStats, String>> {
         let fail = |reason: String| async move {
             if let Some(job_id) = job_id {
@@ -205,7 +208,7 @@ impl Engine {
         let event = DomainEvent::new(
             instance_id,
             EventKind::UnificationCompleted {
-                job_id: job_id.map(String::from).unwrap_or_default(),
+                job_id: event_job_id.to_string(),
                 source_records: stats.source_records,
                 unified_profiles: stats.unified_profiles,
                 matched_records: stats.matched_records,
@@ -281,7 +284,7 @@ impl Engine {
             .await?
             .is_some()
         {
-            let outcome = self.run_unification_now(instance_id, None).await?;
+            let outcome = self.run_unification_now(instance_id, None, job_id).await?;
             stage(
                 "unification",
                 None,

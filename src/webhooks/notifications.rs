@@ -192,7 +192,7 @@ pub struct UnificationNotification {
     /// Identifier of the instance that was unified.
     #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
     pub instance_id: String,
-    /// Identifier of the unification job.
+    /// Identifier of the job that ran the unification (a full refresh job when it ran in one).
     #[schema(extensions(("x-ms-summary" = json!("Job ID"))))]
     pub job_id: String,
     /// Number of source records that went into unification.
