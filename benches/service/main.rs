@@ -17,6 +17,7 @@ mod datagen;
 mod engine;
 mod footprint;
 mod process;
+mod profile;
 mod report;
 mod stats;
 mod webhooks;
@@ -57,6 +58,10 @@ struct Args {
     rows_engine: Option<u64>,
     subscriptions: Option<u32>,
     events: Option<u32>,
+    /// The scenario of `profile` (getitems, filter, getitem).
+    scenario: String,
+    /// Connection counts of `actions` (default 1, 16, 64).
+    connections: Vec<u32>,
 }
 
 fn parse_args(raw: &[String]) -> Args {
@@ -70,6 +75,8 @@ fn parse_args(raw: &[String]) -> Args {
         rows_engine: None,
         subscriptions: None,
         events: None,
+        scenario: String::new(),
+        connections: vec![1, 16, 64],
     };
     let mut it = raw.iter();
     while let Some(arg) = it.next() {
@@ -88,8 +95,18 @@ fn parse_args(raw: &[String]) -> Args {
             "--subscriptions" => {
                 a.subscriptions = Some(value().parse().expect("--subscriptions N"))
             }
+            "--connections" => {
+                a.connections = value()
+                    .split(',')
+                    .map(|c| c.trim().parse().expect("--connections 1,16,64"))
+                    .collect()
+            }
             "--events" => a.events = Some(value().parse().expect("--events N")),
             "actions" | "webhooks" | "engine" | "footprint" => a.items.push(arg.clone()),
+            "profile" => {
+                a.items.push(arg.clone());
+                a.scenario = value();
+            }
             "all" => a
                 .items
                 .extend(["footprint", "actions", "engine", "webhooks"].map(String::from)),
@@ -176,7 +193,7 @@ fn main() {
                         rows: args.rows_actions.unwrap_or(if q { 10_000 } else { 100_000 }),
                         runs: args.runs.unwrap_or(if q { 1 } else { 5 }),
                         seconds: if q { 2 } else { args.seconds },
-                        connections: vec![1, 16, 64],
+                        connections: args.connections.clone(),
                     };
                     let (r, md) = actions::run(&ctx, &o).await;
                     (r, md, json!({"rows": o.rows, "runs": o.runs, "seconds": o.seconds, "connections": o.connections}))
@@ -204,6 +221,11 @@ fn main() {
                     };
                     let (r, md) = webhooks::run(&ctx, &o).await;
                     (r, md, json!({"subscriptions": o.subscriptions, "runs": o.runs, "events": o.events, "concurrency": o.concurrency}))
+                }
+                "profile" => {
+                    let rows = args.rows_actions.unwrap_or(100_000);
+                    let md = profile::run(&ctx, rows, &args.scenario, args.seconds).await;
+                    (json!(null), md, json!({"rows": rows, "scenario": args.scenario}))
                 }
                 _ => unreachable!(),
             }
