@@ -202,6 +202,14 @@ impl Engine {
         instance_id: &str,
         entity_name: &str,
     ) -> EngineResult<EntityRecord> {
+        // One query when both exist; otherwise the separate lookups name what is missing.
+        if let Some(entity) = self
+            .store()
+            .tenant_entity(tenant.as_str(), instance_id, entity_name)
+            .await?
+        {
+            return Ok(entity);
+        }
         self.instance(tenant, instance_id).await?;
         self.store()
             .entity(instance_id, entity_name)
