@@ -1,5 +1,6 @@
 use actix_web::{get, http::header, patch, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -35,7 +36,8 @@ pub struct Item(pub Map<String, Value>);
 #[serde(rename_all = "camelCase")]
 pub struct ItemList {
     /// The items of this page.
-    pub value: Vec<Item>,
+    #[schema(value_type = Vec<Item>)]
+    pub value: Vec<Box<RawValue>>,
     /// Absolute URL of the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(extensions(("x-ms-summary" = json!("Next link"))))]
@@ -180,16 +182,9 @@ async fn get_items(
         url.to_string()
     });
     Ok(web::Json(ItemList {
-        value: page.items.into_iter().map(|v| Item(into_map(v))).collect(),
+        value: page.items,
         next_link,
     }))
-}
-
-fn into_map(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
 }
 
 /// Percent-encodes one path segment.
@@ -221,7 +216,7 @@ async fn get_item(
     state: web::Data<AppState>,
     tenant: TenantId,
     path: web::Path<(String, String, String)>,
-) -> Result<web::Json<Value>, ApiError> {
+) -> Result<web::Json<Box<RawValue>>, ApiError> {
     let (instance_id, entity_name, item_id) = path.into_inner();
     Ok(web::Json(
         state

@@ -1,6 +1,7 @@
 //! Entities and items: the Customer Insights connector's own actions.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
@@ -64,13 +65,23 @@ pub struct ItemsQuery {
     pub skip: Option<i64>,
 }
 
-/// One page of items.
+/// One page of items, each a JSON object as stored (no parse and re-serialize on the way out).
 #[derive(Debug, Clone)]
 pub struct ItemsPage {
-    pub items: Vec<Value>,
+    pub items: Vec<Box<RawValue>>,
     /// `$skip` of the next page when there is one.
     pub next_skip: Option<i64>,
     pub top: i64,
+}
+
+/// A stored item as raw JSON; anything that is not a JSON object reads as `{}`.
+fn raw_object(data: String) -> Box<RawValue> {
+    if data.starts_with('{') {
+        if let Ok(raw) = RawValue::from_string(data) {
+            return raw;
+        }
+    }
+    RawValue::from_string("{}".into()).expect("valid JSON")
 }
 
 /// The JSON type name a value contributes to an entity's schema.
@@ -202,6 +213,14 @@ impl Engine {
         instance_id: &str,
         entity_name: &str,
     ) -> EngineResult<EntityRecord> {
+        // One query when both exist; otherwise the separate lookups name what is missing.
+        if let Some(entity) = self
+            .store()
+            .tenant_entity(tenant.as_str(), instance_id, entity_name)
+            .await?
+        {
+            return Ok(entity);
+        }
         self.instance(tenant, instance_id).await?;
         self.store()
             .entity(instance_id, entity_name)
@@ -305,16 +324,19 @@ impl Engine {
         rows.truncate(top as usize);
         let items = rows
             .into_iter()
-            .map(|(_, data)| {
-                let item: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-                match (&select, item) {
-                    (Some(fields), Value::Object(mut map)) => Value::Object(
-                        fields
+            .map(|(_, data)| match &select {
+                // Items are stored as the serializer wrote them, so passing the text through
+                // gives the same bytes as parsing and serializing again.
+                None => raw_object(data),
+                Some(fields) => {
+                    let projected = match serde_json::from_str::<Value>(&data) {
+                        Ok(Value::Object(mut map)) => fields
                             .iter()
                             .filter_map(|f| map.remove(f).map(|v| (f.clone(), v)))
                             .collect(),
-                    ),
-                    (_, item) => item,
+                        _ => Map::new(),
+                    };
+                    raw_object(Value::Object(projected).to_string())
                 }
             })
             .collect();
@@ -331,14 +353,14 @@ impl Engine {
         instance_id: &str,
         entity_name: &str,
         item_id: &str,
-    ) -> EngineResult<Value> {
+    ) -> EngineResult<Box<RawValue>> {
         let entity = self.entity_record(tenant, instance_id, entity_name).await?;
         let data = self
             .store()
             .get_item(&entity, item_id)
             .await
             .map_err(|e| not_found(e, "item", item_id))?;
-        serde_json::from_str(&data).map_err(|e| EngineError::Internal(e.to_string()))
+        RawValue::from_string(data).map_err(|e| EngineError::Internal(e.to_string()))
     }
 
     /// Creates an item; the key field is taken from the item (a UUID is generated when absent).

@@ -91,6 +91,27 @@ impl Store {
         entity_from_row(row)
     }
 
+    /// The entity if it exists in an instance of `tenant` (one query for the hot read paths;
+    /// callers fall back to separate lookups to say what is missing).
+    pub async fn tenant_entity(
+        &self,
+        tenant: &str,
+        instance_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<EntityRecord>> {
+        sqlx::query(
+            "SELECT e.* FROM entities e JOIN instances i ON i.id = e.instance_id
+             WHERE i.tenant = ? AND e.instance_id = ? AND e.name = ?",
+        )
+        .bind(tenant)
+        .bind(instance_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(entity_from_row)
+        .transpose()
+    }
+
     /// The entity, created empty if it does not exist yet.
     pub async fn ensure_entity(
         &self,

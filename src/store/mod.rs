@@ -63,10 +63,17 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30))
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-65536");
+            .pragma("cache_size", "-65536")
+            // A page of items (up to 1,001 rows) fits the row channel, so the connection's
+            // worker thread never waits for the reader halfway through a page (each wait is
+            // two thread hand-offs).
+            .row_buffer_size(1024);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
+            // No ping round trip to the connection's worker thread on every acquire: the
+            // database is a local file, a connection does not go stale (BENCHMARKS.md).
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;

@@ -1,0 +1,94 @@
+//! `profile` item: the actions set-up, then wrk at 64 connections on one scenario while
+//! `perf record` samples the service (cpu-clock, DWARF call graphs). Writes
+//! `<target>/bench/perf-<scenario>.data` and a text report `perf-<scenario>.txt`.
+
+use std::process::{Command, Stdio};
+
+use crate::api::Api;
+use crate::process::{Service, API_KEY};
+use crate::wrk::{self, Load};
+use crate::{actions, datagen, Ctx};
+
+pub async fn run(ctx: &Ctx, rows: u64, scenario: &str, seconds: u32) -> String {
+    let dir = ctx.temp_dir("profile");
+    datagen::write_people(&dir.path().join("people.csv"), rows, 0.0, 7).expect("data");
+    let service = Service::start(dir.path(), &[], &ctx.log("profile-service"));
+    let api = Api::new(&service.base);
+    let inst = api.create_instance("bench-profile").await;
+    let ds = api
+        .create_file_source(&inst, "People", "Id", "people.csv")
+        .await;
+    let job = api
+        .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+        .await;
+    assert_eq!(job.body["status"], "succeeded");
+    let items = format!("{}/instances/{inst}/entities/People/items", service.base);
+    let (url, random) = match scenario {
+        "getitems" => (format!("{items}?$top=100"), None),
+        "filter" => (
+            format!(
+                "{items}?$top=100&$filter={}",
+                actions::FILTER.replace(' ', "%20").replace('\'', "%27")
+            ),
+            None,
+        ),
+        "getitem" => (format!("{items}/1"), Some(rows)),
+        other => panic!("unknown scenario {other} (getitems, filter, getitem)"),
+    };
+    let prefix = format!("/instances/{inst}/entities/People/items/");
+    let script = ctx.out.join("wrk.lua");
+    std::fs::write(&script, wrk::SCRIPT).expect("write wrk.lua");
+    let warm = Load {
+        url: &url,
+        connections: 64,
+        seconds: 2,
+        api_key: API_KEY,
+        random_items: random.map(|n| (prefix.as_str(), n)),
+    };
+    wrk::run(&script, &warm);
+    let data = ctx.out.join(format!("perf-{scenario}.data"));
+    let mut perf = Command::new("perf")
+        .args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "499",
+            "--call-graph",
+            "dwarf,32768",
+            "-o",
+        ])
+        .arg(&data)
+        .arg("-p")
+        .arg(service.pid().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("perf runs (apt-get install linux-perf)");
+    let r = wrk::run(&script, &Load { seconds, ..warm });
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(perf.id().to_string())
+        .status();
+    let _ = perf.wait();
+    service.stop();
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "--percent-limit",
+            "1",
+            "-i",
+        ])
+        .arg(&data)
+        .output()
+        .expect("perf report");
+    let txt = ctx.out.join(format!("perf-{scenario}.txt"));
+    std::fs::write(&txt, &report.stdout).expect("write report");
+    format!(
+        "{scenario}: {:.0} req/s at 64 connections under perf; report {}\n",
+        r.rps(),
+        txt.display()
+    )
+}

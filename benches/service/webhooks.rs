@@ -1,0 +1,287 @@
+//! Item 2: webhook fan-out (10,000 subscriptions, one event) and end-to-end latency of one
+//! subscription on an idle service, against a bare HTTP client posting the same payload.
+
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use serde_json::{json, Value};
+
+use crate::api::Api;
+use crate::baseline::{unix_micros, Receipt, Sink};
+use crate::process::Service;
+use crate::report::{ms, ratio, thousands};
+use crate::stats::{median, percentile, range};
+use crate::Ctx;
+
+pub struct Opts {
+    pub subscriptions: u32,
+    pub runs: usize,
+    pub events: u32,
+    /// The service's `--delivery-concurrency`, also the baseline client's concurrency.
+    pub concurrency: usize,
+}
+
+const TRIGGER: &str = "triggers/full-refresh-completed";
+
+/// Subscribes `urls` (16 at a time); `None` when the service has no trigger endpoints yet.
+async fn subscribe_all(api: &Api, inst: &str, urls: Vec<String>) -> Option<()> {
+    let path = format!("/instances/{inst}/{TRIGGER}");
+    let (status, _, body) = api.post(&path, json!({"notificationUrl": urls[0]})).await;
+    if status == 404 || status == 405 {
+        eprintln!(
+            "[webhooks] {path} answered {status}: the trigger endpoints have not landed ({body})"
+        );
+        return None;
+    }
+    assert_eq!(status, 201, "subscribe: {body}");
+    stream::iter(urls.into_iter().skip(1))
+        .map(|url| {
+            let api = api.clone();
+            let path = path.clone();
+            async move {
+                api.post_ok(&path, json!({"notificationUrl": url}), 201)
+                    .await
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    Some(())
+}
+
+/// Fires one event (a full refresh of an instance without data sources).
+async fn fire(api: &Api, inst: &str) {
+    let (status, _, body) = api
+        .post(&format!("/instances/{inst}/refresh"), Value::Null)
+        .await;
+    assert_eq!(status, 202, "full refresh: {body}");
+}
+
+struct Fanout {
+    /// From the event's `occurredAt` (service) or the first send (baseline) to the last receipt.
+    total_us: i64,
+    first_us: i64,
+    distinct: usize,
+    duplicates: usize,
+}
+
+fn account(receipts: &[Receipt], start_us: i64, expected: u32) -> Fanout {
+    let mut hooks: Vec<u32> = receipts.iter().map(|r| r.hook).collect();
+    hooks.sort_unstable();
+    let all = hooks.len();
+    hooks.dedup();
+    let last = receipts.iter().map(|r| r.at_us).max().unwrap_or(start_us);
+    let first = receipts.iter().map(|r| r.at_us).min().unwrap_or(start_us);
+    assert_eq!(
+        hooks.len(),
+        expected as usize,
+        "every subscription got the event (void run otherwise)"
+    );
+    Fanout {
+        total_us: last - start_us,
+        first_us: first - start_us,
+        distinct: hooks.len(),
+        duplicates: all - hooks.len(),
+    }
+}
+
+pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
+    let sink = Sink::start(2);
+    let conc = o.concurrency.to_string();
+    let args = [
+        "--allow-private-callbacks",
+        "--delivery-concurrency",
+        conc.as_str(),
+    ];
+
+    // --- Fan-out ---
+    let dir = ctx.temp_dir("webhooks");
+    let service = Service::start(dir.path(), &args, &ctx.log("webhooks-fanout"));
+    let api = Api::new(&service.base);
+    let inst = api.create_instance("bench-fanout").await;
+    let urls: Vec<String> = (0..o.subscriptions).map(|i| sink.url(i)).collect();
+    let t = std::time::Instant::now();
+    if subscribe_all(&api, &inst, urls).await.is_none() {
+        service.stop();
+        sink.stop().await;
+        return (
+            json!({"status": "pending", "reason": "the service has no trigger endpoints yet"}),
+            "**Pending**: the trigger/webhook endpoints are not in this build yet; the harness (`webhooks` item) runs once they are.\n".into(),
+        );
+    }
+    eprintln!(
+        "[webhooks] {} subscriptions in {:.1} s",
+        o.subscriptions,
+        t.elapsed().as_secs_f64()
+    );
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let mut runs = Vec::new();
+    let mut payload = actix_web::web::Bytes::new();
+    for run in 0..o.runs {
+        let mut pair = [None, None];
+        let order = if run % 2 == 0 { [0, 1] } else { [1, 0] };
+        for side in order {
+            sink.reset();
+            if side == 0 {
+                fire(&api, &inst).await;
+                assert!(
+                    sink.wait_for(u64::from(o.subscriptions), Duration::from_secs(900))
+                        .await,
+                    "fan-out incomplete: {} of {}",
+                    sink.count(),
+                    o.subscriptions
+                );
+                // Let stragglers (duplicates) arrive before counting.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let receipts = sink.receipts();
+                let occurred = receipts[0]
+                    .occurred_at_us
+                    .expect("occurredAt in the payload");
+                assert!(receipts.iter().all(|r| r.event_id == receipts[0].event_id));
+                payload = sink.last_body();
+                pair[0] = Some(account(&receipts, occurred, o.subscriptions));
+            } else {
+                if payload.is_empty() {
+                    // The baseline needs the service's payload; it ran first this time only
+                    // when run 0 had side 0 first, which it always does.
+                    unreachable!("service runs first in run 0");
+                }
+                let start = unix_micros();
+                stream::iter(0..o.subscriptions)
+                    .map(|i| {
+                        let client = client.clone();
+                        let url = sink.url(i);
+                        let body = payload.clone();
+                        async move {
+                            let res = client
+                                .post(url)
+                                .header("content-type", "application/json")
+                                .body(body)
+                                .send()
+                                .await
+                                .expect("baseline POST");
+                            assert!(res.status().is_success());
+                        }
+                    })
+                    .buffer_unordered(o.concurrency)
+                    .collect::<Vec<_>>()
+                    .await;
+                sink.wait_for(u64::from(o.subscriptions), Duration::from_secs(60))
+                    .await;
+                pair[1] = Some(account(&sink.receipts(), start, o.subscriptions));
+            }
+        }
+        let [Some(ours), Some(base)] = pair else {
+            unreachable!()
+        };
+        eprintln!(
+            "[webhooks] run {} fan-out service {:.3} s (first after {:.1} ms, {} duplicates) · baseline {:.3} s",
+            run + 1,
+            ours.total_us as f64 / 1e6,
+            ours.first_us as f64 / 1e3,
+            ours.duplicates,
+            base.total_us as f64 / 1e6
+        );
+        runs.push(json!({
+            "service": {"total_us": ours.total_us, "first_us": ours.first_us, "distinct": ours.distinct, "duplicates": ours.duplicates},
+            "baseline": {"total_us": base.total_us, "first_us": base.first_us, "distinct": base.distinct, "duplicates": base.duplicates},
+        }));
+    }
+    let fanout_peak = service.hwm_kb();
+    service.stop();
+    drop(dir);
+
+    // --- Latency of one subscription on an idle service ---
+    let dir = ctx.temp_dir("webhooks");
+    let service = Service::start(dir.path(), &args, &ctx.log("webhooks-latency"));
+    let api = Api::new(&service.base);
+    let inst = api.create_instance("bench-latency").await;
+    subscribe_all(&api, &inst, vec![sink.url(0)])
+        .await
+        .expect("trigger endpoints");
+    let mut ours = Vec::new();
+    let mut base = Vec::new();
+    sink.reset();
+    for k in 0..o.events {
+        fire(&api, &inst).await;
+        assert!(
+            sink.wait_for(u64::from(k) + 1, Duration::from_secs(30))
+                .await,
+            "event {k} not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for r in sink.receipts() {
+        ours.push((r.at_us - r.occurred_at_us.expect("occurredAt")) as f64);
+    }
+    let body = sink.last_body();
+    sink.reset();
+    for k in 0..o.events {
+        let sent = unix_micros();
+        let res = client
+            .post(sink.url(0))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("baseline POST");
+        assert!(res.status().is_success());
+        sink.wait_for(u64::from(k) + 1, Duration::from_secs(5))
+            .await;
+        base.push((sink.receipts().last().expect("receipt").at_us - sent) as f64);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    service.stop();
+    sink.stop().await;
+
+    let total = |side: &str| -> Vec<f64> {
+        runs.iter()
+            .map(|r| r[side]["total_us"].as_f64().unwrap_or(f64::NAN))
+            .collect()
+    };
+    let (a, b) = (total("service"), total("baseline"));
+    let ratios: Vec<f64> = a.iter().zip(&b).map(|(x, y)| y / x).collect();
+    let (lo, hi) = range(&ratios);
+    let n = f64::from(o.subscriptions);
+    let mut md = format!(
+        "{} subscriptions of `OnFullRefreshCompleted` on one instance, one event per run, {} runs; service with `--delivery-concurrency {}`; baseline = reqwest posting the service's own payload ({} bytes) to the same sink with the same concurrency, no persistence. Service time = event `occurredAt` (stamped just before its commit) → last notification received; baseline time = first send → last received.\n\n| figure | service | baseline | ratio (throughput, min–max) |\n|---|---:|---:|---:|\n",
+        thousands(n), o.runs, o.concurrency, payload.len()
+    );
+    md.push_str(&format!(
+        "| fan-out of one event to {} | {:.2} s = {} deliveries/s | {:.2} s = {} deliveries/s | {} (target ≥ 0.5×) |\n",
+        thousands(n),
+        median(&a) / 1e6,
+        thousands(n / (median(&a) / 1e6)),
+        median(&b) / 1e6,
+        thousands(n / (median(&b) / 1e6)),
+        ratio(median(&ratios), lo, hi)
+    ));
+    md.push_str(&format!(
+        "| one subscription, idle: commit → received, p50 / p99 over {} events | {} / {} (target p50 ≤ 10 ms) | {} / {} (send → received) | {:.1}× (p50) |\n",
+        o.events,
+        ms(percentile(&ours, 50.0)),
+        ms(percentile(&ours, 99.0)),
+        ms(percentile(&base, 50.0)),
+        ms(percentile(&base, 99.0)),
+        percentile(&ours, 50.0) / percentile(&base, 50.0)
+    ));
+    md.push_str(&format!(
+        "\nService peak RSS during the fan-out: {:.1} MiB.\n",
+        fanout_peak as f64 / 1024.0
+    ));
+    (
+        json!({
+            "subscriptions": o.subscriptions, "concurrency": o.concurrency, "payload_bytes": payload.len(),
+            "fanout": {"runs": runs, "service_total_us_median": median(&a), "baseline_total_us_median": median(&b),
+                       "ratio_median": median(&ratios), "ratio_min": lo, "ratio_max": hi, "service_peak_rss_kb": fanout_peak},
+            "latency": {"events": o.events,
+                        "service_p50_us": percentile(&ours, 50.0), "service_p99_us": percentile(&ours, 99.0),
+                        "baseline_p50_us": percentile(&base, 50.0), "baseline_p99_us": percentile(&base, 99.0),
+                        "service_us": ours, "baseline_us": base},
+        }),
+        md,
+    )
+}
