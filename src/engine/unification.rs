@@ -37,9 +37,14 @@ impl Engine {
             Some(text) => {
                 serde_json::from_str(&text).map_err(|e| EngineError::Internal(e.to_string()))
             }
-            None => Err(EngineError::NotFound(format!(
-                "instance '{instance_id}' has no unification configuration yet"
-            ))),
+            // Never configured: an empty configuration (no sources, no rules), which cannot run.
+            None => Ok(UnificationConfig {
+                sources: vec![],
+                rules: vec![],
+                merge: unify::MergeConfig {
+                    policy: unify::MergePolicy::SourcePriority,
+                },
+            }),
         }
     }
 
