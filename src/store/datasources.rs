@@ -43,7 +43,7 @@ fn from_row(r: SqliteRow) -> StoreResult<DataSourceRecord> {
 
 impl Store {
     pub async fn insert_data_source(&self, d: &DataSourceRecord) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let taken: Option<String> = sqlx::query_scalar(
             "SELECT name FROM data_sources WHERE instance_id = ? AND entity_name = ?",
         )

@@ -187,7 +187,7 @@ impl Store {
         schema: &Value,
         create: bool,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // Re-read the generation inside the transaction: a refresh may have switched it.
         let generation: i64 = sqlx::query_scalar("SELECT generation FROM entities WHERE id = ?")
             .bind(entity.id)
@@ -250,7 +250,7 @@ impl Store {
         generation: i64,
         rows: &[(String, String)],
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for chunk in rows.chunks(200) {
             let mut sql =
                 String::from("INSERT INTO items (entity_id, generation, item_key, data) VALUES ");

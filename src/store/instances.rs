@@ -100,7 +100,7 @@ impl Store {
 
     /// Deletes the instance and, through foreign keys, everything in it.
     pub async fn delete_instance(&self, tenant: &str, id: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query("DELETE FROM instances WHERE tenant = ? AND id = ?")
             .bind(tenant)
             .bind(id)

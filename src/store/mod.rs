@@ -81,9 +81,13 @@ impl Store {
         Ok(Self { pool })
     }
 
-    /// Starts a transaction (the engine commits a state change and its events in one).
+    /// Starts a write transaction (the engine commits a state change and its events in one).
+    ///
+    /// `BEGIN IMMEDIATE` takes SQLite's write lock up front. A deferred transaction that reads
+    /// and then writes fails at once with `SQLITE_BUSY` (the busy timeout does not apply) when
+    /// another connection committed in between; an immediate one waits its turn instead.
     pub async fn begin(&self) -> StoreResult<Tx<'static>> {
-        Ok(self.pool.begin().await?)
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -114,4 +118,52 @@ pub fn parse_ts(s: &str) -> StoreResult<chrono::DateTime<chrono::Utc>> {
 
 pub fn parse_opt_ts(s: Option<String>) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
     s.as_deref().map(parse_ts).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transaction that reads and then writes must not fail because another connection
+    /// committed in between (what a deferred `BEGIN` does in WAL mode: `SQLITE_BUSY` at once).
+    #[tokio::test]
+    async fn a_read_then_write_transaction_survives_a_concurrent_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        sqlx::query("CREATE TABLE counters (n INTEGER)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+
+        let mut tx = store.begin().await.unwrap();
+        let before: i64 = sqlx::query_scalar("SELECT count(*) FROM counters")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        let other = {
+            let pool = store.pool().clone();
+            tokio::spawn(async move {
+                sqlx::query("INSERT INTO counters (n) VALUES (2)")
+                    .execute(&pool)
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sqlx::query("INSERT INTO counters (n) VALUES (?)")
+            .bind(before + 1)
+            .execute(&mut *tx)
+            .await
+            .expect("the write after a read must wait for its turn, not fail");
+        tx.commit().await.unwrap();
+        other
+            .await
+            .unwrap()
+            .expect("the concurrent writer waits too");
+
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM counters")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 2);
+    }
 }

@@ -298,7 +298,7 @@ impl Store {
         instance_id: &str,
         id: &str,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "DELETE FROM subscriptions WHERE id = ? AND instance_id = ?
                AND instance_id IN (SELECT id FROM instances WHERE tenant = ?)",
@@ -478,7 +478,7 @@ impl Store {
             return Ok(Vec::new());
         }
         // Only writes in this transaction, so it holds the write lock from its first statement.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for r in rows {
             let id: String = r.get("id");
@@ -571,7 +571,7 @@ impl Store {
         attempt: &AttemptRecord,
         decision: &Decision,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let now = ts(attempt.attempted_at);
         // Write first, so the transaction holds the write lock from its first statement.
         let done = sqlx::query(
