@@ -95,6 +95,7 @@ impl Engine {
             serde_json::from_str(&text).map_err(|e| EngineError::Internal(e.to_string()))?;
 
         // Map: read every source entity page by page.
+        let t_map = std::time::Instant::now();
         let mut records = Vec::new();
         for source in &config.sources {
             let entity = match self.store().entity(instance_id, &source.entity_name).await {
@@ -128,7 +129,9 @@ impl Engine {
             }
         }
 
+        let map_secs = t_map.elapsed().as_secs_f64();
         // Match and merge on a blocking thread (CPU-bound).
+        let t_unify = std::time::Instant::now();
         let cfg = config.clone();
         let outcome = tokio::task::spawn_blocking(move || unify::unify(&cfg, records))
             .await
@@ -139,7 +142,9 @@ impl Engine {
             matched_records: outcome.matched_records,
         };
 
+        let unify_secs = t_unify.elapsed().as_secs_f64();
         // Stage the new Customer generation.
+        let t_stage = std::time::Instant::now();
         let entity = self
             .store()
             .ensure_entity(instance_id, CUSTOMER_ENTITY, "unified", CUSTOMER_ID)
@@ -169,6 +174,7 @@ impl Engine {
                 .await?;
         }
 
+        let stage_secs = t_stage.elapsed().as_secs_f64();
         let completed_at = super::now();
         let result = json!({
             "sourceRecords": stats.source_records,
@@ -201,9 +207,19 @@ impl Engine {
         }
         tx.commit().await.map_err(StoreError::from)?;
         self.events_committed();
+        let t_drop = std::time::Instant::now();
         self.store()
             .drop_generation(entity.id, entity.generation)
             .await?;
+        tracing::info!(
+            records = stats.source_records,
+            profiles = stats.unified_profiles,
+            map_secs,
+            unify_secs,
+            stage_secs,
+            drop_old_secs = t_drop.elapsed().as_secs_f64(),
+            "unification finished"
+        );
         Ok(Ok(stats))
     }
 
