@@ -20,7 +20,7 @@ pub struct Opts {
 
 pub const SEGMENT_FILTER: &str = "country eq 'DE'";
 
-fn unification_config() -> Value {
+pub fn unification_config() -> Value {
     json!({
         "sources": [{
             "entityName": "People",
