@@ -339,6 +339,48 @@ pub fn map_item(source: &SourceConfig, item: &Map<String, Value>) -> BTreeMap<St
         .collect()
 }
 
+/// [`map_item`] on an item the caller no longer needs: strings are moved out, not copied
+/// (a column mapped to several profile fields is copied for all but its last use).
+pub fn map_item_owned(
+    source: &SourceConfig,
+    mut item: Map<String, Value>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut fields = source.fields.iter().peekable();
+    while let Some((field, column)) = fields.next() {
+        let used_again = fields.clone().any(|(_, c)| c == column);
+        let value = if used_again {
+            item.get(column).cloned()
+        } else {
+            item.remove(column)
+        };
+        let text = match value {
+            Some(Value::String(s)) if !s.trim().is_empty() => s,
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::Bool(b)) => b.to_string(),
+            _ => continue,
+        };
+        out.insert(field.clone(), text);
+    }
+    out
+}
+
+/// Builds a [`SourceRecord`] from an item of `source`'s entity, consuming the item.
+pub fn source_record_owned(
+    source: &SourceConfig,
+    key: String,
+    item: Map<String, Value>,
+    updated_at: Option<DateTime<Utc>>,
+) -> SourceRecord {
+    SourceRecord {
+        entity_name: source.entity_name.clone(),
+        key,
+        fields: map_item_owned(source, item),
+        priority: source.priority,
+        updated_at,
+    }
+}
+
 /// Builds a [`SourceRecord`] from an item of `source`'s entity.
 pub fn source_record(
     source: &SourceConfig,
@@ -1588,12 +1630,29 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(mapped, expected);
+        assert_eq!(
+            map_item_owned(&source, item.as_object().unwrap().clone()),
+            expected
+        );
         let r = source_record(&source, "k1", item.as_object().unwrap(), None);
         assert_eq!(
             (r.entity_name.as_str(), r.key.as_str(), r.priority),
             ("Crm", "k1", 1)
         );
         assert_eq!(r.fields, expected);
+    }
+
+    #[test]
+    fn map_item_owned_copies_a_column_mapped_twice() {
+        let source: SourceConfig = serde_json::from_value(json!({
+            "entityName":"Crm","priority":1,
+            "fields":{"a":"Email","b":"Email","c":"City"}
+        }))
+        .unwrap();
+        let item = json!({"Email":"a@x.com","City":"Berlin"});
+        let owned = map_item_owned(&source, item.as_object().unwrap().clone());
+        assert_eq!(owned, map_item(&source, item.as_object().unwrap()));
+        assert_eq!(owned.len(), 3);
     }
 
     #[test]
