@@ -116,6 +116,7 @@ impl Engine {
         let store = self.store().clone();
         let reader_entities: Vec<_> = entities.iter().map(|(_, e)| e.clone()).collect();
         let reader = tokio::spawn(async move {
+            let started = std::time::Instant::now();
             for (i, entity) in reader_entities.iter().enumerate() {
                 let mut after: Option<String> = None;
                 loop {
@@ -125,17 +126,22 @@ impl Engine {
                     let Some((last, _)) = page.last() else { break };
                     after = Some(last.clone());
                     if tx.send((i, page)).await.is_err() {
-                        return Ok(());
+                        return Ok(started.elapsed());
                     }
                 }
             }
-            Ok::<_, StoreError>(())
+            Ok::<_, StoreError>(started.elapsed())
         });
+        let total_items: i64 = entities.iter().map(|(_, e)| e.item_count).sum();
         let sources: Vec<_> = entities.into_iter().map(|(s, _)| s).collect();
         let mapper = tokio::task::spawn_blocking(move || {
-            let mut records = Vec::new();
+            let mut records =
+                Vec::with_capacity(usize::try_from(total_items.min(1 << 24)).unwrap_or(0));
+            let mappers: Vec<_> = sources.iter().map(unify::RecordMapper::new).collect();
+            let mut busy = std::time::Duration::ZERO;
             while let Some((i, page)) = rx.blocking_recv() {
-                let source = &sources[i];
+                let started = std::time::Instant::now();
+                let mapper = &mappers[i];
                 for (key, data) in page {
                     let Ok(Value::Object(item)) = serde_json::from_str::<Value>(&data) else {
                         continue;
@@ -143,18 +149,20 @@ impl Engine {
                     let updated_at = TIMESTAMP_FIELDS
                         .iter()
                         .find_map(|f| item.get(*f).and_then(unify::parse_timestamp));
-                    records.push(unify::source_record_owned(source, key, item, updated_at));
+                    records.push(mapper.record(key, item, updated_at));
                 }
+                busy += started.elapsed();
             }
-            records
+            (records, busy)
         });
         let read = reader
             .await
             .map_err(|e| EngineError::Internal(format!("reader crashed: {e}")))?;
-        let records = mapper
+        let (records, map_busy) = mapper
             .await
             .map_err(|e| EngineError::Internal(format!("mapping crashed: {e}")))?;
-        read?;
+        let map_read_secs = read?.as_secs_f64();
+        let map_busy_secs = map_busy.as_secs_f64();
 
         let map_secs = t_map.elapsed().as_secs_f64();
         // Match and merge on a blocking thread (CPU-bound).
@@ -266,6 +274,8 @@ impl Engine {
             records = stats.source_records,
             profiles = stats.unified_profiles,
             map_secs,
+            map_read_secs,
+            map_busy_secs,
             unify_secs,
             stage_secs,
             drop_old_secs = t_drop.elapsed().as_secs_f64(),

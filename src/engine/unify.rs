@@ -339,45 +339,61 @@ pub fn map_item(source: &SourceConfig, item: &Map<String, Value>) -> BTreeMap<St
         .collect()
 }
 
-/// [`map_item`] on an item the caller no longer needs: strings are moved out, not copied
-/// (a column mapped to several profile fields is copied for all but its last use).
-pub fn map_item_owned(
-    source: &SourceConfig,
-    mut item: Map<String, Value>,
-) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut fields = source.fields.iter().peekable();
-    while let Some((field, column)) = fields.next() {
-        let used_again = fields.clone().any(|(_, c)| c == column);
-        let value = if used_again {
-            item.get(column).cloned()
-        } else {
-            item.remove(column)
-        };
-        let text = match value {
-            Some(Value::String(s)) if !s.trim().is_empty() => s,
-            Some(Value::Number(n)) => n.to_string(),
-            Some(Value::Bool(b)) => b.to_string(),
-            _ => continue,
-        };
-        out.insert(field.clone(), text);
-    }
-    out
+/// [`source_record`] for items the caller no longer needs: strings are moved out of the item,
+/// not copied (a column mapped to several profile fields is copied for all but its last use).
+/// Build one per source and reuse it for every item.
+pub struct RecordMapper<'a> {
+    source: &'a SourceConfig,
+    /// Per mapped field, in `fields` order: the column is used again by a later field.
+    used_again: Vec<bool>,
 }
 
-/// Builds a [`SourceRecord`] from an item of `source`'s entity, consuming the item.
-pub fn source_record_owned(
-    source: &SourceConfig,
-    key: String,
-    item: Map<String, Value>,
-    updated_at: Option<DateTime<Utc>>,
-) -> SourceRecord {
-    SourceRecord {
-        entity_name: source.entity_name.clone(),
-        key,
-        fields: map_item_owned(source, item),
-        priority: source.priority,
-        updated_at,
+impl<'a> RecordMapper<'a> {
+    pub fn new(source: &'a SourceConfig) -> Self {
+        let columns: Vec<&String> = source.fields.values().collect();
+        let used_again = (0..columns.len())
+            .map(|i| columns[i + 1..].contains(&columns[i]))
+            .collect();
+        RecordMapper { source, used_again }
+    }
+
+    /// [`map_item`], consuming the item.
+    pub fn map_item(&self, mut item: Map<String, Value>) -> BTreeMap<String, String> {
+        // `fields` is sorted, so collecting builds the map without comparisons per insert.
+        self.source
+            .fields
+            .iter()
+            .zip(&self.used_again)
+            .filter_map(|((field, column), &used_again)| {
+                let value = if used_again {
+                    item.get(column).cloned()
+                } else {
+                    item.remove(column)
+                };
+                let text = match value? {
+                    Value::String(s) if !s.trim().is_empty() => s,
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return None,
+                };
+                Some((field.clone(), text))
+            })
+            .collect()
+    }
+
+    pub fn record(
+        &self,
+        key: String,
+        item: Map<String, Value>,
+        updated_at: Option<DateTime<Utc>>,
+    ) -> SourceRecord {
+        SourceRecord {
+            entity_name: self.source.entity_name.clone(),
+            key,
+            fields: self.map_item(item),
+            priority: self.source.priority,
+            updated_at,
+        }
     }
 }
 
@@ -1631,7 +1647,7 @@ mod tests {
         .collect();
         assert_eq!(mapped, expected);
         assert_eq!(
-            map_item_owned(&source, item.as_object().unwrap().clone()),
+            RecordMapper::new(&source).map_item(item.as_object().unwrap().clone()),
             expected
         );
         let r = source_record(&source, "k1", item.as_object().unwrap(), None);
@@ -1643,14 +1659,14 @@ mod tests {
     }
 
     #[test]
-    fn map_item_owned_copies_a_column_mapped_twice() {
+    fn record_mapper_copies_a_column_mapped_twice() {
         let source: SourceConfig = serde_json::from_value(json!({
             "entityName":"Crm","priority":1,
             "fields":{"a":"Email","b":"Email","c":"City"}
         }))
         .unwrap();
         let item = json!({"Email":"a@x.com","City":"Berlin"});
-        let owned = map_item_owned(&source, item.as_object().unwrap().clone());
+        let owned = RecordMapper::new(&source).map_item(item.as_object().unwrap().clone());
         assert_eq!(owned, map_item(&source, item.as_object().unwrap()));
         assert_eq!(owned.len(), 3);
     }
