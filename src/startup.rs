@@ -15,6 +15,8 @@ use crate::engine::Engine;
 use crate::spec;
 use crate::store::Store;
 use crate::telemetry::Metrics;
+use crate::webhooks::dispatcher::{self, DispatcherConfig, DispatcherHandle};
+use crate::webhooks::ssrf::{CallbackPolicy, HostPattern};
 
 pub struct Application {
     port: u16,
@@ -23,13 +25,25 @@ pub struct Application {
     store: Store,
     engine: Engine,
     generated_key: Option<String>,
+    dispatcher: Option<DispatcherHandle>,
+    stop_signals: StopSignals,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let callback_policy = CallbackPolicy {
+            allow_private: settings.allow_private_callbacks,
+            allowed_hosts: settings
+                .callback_hosts
+                .iter()
+                .map(|h| h.parse::<HostPattern>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("--callback-hosts: {e}"))?,
+        };
         let store = Store::open(&settings.data_dir).await?;
         let generated_key = auth::bootstrap_keys(&store, &settings.bootstrap_keys).await?;
 
+        let stop_signals = StopSignals::register()?;
         let listener = TcpListener::bind(settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -41,6 +55,8 @@ impl Application {
         let engine = Engine::new(store.clone(), settings.data_dir.clone());
         engine.start_job_workers(settings.job_workers).await?;
         engine.start_scheduler(std::time::Duration::from_secs(1));
+        let metrics = Metrics::new();
+
         let openapi = spec::openapi();
         let documents = spec::documents(&openapi, &public_url)?;
         let state = web::Data::new(AppState {
@@ -48,9 +64,10 @@ impl Application {
             public_url: public_url.clone(),
             keys: auth::KeyRing::new(store.clone()),
             throttle: settings.rate_limit.map(auth::Throttle::new),
-            metrics: Metrics::new(),
+            metrics: metrics.clone(),
             routes: RouteTable::from_openapi(&openapi),
             documents,
+            callback_policy: callback_policy.clone(),
         });
 
         let max_body = settings.max_body_bytes;
@@ -73,11 +90,28 @@ impl Application {
                 .into_app()
         })
         .listen(listener)?
+        // Signals are handled in `run_until_stopped` (works under any tokio runtime).
+        .disable_signals()
         .shutdown_timeout(20);
         if let Some(workers) = settings.http_workers {
             server = server.workers(workers);
         }
         let server = server.run();
+
+        // Webhook dispatcher: delivers the outbox (stopped in `run_until_stopped`).
+        let dispatcher = dispatcher::spawn(
+            store.clone(),
+            engine.outbox_signal(),
+            DispatcherConfig {
+                policy: callback_policy.clone(),
+                timeout: settings.delivery_timeout,
+                concurrency: settings.delivery_concurrency,
+                retry: settings.retry.clone(),
+                poll_interval: settings.dispatcher_poll_interval,
+            },
+            Some(metrics.deliveries.clone()),
+        );
+
         Ok(Self {
             port,
             public_url,
@@ -85,6 +119,8 @@ impl Application {
             store,
             engine,
             generated_key,
+            stop_signals,
+            dispatcher: Some(dispatcher),
         })
     }
 
@@ -113,8 +149,56 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (or a stop through the handle): stops accepting, lets in-flight
     /// requests finish, then closes the database.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let stop_signals = self.stop_signals;
+        let signals = tokio::spawn(async move {
+            stop_signals.wait().await;
+            tracing::info!("stop signal received: finishing in-flight requests");
+            handle.stop(true).await;
+        });
         let result = self.server.await;
+        signals.abort();
+        self.engine.shut_down();
+        // The dispatcher lets attempts in flight finish (or cut at their deadline) before the
+        // database closes.
+        if let Some(dispatcher) = self.dispatcher {
+            dispatcher.shutdown().await;
+        }
         self.store.close().await;
         result
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, registered when the application is built so that a signal that
+/// arrives as soon as the port answers is not lost.
+struct StopSignals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

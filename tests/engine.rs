@@ -448,7 +448,7 @@ async fn unification_finds_the_known_duplicates_with_stable_ids() {
         .find(|p| p["email"] == "bob@example.com")
         .unwrap();
     assert_eq!(bob["firstName"], "Bob");
-    assert_eq!(bob["spend"], "120.5");
+    assert_eq!(bob["spend"], 120.5);
 
     let ids_first: BTreeSet<String> = ids(&profiles, "CustomerId");
     let again = app

@@ -35,7 +35,6 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SegmentList {
     /// The segments.
-    #[schema(extensions(("x-ms-summary" = json!("Segments"))))]
     pub value: Vec<Segment>,
 }
 
@@ -43,7 +42,6 @@ pub struct SegmentList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MeasureList {
     /// The measures.
-    #[schema(extensions(("x-ms-summary" = json!("Measures"))))]
     pub value: Vec<Measure>,
 }
 
@@ -52,19 +50,12 @@ pub struct MeasureList {
 #[serde(rename_all = "camelCase")]
 pub struct MemberList {
     /// The members of this page.
-    #[schema(extensions(("x-ms-summary" = json!("Members"))))]
     pub value: Vec<Item>,
     /// Absolute URL of the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(extensions(("x-ms-summary" = json!("Next link"))))]
     pub next_link: Option<String>,
 }
-
-/// The unification configuration: sources (map), rules (match) and merge policy.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(transparent)]
-#[schema(value_type = Object)]
-pub struct UnificationConfigBody(pub Value);
 
 #[derive(Debug, Deserialize)]
 pub struct PageParams {
@@ -362,8 +353,8 @@ async fn refresh_measure(
     operation_id = "GetUnificationConfig", tag = "Unification",
     params(("instanceId" = String, Path, description = "The instance.")),
     responses(
-        (status = 200, description = "The configuration.", body = UnificationConfigBody),
-        (status = 404, description = "No such instance, or no configuration yet.", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The configuration (empty, with no sources and rules, until one is set).", body = UnificationConfig),
+        (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
     ),
     extensions(("x-ms-visibility" = json!("advanced")))
 )]
@@ -384,9 +375,9 @@ async fn get_unification_config(
 #[utoipa::path(
     operation_id = "SetUnificationConfig", tag = "Unification",
     params(("instanceId" = String, Path, description = "The instance.")),
-    request_body(content = UnificationConfigBody, description = "The configuration."),
+    request_body(content = UnificationConfig, description = "The configuration."),
     responses(
-        (status = 200, description = "The stored configuration.", body = UnificationConfigBody),
+        (status = 200, description = "The stored configuration.", body = UnificationConfig),
         (status = 400, description = "The configuration is not valid.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
     ),
@@ -397,14 +388,12 @@ async fn set_unification_config(
     state: web::Data<AppState>,
     tenant: TenantId,
     path: web::Path<String>,
-    body: web::Json<UnificationConfigBody>,
+    body: web::Json<UnificationConfig>,
 ) -> Result<web::Json<UnificationConfig>, ApiError> {
-    let config: UnificationConfig = serde_json::from_value(body.into_inner().0)
-        .map_err(|e| ApiError::BadRequest(format!("invalid unification configuration: {e}")))?;
     Ok(web::Json(
         state
             .engine
-            .set_unification_config(&tenant, &path, config)
+            .set_unification_config(&tenant, &path, body.into_inner())
             .await?,
     ))
 }
@@ -418,7 +407,8 @@ async fn set_unification_config(
     responses(
         (status = 202, description = "The unification job was queued.", body = Job,
             headers(("Location" = String, description = "URL of the job to poll."), ("Retry-After" = i32, description = "Seconds to wait before polling."))),
-        (status = 404, description = "No such instance, or no configuration yet.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The instance has no unification configuration yet.", body = Problem, content_type = "application/problem+json"),
     ),
     extensions(("x-ms-visibility" = json!("advanced")))
 )]

@@ -20,7 +20,6 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DataSourceList {
     /// The data sources.
-    #[schema(extensions(("x-ms-summary" = json!("Data sources"))))]
     pub value: Vec<DataSource>,
 }
 

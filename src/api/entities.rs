@@ -22,7 +22,6 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EntityList {
     /// The entities.
-    #[schema(extensions(("x-ms-summary" = json!("Entities"))))]
     pub value: Vec<Entity>,
 }
 
@@ -37,7 +36,7 @@ pub struct Item(pub Map<String, Value>);
 #[serde(rename_all = "camelCase")]
 pub struct ItemList {
     /// The items of this page.
-    #[schema(value_type = Vec<Item>, extensions(("x-ms-summary" = json!("Items"))))]
+    #[schema(value_type = Vec<Item>)]
     pub value: Vec<Box<RawValue>>,
     /// Absolute URL of the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -18,7 +18,6 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InstanceList {
     /// The instances.
-    #[schema(extensions(("x-ms-summary" = json!("Instances"))))]
     pub value: Vec<Instance>,
 }
 

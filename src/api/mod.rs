@@ -10,6 +10,7 @@ pub mod instances;
 pub mod jobs;
 pub mod operational;
 pub mod problem;
+pub mod triggers;
 
 use std::sync::Arc;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub routes: RouteTable,
     pub documents: operational::Documents,
+    /// Which webhook callback URLs may be subscribed (and called).
+    pub callback_policy: crate::webhooks::ssrf::CallbackPolicy,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     datasources::configure(cfg);
     analytics::configure(cfg);
     jobs::configure(cfg);
+    triggers::configure(cfg);
 }
 
 /// Extractor configuration: every extractor failure is a problem+json.
@@ -166,5 +170,53 @@ pub async fn catch_panic(
                 .unwrap_or_else(|| "unknown panic".into());
             Err(ApiError::Internal(format!("handler panicked: {message}")).into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::middleware::from_fn;
+    use actix_web::{test, web, App, HttpResponse};
+
+    #[actix_web::test]
+    async fn a_panicking_handler_answers_500_problem_and_the_service_keeps_serving() {
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(super::catch_panic))
+                .route(
+                    "/boom",
+                    web::get().to(|| async {
+                        if true {
+                            panic!("boom");
+                        }
+                        HttpResponse::Ok().finish()
+                    }),
+                )
+                .route(
+                    "/fine",
+                    web::get().to(|| async { HttpResponse::Ok().finish() }),
+                ),
+        )
+        .await;
+        // The HTTP dispatcher renders a middleware error through `error_response`; do the same.
+        let err = test::try_call_service(&app, test::TestRequest::get().uri("/boom").to_request())
+            .await
+            .expect_err("the panic becomes an error");
+        let res = err.error_response();
+        assert_eq!(res.status(), 500);
+        assert_eq!(
+            res.headers().get("content-type").unwrap(),
+            super::problem::PROBLEM_JSON
+        );
+        let bytes = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["status"], 500);
+        assert!(
+            !body["detail"].as_str().unwrap().contains("boom"),
+            "no internals leak"
+        );
+        let res =
+            test::call_service(&app, test::TestRequest::get().uri("/fine").to_request()).await;
+        assert_eq!(res.status(), 200);
     }
 }

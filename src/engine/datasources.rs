@@ -86,7 +86,8 @@ pub struct DataSource {
     /// When the data source was created.
     #[schema(extensions(("x-ms-summary" = json!("Created at"))))]
     pub created_at: DateTime<Utc>,
-    /// The last refresh, if any.
+    /// The last refresh; absent before the first one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(extensions(("x-ms-summary" = json!("Last refresh"))))]
     pub last_refresh: Option<RefreshStatus>,
 }
@@ -140,7 +141,7 @@ pub struct NewDataSource {
     pub content: Option<String>,
     /// A file path relative to the service's data directory.
     #[serde(default)]
-    #[schema(extensions(("x-ms-summary" = json!("Path")), ("x-ms-visibility" = json!("advanced"))))]
+    #[schema(min_length = 1, max_length = 1024, extensions(("x-ms-summary" = json!("Path")), ("x-ms-visibility" = json!("advanced"))))]
     pub path: Option<String>,
 }
 
@@ -171,7 +172,7 @@ fn parse_relative_path(path: &str) -> EngineResult<String> {
             "path '{path}' must be relative to the data directory and stay inside it"
         ))
     };
-    if path.trim().is_empty() || path.contains('\0') {
+    if path.trim().is_empty() || path.chars().count() > 1024 || path.contains('\0') {
         return Err(refused());
     }
     for c in p.components() {

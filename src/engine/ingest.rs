@@ -18,7 +18,8 @@
 //!   arena plus a 64-bit keyed hash table (about 40–50 bytes per key plus the key's text, i.e. well
 //!   under 100 MB for 1,000,000 keys); a hash collision is resolved by comparing the stored texts,
 //!   so detection is exact.
-//! * JSON Lines records are limited to [`MAX_LINE_BYTES`] per line so a file without newlines
+//! * A JSON Lines line or a CSV record is limited to [`MAX_LINE_BYTES`] so a file without line
+//!   breaks (or with an unterminated quote) cannot exhaust memory.
 //!   cannot exhaust memory.
 
 use std::collections::hash_map::RandomState;
@@ -92,8 +93,11 @@ impl<E: std::fmt::Display> std::fmt::Display for ParseFailure<E> {
 
 impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for ParseFailure<E> {}
 
-/// Longest JSON Lines line accepted (64 MiB).
+/// Longest JSON Lines line or CSV record accepted (64 MiB).
 pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Read-ahead buffer of the CSV and JSON Lines readers.
+const BUFFER_BYTES: usize = 256 * 1024;
 
 const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
 
@@ -108,11 +112,22 @@ pub fn parse<R: Read, E>(
     batch_size: usize,
     sink: impl FnMut(Vec<Row>) -> Result<(), E>,
 ) -> Result<u64, ParseFailure<E>> {
+    parse_limited(reader, format, key_field, batch_size, MAX_LINE_BYTES, sink)
+}
+
+fn parse_limited<R: Read, E>(
+    reader: R,
+    format: Format,
+    key_field: &str,
+    batch_size: usize,
+    max_record: usize,
+    sink: impl FnMut(Vec<Row>) -> Result<(), E>,
+) -> Result<u64, ParseFailure<E>> {
     let reader = skip_bom(reader)?;
     let mut batcher = Batcher::new(batch_size, sink);
     match format {
-        Format::Csv => parse_csv(reader, key_field, &mut batcher)?,
-        Format::Jsonl => parse_jsonl(reader, key_field, &mut batcher)?,
+        Format::Csv => parse_csv(reader, key_field, max_record, &mut batcher)?,
+        Format::Jsonl => parse_jsonl(reader, key_field, max_record, &mut batcher)?,
     }
     batcher.finish()
 }
@@ -191,13 +206,14 @@ impl<E, F: FnMut(Vec<Row>) -> Result<(), E>> Batcher<F> {
 fn parse_csv<R: Read, E, F: FnMut(Vec<Row>) -> Result<(), E>>(
     reader: R,
     key_field: &str,
+    max_record: usize,
     batcher: &mut Batcher<F>,
 ) -> Result<(), ParseFailure<E>> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .buffer_capacity(256 * 1024)
-        .from_reader(LineTracker::new(reader));
+        .buffer_capacity(BUFFER_BYTES)
+        .from_reader(LineTracker::new(reader, max_record));
     let (headers, header_pos): (Vec<String>, u64) = match rdr.headers() {
         Ok(h) => (
             h.iter().map(str::to_owned).collect(),
@@ -269,6 +285,8 @@ fn parse_csv<R: Read, E, F: FnMut(Vec<Row>) -> Result<(), E>>(
 /// record's byte offset can be turned into the physical line where its first character is.
 /// (`csv::Position::line()` miscounts blank lines and CRLF endings; its byte offset points at the
 /// terminator that precedes the record.) Only breaks inside the CSV reader's look-ahead are kept.
+/// It also refuses to read further than about `max_record` bytes past the last record's start,
+/// which bounds the CSV reader's record buffer.
 struct LineTracker<R> {
     inner: R,
     offset: u64,
@@ -276,22 +294,39 @@ struct LineTracker<R> {
     breaks: std::collections::VecDeque<(u64, u8)>,
     passed: u64,
     prev_cr: bool,
+    record_start: u64,
+    max_record: usize,
 }
 
+/// The I/O error [`LineTracker`] raises when a record gets too long.
+#[derive(Debug)]
+struct RecordTooLong;
+
+impl std::fmt::Display for RecordTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("record too long")
+    }
+}
+
+impl std::error::Error for RecordTooLong {}
+
 impl<R: Read> LineTracker<R> {
-    fn new(inner: R) -> Self {
+    fn new(inner: R, max_record: usize) -> Self {
         LineTracker {
             inner,
             offset: 0,
             breaks: std::collections::VecDeque::new(),
             passed: 0,
             prev_cr: false,
+            record_start: 0,
+            max_record,
         }
     }
 
     /// Physical line (1-based) of the first non-line-break byte at or after `byte`. Calls must
     /// come with non-decreasing offsets.
     fn line_at(&mut self, byte: u64) -> u64 {
+        self.record_start = self.record_start.max(byte);
         let mut at = byte;
         while let Some(&(start, len)) = self.breaks.front() {
             let end = start + u64::from(len);
@@ -313,6 +348,13 @@ impl<R: Read> LineTracker<R> {
 
 impl<R: Read> Read for LineTracker<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let limit = (self.max_record + BUFFER_BYTES) as u64;
+        if self.offset.saturating_sub(self.record_start) > limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                RecordTooLong,
+            ));
+        }
         let n = self.inner.read(buf)?;
         for (i, &b) in buf[..n].iter().enumerate() {
             match b {
@@ -338,11 +380,15 @@ impl<R: Read> Read for LineTracker<R> {
 }
 
 fn csv_error<R: Read>(e: csv::Error, rdr: &mut csv::Reader<LineTracker<R>>) -> IngestError {
+    let max = rdr.get_ref().max_record;
     let mut line_of = |pos: Option<&csv::Position>| {
         let byte = pos.map_or_else(|| rdr.position().byte(), csv::Position::byte);
         rdr.get_mut().line_at(byte)
     };
     match e.into_kind() {
+        csv::ErrorKind::Io(io) if io.get_ref().is_some_and(|e| e.is::<RecordTooLong>()) => {
+            malformed(line_of(None), format!("record is longer than {max} bytes"))
+        }
         csv::ErrorKind::Io(io) => IngestError::Io(io.to_string()),
         csv::ErrorKind::Utf8 { pos, err } => malformed(
             line_of(pos.as_ref()),
@@ -370,23 +416,22 @@ fn malformed(line: u64, message: impl Into<String>) -> IngestError {
 fn parse_jsonl<R: Read, E, F: FnMut(Vec<Row>) -> Result<(), E>>(
     reader: R,
     key_field: &str,
+    max_line: usize,
     batcher: &mut Batcher<F>,
 ) -> Result<(), ParseFailure<E>> {
-    let mut reader = BufReader::with_capacity(256 * 1024, reader);
+    let mut reader = BufReader::with_capacity(BUFFER_BYTES, reader);
     let mut buf = Vec::new();
     let mut line: u64 = 0;
     let mut saw_content = false;
     loop {
         buf.clear();
-        let read = read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES)
+        let read = read_line_capped(&mut reader, &mut buf, max_line)
             .map_err(|e| IngestError::Io(e.to_string()))?;
         line += 1;
         match read {
             LineRead::Eof => break,
             LineRead::TooLong => {
-                return Err(
-                    malformed(line, format!("line is longer than {MAX_LINE_BYTES} bytes")).into(),
-                )
+                return Err(malformed(line, format!("line is longer than {max_line} bytes")).into())
             }
             LineRead::Line => {}
         }
@@ -1120,6 +1165,39 @@ mod tests {
             read_line_capped(&mut reader, &mut buf, 8).unwrap(),
             LineRead::Eof
         ));
+    }
+
+    #[test]
+    fn overlong_records_are_refused() {
+        let max = 1024;
+        let run = |input: Vec<u8>, format: Format| {
+            parse_limited::<_, ()>(&input[..], format, "id", 10, max, |_| Ok(()))
+        };
+        // An unterminated quote would otherwise swallow the whole file into one record.
+        let mut csv = b"id,note\n1,a\n2,\"".to_vec();
+        csv.extend(std::iter::repeat_n(b'x', 2_000_000));
+        assert_eq!(
+            run(csv, Format::Csv),
+            Err(ParseFailure::Ingest(IngestError::Malformed {
+                line: 3,
+                message: format!("record is longer than {max} bytes")
+            }))
+        );
+        // Big files with normal records are fine.
+        let mut csv = b"id,note\n".to_vec();
+        for i in 0..20_000 {
+            csv.extend(format!("{i},{}\n", "y".repeat(100)).bytes());
+        }
+        assert_eq!(run(csv, Format::Csv), Ok(20_000));
+        let mut jsonl = b"{\"id\":1}\n{\"id\":\"".to_vec();
+        jsonl.extend(std::iter::repeat_n(b'x', 5000));
+        assert_eq!(
+            run(jsonl, Format::Jsonl),
+            Err(ParseFailure::Ingest(IngestError::Malformed {
+                line: 2,
+                message: format!("line is longer than {max} bytes")
+            }))
+        );
     }
 
     #[test]

@@ -189,7 +189,11 @@ impl Engine {
 
     async fn job_worker(self, worker: usize) {
         let signal: Arc<Notify> = self.job_signal();
+        let shutdown = self.shutdown_signal();
         loop {
+            if *shutdown.borrow() {
+                return;
+            }
             match self.store().claim_next_job().await {
                 Ok(Some(job)) => {
                     let id = job.id.clone();
@@ -245,7 +249,7 @@ impl Engine {
             }
             JobKind::Unification => {
                 let _ = self
-                    .run_unification_now(&job.instance_id, Some(&job.id))
+                    .run_unification_now(&job.instance_id, Some(&job.id), &job.id)
                     .await?;
             }
             JobKind::FullRefresh => {

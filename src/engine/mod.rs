@@ -70,6 +70,8 @@ struct EngineInner {
     outbox_signal: Arc<tokio::sync::Notify>,
     /// Woken when a job is queued or finishes.
     job_signal: Arc<tokio::sync::Notify>,
+    /// Becomes true when the service stops; background loops end.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Engine {
@@ -80,6 +82,7 @@ impl Engine {
                 data_dir,
                 outbox_signal: Arc::new(tokio::sync::Notify::new()),
                 job_signal: Arc::new(tokio::sync::Notify::new()),
+                shutdown: tokio::sync::watch::channel(false).0,
             }),
         }
     }
@@ -95,6 +98,16 @@ impl Engine {
     /// The dispatcher waits on this; the engine signals it after committing events.
     pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
         self.inner.outbox_signal.clone()
+    }
+
+    /// Tells background loops (job workers, scheduler, dispatcher) to stop.
+    pub fn shut_down(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// A receiver that changes to `true` when the service stops.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
     }
 
     pub(crate) fn job_signal(&self) -> Arc<tokio::sync::Notify> {

@@ -17,8 +17,12 @@ impl Engine {
             let mut last_check = Utc::now();
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut shutdown = engine.shutdown_signal();
             loop {
-                interval.tick().await;
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    _ = shutdown.changed() => return,
+                }
                 let now = Utc::now();
                 if let Err(e) = engine.run_due_schedules(last_check, now).await {
                     tracing::error!(error = %e, "scheduled refreshes could not be checked");

@@ -37,9 +37,14 @@ impl Engine {
             Some(text) => {
                 serde_json::from_str(&text).map_err(|e| EngineError::Internal(e.to_string()))
             }
-            None => Err(EngineError::NotFound(format!(
-                "instance '{instance_id}' has no unification configuration yet"
-            ))),
+            // Never configured: an empty configuration (no sources, no rules), which cannot run.
+            None => Ok(UnificationConfig {
+                sources: vec![],
+                rules: vec![],
+                merge: unify::MergeConfig {
+                    policy: unify::MergePolicy::SourcePriority,
+                },
+            }),
         }
     }
 
@@ -69,17 +74,31 @@ impl Engine {
     }
 
     pub async fn run_unification(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<Job> {
-        self.unification_config(tenant, instance_id).await?;
+        self.instance(tenant, instance_id).await?;
+        if self
+            .store()
+            .get_unification_config(instance_id)
+            .await?
+            .is_none()
+        {
+            return Err(EngineError::Conflict(
+                "set a unification configuration (SetUnificationConfig) before running unification"
+                    .into(),
+            ));
+        }
         self.enqueue_job(instance_id, JobKind::Unification, None)
             .await
     }
 
     /// Runs map → match → merge and replaces `Customer` atomically with the event (and the
-    /// job's end). `Ok(Err(reason))` is a run that failed for a domain reason.
+    /// end of `job_id`, the unification's own job). `Ok(Err(reason))` is a run that failed for a
+    /// domain reason. `event_job_id` is the job the event names: the unification job, or the
+    /// full refresh job it runs in.
     pub(crate) async fn run_unification_now(
         &self,
         instance_id: &str,
         job_id: Option<&str>,
+        event_job_id: &str,
     ) -> EngineResult<Result<UnificationStats, String>> {
         let fail = |reason: String| async move {
             if let Some(job_id) = job_id {
@@ -193,8 +212,14 @@ impl Engine {
             for profile in outcome.profiles {
                 let mut item = Map::new();
                 item.insert(CUSTOMER_ID.into(), json!(profile.customer_id));
+                // Merged values are text; type them the way CSV cells are typed, so segment
+                // filters such as `spend gt 100` compare numbers.
                 for (field, value) in profile.fields {
-                    item.insert(field, value);
+                    let typed = match &value {
+                        Value::String(text) => super::ingest::infer_cell(text).unwrap_or(value),
+                        _ => value,
+                    };
+                    item.insert(field, typed);
                 }
                 item.insert("sources".into(), json!(profile.sources));
                 widen_schema(&mut schema, &item);
@@ -253,7 +278,7 @@ impl Engine {
         let event = DomainEvent::new(
             instance_id,
             EventKind::UnificationCompleted {
-                job_id: job_id.map(String::from).unwrap_or_default(),
+                job_id: event_job_id.to_string(),
                 source_records: stats.source_records,
                 unified_profiles: stats.unified_profiles,
                 matched_records: stats.matched_records,
@@ -341,7 +366,7 @@ impl Engine {
             .await?
             .is_some()
         {
-            let outcome = self.run_unification_now(instance_id, None).await?;
+            let outcome = self.run_unification_now(instance_id, None, job_id).await?;
             stage(
                 "unification",
                 None,

@@ -14,9 +14,16 @@
 //!
 //!   Trade-off: two records that satisfy a fuzzy rule but differ near both their start and their
 //!   end, inside a large block, can be missed; in exchange the work is at most about
-//!   `n · (2 · window + max_pairwise_block)` comparisons per rule whatever the data, and each
+//!   `n · (2 · window + max_pairwise_block / 2)` comparisons per rule whatever the data, and each
 //!   comparison looks at no more than [`MAX_FUZZY_CHARS`] characters of a value.
-//!   Records with an empty normalized value in any field of a rule never match by that rule.
+//!   Similarity is `strsim::jaro_winkler` on the normalized values (computed by an equivalent
+//!   allocation-free routine for short ASCII values, after a cheap upper bound that skips most
+//!   non-matches). Records with an empty normalized value in any field of a rule never match by
+//!   that rule.
+//!
+//!   Feature extraction, fuzzy blocks and merging run on up to [`MatchLimits::threads`] threads
+//!   for large inputs; the clusters are the transitive closure of the matching pairs either way,
+//!   so the result does not depend on the number of threads.
 //! * **Merge**: one [`Profile`] per cluster; every profile field is taken from the first record,
 //!   in the order the merge policy defines, that has a non-empty value for it.
 //!
@@ -41,18 +48,22 @@ pub const CUSTOMER_ID_FIELD: &str = "CustomerId";
 pub const MAX_FUZZY_CHARS: usize = 64;
 
 /// Unification configuration (public contract, camelCase JSON).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UnificationConfig {
+    /// Map: the entities that feed the profile and which of their fields become profile fields.
     pub sources: Vec<SourceConfig>,
+    /// Match: rules, each a list of conditions that must all hold; rules are combined with or.
     pub rules: Vec<MatchRule>,
+    /// Merge: how a profile field's value is chosen among the matched records.
     pub merge: MergeConfig,
 }
 
 /// One entity feeding the profile.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourceConfig {
+    /// The source entity.
     pub entity_name: String,
     /// Profile field → source column.
     pub fields: BTreeMap<String, String>,
@@ -60,26 +71,42 @@ pub struct SourceConfig {
     pub priority: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MatchRule {
+    /// Name of the rule.
     pub name: String,
+    /// Conditions that must all hold for two records to match.
     pub conditions: Vec<MatchCondition>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MatchCondition {
     /// A profile field.
     pub field: String,
+    /// How values are normalized before comparing: exact, case-insensitive, whitespace, alphanumeric, email or phone.
     pub normalization: Normalization,
+    /// exact, or fuzzy with a Jaro-Winkler threshold.
     pub precision: Precision,
     /// Jaro-Winkler similarity in (0, 1]; required for `fuzzy`, refused for `exact`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Normalization {
     /// The value as it is.
@@ -96,20 +123,21 @@ pub enum Normalization {
     Phone,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     Exact,
     Fuzzy,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MergeConfig {
+    /// sourcePriority, mostRecent or mostComplete.
     pub policy: MergePolicy,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum MergePolicy {
     /// Lower `priority` first, then entity name, then key.
@@ -141,6 +169,11 @@ impl Normalization {
                     out.push_str(word);
                 }
             }
+            Normalization::Alphanumeric if raw.is_ascii() => out.extend(
+                raw.bytes()
+                    .filter(u8::is_ascii_alphanumeric)
+                    .map(|b| char::from(b.to_ascii_lowercase())),
+            ),
             Normalization::Alphanumeric => {
                 for c in raw.chars().filter(|c| c.is_alphanumeric()) {
                     out.extend(c.to_lowercase());
@@ -306,8 +339,8 @@ pub struct MatchLimits {
     pub max_pairwise_block: usize,
     /// Sorted-neighbourhood window for larger blocks.
     pub window: usize,
-    /// Worker threads for feature extraction and fuzzy matching; 0 = one per available core
-    /// (at most 8) for large inputs. The result is the same for any number.
+    /// Worker threads for feature extraction, fuzzy matching and merging; 0 = one per available
+    /// core (at most 8) from 50,000 records on, else 1. The result is the same for any number.
     pub threads: usize,
 }
 
@@ -435,6 +468,10 @@ pub fn parse_timestamp(value: &Value) -> Option<DateTime<Utc>> {
 /// `entityName + "\u{1f}" + key`) is `entity_name`/`key`: the first 16 bytes of the SHA-256 of
 /// that text, formatted as a UUID with version 8 (RFC 9562 custom) and the RFC variant bits.
 pub fn customer_id(entity_name: &str, key: &str) -> String {
+    format_uuid(&customer_id_bytes(entity_name, key))
+}
+
+fn customer_id_bytes(entity_name: &str, key: &str) -> [u8; 16] {
     let mut hasher = Sha256::new();
     hasher.update(entity_name.as_bytes());
     hasher.update([0x1f]);
@@ -444,6 +481,10 @@ pub fn customer_id(entity_name: &str, key: &str) -> String {
     b.copy_from_slice(&digest[..16]);
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
+    b
+}
+
+fn format_uuid(b: &[u8; 16]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(36);
     for (i, x) in b.iter().enumerate() {
@@ -468,20 +509,22 @@ pub fn unify_with_limits(
     mut records: Vec<SourceRecord>,
     limits: MatchLimits,
 ) -> UnifyOutcome {
-    let t = std::time::Instant::now();
     let source_records = records.len() as u64;
     assert!(
         records.len() < u32::MAX as usize,
         "unify supports fewer than 2^32 records"
     );
-    // Canonical order: the outcome must not depend on the input order.
+    // Canonical order: the outcome must not depend on the input order. (The rest of the order
+    // only matters for a source reference given twice.)
     records.sort_unstable_by(|a, b| {
         a.entity_name
             .cmp(&b.entity_name)
             .then_with(|| a.key.cmp(&b.key))
+            .then_with(|| a.priority.cmp(&b.priority))
+            .then_with(|| a.updated_at.cmp(&b.updated_at))
+            .then_with(|| a.fields.cmp(&b.fields))
     });
     let n = records.len();
-    eprintln!("TIMING sort {:?}", t.elapsed());
     let mut uf = UnionFind::new(n);
     // The same source reference given twice is one record.
     for i in 1..n {
@@ -499,21 +542,23 @@ pub fn unify_with_limits(
             0 => std::thread::available_parallelism()
                 .map_or(1, |p| p.get())
                 .min(MAX_THREADS),
-            t => t,
+            t => t.min(64),
         },
     };
 
     let features = Features::build(config, &records, limits.threads);
-    eprintln!("TIMING features {:?}", t.elapsed());
     for rule in &config.rules {
         match_rule(rule, &features, n, &mut uf, limits);
-        eprintln!("TIMING rule {} {:?}", rule.name, t.elapsed());
     }
     drop(features);
 
-    let out = merge(config.merge.policy, records, &mut uf, source_records);
-    eprintln!("TIMING merge {:?}", t.elapsed());
-    out
+    merge(
+        config.merge.policy,
+        records,
+        &mut uf,
+        source_records,
+        limits.threads,
+    )
 }
 
 /// Below this many records everything runs on the calling thread (with `threads: 0`).
@@ -522,8 +567,15 @@ const MAX_THREADS: usize = 8;
 
 /// Normalized values of every (field, normalization) pair used by a condition, one arena each.
 struct Features {
-    specs: Vec<(String, Normalization)>,
+    specs: Vec<Spec>,
     columns: Vec<Column>,
+}
+
+struct Spec {
+    field: String,
+    normalization: Normalization,
+    /// Only fuzzy conditions use it: values are cut to [`MAX_FUZZY_CHARS`] characters.
+    fuzzy_only: bool,
 }
 
 #[derive(Default)]
@@ -542,13 +594,19 @@ impl Column {
 
 impl Features {
     fn build(config: &UnificationConfig, records: &[SourceRecord], threads: usize) -> Features {
-        let mut specs: Vec<(String, Normalization)> = Vec::new();
+        let mut specs: Vec<Spec> = Vec::new();
         for cond in config.rules.iter().flat_map(|r| &r.conditions) {
-            if !specs
-                .iter()
-                .any(|(f, nz)| *f == cond.field && *nz == cond.normalization)
+            let fuzzy = cond.precision == Precision::Fuzzy;
+            match specs
+                .iter_mut()
+                .find(|s| s.field == cond.field && s.normalization == cond.normalization)
             {
-                specs.push((cond.field.clone(), cond.normalization));
+                Some(spec) => spec.fuzzy_only &= fuzzy,
+                None => specs.push(Spec {
+                    field: cond.field.clone(),
+                    normalization: cond.normalization,
+                    fuzzy_only: fuzzy,
+                }),
             }
         }
         let chunk = records.len().div_ceil(threads.max(1)).max(1);
@@ -581,7 +639,7 @@ impl Features {
         Features { specs, columns }
     }
 
-    fn build_part(specs: &[(String, Normalization)], records: &[SourceRecord]) -> Vec<Column> {
+    fn build_part(specs: &[Spec], records: &[SourceRecord]) -> Vec<Column> {
         let mut columns: Vec<Column> = specs
             .iter()
             .map(|_| Column {
@@ -592,12 +650,20 @@ impl Features {
         for record in records {
             // One walk over the record's fields serves every feature.
             for (field, raw) in &record.fields {
-                for ((name, normalization), column) in specs.iter().zip(columns.iter_mut()) {
-                    if name == field {
+                for (spec, column) in specs.iter().zip(columns.iter_mut()) {
+                    if spec.field == *field {
                         let start = column.data.len();
-                        normalization.apply_into(raw, &mut column.data);
+                        spec.normalization.apply_into(raw, &mut column.data);
                         if column.data[start..].trim().is_empty() {
                             column.data.truncate(start);
+                        } else if spec.fuzzy_only && column.data.len() - start > MAX_FUZZY_CHARS {
+                            let cut = column.data[start..]
+                                .char_indices()
+                                .nth(MAX_FUZZY_CHARS)
+                                .map(|(i, _)| start + i);
+                            if let Some(cut) = cut {
+                                column.data.truncate(cut);
+                            }
                         }
                     }
                 }
@@ -613,7 +679,7 @@ impl Features {
         let i = self
             .specs
             .iter()
-            .position(|(f, nz)| *f == cond.field && *nz == cond.normalization)
+            .position(|s| s.field == cond.field && s.normalization == cond.normalization)
             .expect("every condition has a feature column");
         &self.columns[i]
     }
@@ -874,19 +940,125 @@ fn fuzzy_match(fuzzy: &[FuzzyCond], x: usize, y: usize) -> bool {
         .all(|f| similar(f.column.get(x), f.column.get(y), f.threshold))
 }
 
-/// Jaro-Winkler on the first [`MAX_FUZZY_CHARS`] characters, with a cheap length-ratio bound
-/// (Jaro-Winkler ≤ 0.8 + 0.2 · shorter/longer).
+/// Jaro-Winkler on the first [`MAX_FUZZY_CHARS`] characters, after a cheap upper bound that
+/// rejects most non-matches without running it.
 fn similar(a: &str, b: &str, threshold: f64) -> bool {
     if a == b {
         return true;
     }
     let (a, la) = fuzzy_prefix(a);
     let (b, lb) = fuzzy_prefix(b);
-    let (short, long) = (la.min(lb) as f64, la.max(lb) as f64);
-    if long > 0.0 && 0.8 + 0.2 * short / long + 1e-12 < threshold {
+    if jaro_winkler_upper_bound(a, la, b, lb) + 1e-9 < threshold {
         return false;
     }
-    strsim::jaro_winkler(a, b) >= threshold
+    jaro_winkler(a, b) >= threshold
+}
+
+/// `strsim::jaro_winkler(a, b)`. For ASCII values of at most 64 characters (the common case, and
+/// always after [`fuzzy_prefix`] for ASCII) the same algorithm runs bit-parallel over bytes
+/// (a 64-bit position mask per character; the first free matching position in the window is a
+/// `trailing_zeros`) without allocating. It picks the same matches, counts the same
+/// transpositions and does the same floating-point operations as strsim, so the result is
+/// identical (a test checks this against strsim); other values go to strsim itself.
+fn jaro_winkler(a: &str, b: &str) -> f64 {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    if !(a.is_ascii() && b.is_ascii() && x.len() <= 64 && y.len() <= 64) {
+        return strsim::jaro_winkler(a, b);
+    }
+    let (la, lb) = (x.len(), y.len());
+    if la == 0 && lb == 0 {
+        return 1.0;
+    }
+    if la == 0 || lb == 0 {
+        return 0.0;
+    }
+    let range = (la.max(lb) / 2).saturating_sub(1);
+    // positions[c]: bit j set when y[j] == c.
+    let mut positions = [0u64; 128];
+    for (j, &c) in y.iter().enumerate() {
+        positions[usize::from(c)] |= 1u64 << j;
+    }
+    let below = |n: usize| if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    let (mut a_flags, mut b_flags) = (0u64, 0u64);
+    let mut matches = 0usize;
+    for (i, &c) in x.iter().enumerate() {
+        // The first unused position of the same character within [i - range, i + range].
+        let lo = i.saturating_sub(range);
+        let hi = (i + range + 1).min(lb);
+        if lo >= hi {
+            continue;
+        }
+        let window = below(hi) & !below(lo);
+        let candidates = positions[usize::from(c)] & !b_flags & window;
+        if candidates != 0 {
+            a_flags |= 1u64 << i;
+            b_flags |= 1u64 << candidates.trailing_zeros();
+            matches += 1;
+        }
+    }
+    if matches == 0 {
+        return 0.0;
+    }
+    let mut transpositions = 0usize;
+    let (mut fa, mut fb) = (a_flags, b_flags);
+    while fa != 0 {
+        let i = fa.trailing_zeros() as usize;
+        let j = fb.trailing_zeros() as usize;
+        fa &= fa - 1;
+        fb &= fb - 1;
+        if x[i] != y[j] {
+            transpositions += 1;
+        }
+    }
+    transpositions /= 2;
+    let sim = ((matches as f64 / la as f64)
+        + (matches as f64 / lb as f64)
+        + ((matches - transpositions) as f64 / matches as f64))
+        / 3.0;
+    if sim > 0.7 {
+        let prefix = x.iter().take(4).zip(y).take_while(|(p, q)| p == q).count();
+        sim + 0.1 * prefix as f64 * (1.0 - sim)
+    } else {
+        sim
+    }
+}
+
+/// An upper bound of `strsim::jaro_winkler(a, b)` (`la`, `lb`: lengths in characters).
+///
+/// Jaro is `(m/la + m/lb + (m - t)/m) / 3` with `m` matching characters; `m` is at most the
+/// shorter length and, for ASCII, at most the number of characters of either string that occur
+/// in the other at all. Winkler adds `0.1 · prefix · (1 − jaro)` with the common prefix capped at
+/// 4, which grows with Jaro, so plugging in the bound for Jaro bounds the result.
+fn jaro_winkler_upper_bound(a: &str, la: usize, b: &str, lb: usize) -> f64 {
+    if la == 0 || lb == 0 {
+        return if la == lb { 1.0 } else { 0.0 };
+    }
+    let mut m = la.min(lb);
+    if a.is_ascii() && b.is_ascii() {
+        let mask = |s: &str| s.bytes().fold(0u128, |acc, c| acc | (1u128 << (c & 0x7f)));
+        let (ma, mb) = (mask(a), mask(b));
+        let in_b = a
+            .bytes()
+            .filter(|&c| mb & (1u128 << (c & 0x7f)) != 0)
+            .count();
+        let in_a = b
+            .bytes()
+            .filter(|&c| ma & (1u128 << (c & 0x7f)) != 0)
+            .count();
+        m = m.min(in_b).min(in_a);
+    }
+    if m == 0 {
+        return 0.0;
+    }
+    let m = m as f64;
+    let jaro = (m / la as f64 + m / lb as f64 + 1.0) / 3.0;
+    let prefix = a
+        .chars()
+        .zip(b.chars())
+        .take(4)
+        .take_while(|(x, y)| x == y)
+        .count();
+    jaro + 0.1 * prefix as f64 * (1.0 - jaro)
 }
 
 fn fuzzy_prefix(s: &str) -> (&str, usize) {
@@ -950,6 +1122,7 @@ fn merge(
     mut records: Vec<SourceRecord>,
     uf: &mut UnionFind,
     source_records: u64,
+    threads: usize,
 ) -> UnifyOutcome {
     let n = records.len();
     // Clusters in order of their first (smallest) record; members ascending = canonical order.
@@ -974,37 +1147,129 @@ fn merge(
         total += s as usize;
     }
     starts.push(total);
+    drop(sizes);
+    // Move the records into cluster order, so each cluster is a contiguous slice that can be
+    // consumed (fields moved, not cloned) by one worker.
     let mut fill = starts.clone();
-    let mut members = vec![0u32; n];
-    for (i, &c) in cluster_of.iter().enumerate() {
-        members[fill[c as usize]] = i as u32;
-        fill[c as usize] += 1;
-    }
+    let mut target: Vec<usize> = cluster_of
+        .iter()
+        .map(|&c| {
+            let t = fill[c as usize];
+            fill[c as usize] += 1;
+            t
+        })
+        .collect();
     drop(cluster_of);
     drop(fill);
+    // Apply the permutation in place, cycle by cycle.
+    for i in 0..n {
+        while target[i] != i {
+            let t = target[i];
+            records.swap(i, t);
+            target.swap(i, t);
+        }
+    }
+    drop(target);
 
-    let mut profiles = Vec::with_capacity(sizes.len());
-    let mut matched_records = 0u64;
-    let mut order: Vec<u32> = Vec::new();
-    for c in 0..sizes.len() {
-        let cluster = &members[starts[c]..starts[c + 1]];
-        // Source references (records are in canonical order, so these are sorted).
+    // Split the clusters into contiguous parts of about equal record counts.
+    let clusters = starts.len() - 1;
+    let parts = threads.clamp(1, clusters.max(1));
+    let mut bounds = vec![0usize];
+    for p in 1..parts {
+        let target = n * p / parts;
+        let c = starts.partition_point(|&s| s < target).min(clusters);
+        if c > *bounds.last().expect("non-empty") {
+            bounds.push(c);
+        }
+    }
+    bounds.push(clusters);
+    let mut pieces: Vec<(&[usize], &mut [SourceRecord])> = Vec::new();
+    let mut rest: &mut [SourceRecord] = &mut records;
+    for w in bounds.windows(2) {
+        let (from, to) = (w[0], w[1]);
+        let (piece, tail) = std::mem::take(&mut rest).split_at_mut(starts[to] - starts[from]);
+        rest = tail;
+        pieces.push((&starts[from..=to], piece));
+    }
+    let results: Vec<MergedPart> = if pieces.len() == 1 {
+        pieces
+            .into_iter()
+            .map(|(s, r)| merge_clusters(policy, s, r))
+            .collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = pieces
+                .into_iter()
+                .map(|(s, r)| scope.spawn(move || merge_clusters(policy, s, r)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("merge worker panicked"))
+                .collect()
+        })
+    };
+    drop(records);
+    let matched_records = results.iter().map(|r| r.1).sum();
+    let mut keyed: Vec<([u8; 16], Profile)> = Vec::with_capacity(clusters);
+    for (profiles, _) in results {
+        keyed.extend(profiles);
+    }
+    // The hex id orders like its bytes.
+    keyed.sort_unstable_by_key(|a| a.0);
+    let profiles: Vec<Profile> = keyed.into_iter().map(|(_, p)| p).collect();
+    UnifyOutcome {
+        unified_profiles: profiles.len() as u64,
+        profiles,
+        source_records,
+        matched_records,
+    }
+}
+
+/// Profiles keyed by their raw id, and the number of matched records, of one merge worker.
+type MergedPart = (Vec<([u8; 16], Profile)>, u64);
+
+/// Merges consecutive clusters: `starts` are the clusters' offsets into `records` relative to
+/// `starts[0]` (the last entry is the end). Takes the records' strings.
+fn merge_clusters(
+    policy: MergePolicy,
+    starts: &[usize],
+    records: &mut [SourceRecord],
+) -> MergedPart {
+    let base = starts[0];
+    let mut profiles = Vec::with_capacity(starts.len() - 1);
+    let mut matched = 0u64;
+    let mut order: Vec<usize> = Vec::new();
+    for w in starts.windows(2) {
+        let cluster = &mut records[w[0] - base..w[1] - base];
+        order.clear();
+        order.extend(0..cluster.len());
+        if cluster.len() > 1 {
+            sort_for_merge(policy, &mut order, cluster);
+        }
+        let mut fields = Map::new();
+        for &i in &order {
+            for (field, value) in std::mem::take(&mut cluster[i].fields) {
+                if !value.trim().is_empty() && !fields.contains_key(&field) {
+                    fields.insert(field, Value::String(value));
+                }
+            }
+        }
+        // Source references; records are in canonical order, so these come sorted.
         let mut sources: Vec<SourceRef> = Vec::with_capacity(cluster.len());
-        for &i in cluster {
-            let r = &records[i as usize];
+        for r in cluster.iter_mut() {
             if sources
                 .last()
-                .is_some_and(|s: &SourceRef| s.entity_name == r.entity_name && s.key == r.key)
+                .is_some_and(|s| s.entity_name == r.entity_name && s.key == r.key)
             {
                 continue;
             }
             sources.push(SourceRef {
-                entity_name: r.entity_name.clone(),
-                key: r.key.clone(),
+                entity_name: std::mem::take(&mut r.entity_name),
+                key: std::mem::take(&mut r.key),
             });
         }
         if sources.len() >= 2 {
-            matched_records += cluster.len() as u64;
+            matched += cluster.len() as u64;
         }
         let smallest = sources
             .iter()
@@ -1014,38 +1279,20 @@ fn merge(
                 ka.cmp(kb)
             })
             .expect("a cluster has at least one record");
-        let customer_id = customer_id(&smallest.entity_name, &smallest.key);
-
-        order.clear();
-        order.extend_from_slice(cluster);
-        if cluster.len() > 1 {
-            sort_for_merge(policy, &mut order, &records);
-        }
-        let mut fields = Map::new();
-        for &i in &order {
-            for (field, value) in std::mem::take(&mut records[i as usize].fields) {
-                if !value.trim().is_empty() && !fields.contains_key(&field) {
-                    fields.insert(field, Value::String(value));
-                }
-            }
-        }
-        profiles.push(Profile {
-            customer_id,
-            fields,
-            sources,
-        });
+        let id = customer_id_bytes(&smallest.entity_name, &smallest.key);
+        profiles.push((
+            id,
+            Profile {
+                customer_id: format_uuid(&id),
+                fields,
+                sources,
+            },
+        ));
     }
-    drop(records);
-    profiles.sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
-    UnifyOutcome {
-        unified_profiles: profiles.len() as u64,
-        profiles,
-        source_records,
-        matched_records,
-    }
+    (profiles, matched)
 }
 
-fn sort_for_merge(policy: MergePolicy, order: &mut [u32], records: &[SourceRecord]) {
+fn sort_for_merge(policy: MergePolicy, order: &mut [usize], records: &[SourceRecord]) {
     let by_priority = |a: &SourceRecord, b: &SourceRecord| {
         a.priority
             .cmp(&b.priority)
@@ -1054,7 +1301,7 @@ fn sort_for_merge(policy: MergePolicy, order: &mut [u32], records: &[SourceRecor
     };
     let filled = |r: &SourceRecord| r.fields.values().filter(|v| !v.trim().is_empty()).count();
     order.sort_by(|&x, &y| {
-        let (a, b) = (&records[x as usize], &records[y as usize]);
+        let (a, b) = (&records[x], &records[y]);
         let first = match policy {
             MergePolicy::SourcePriority => Ordering::Equal,
             // Newest first; `None` sorts after any timestamp.
@@ -1377,9 +1624,20 @@ mod tests {
             rec("Crm", "1", 1, &[("email", "b@x.com")]),
             rec("Crm", "2", 1, &[("email", "c@x.com")]),
         ];
-        let out = unify(&config, records);
+        let out = unify(&config, records.clone());
         assert_eq!(clusters(&out), cl(&[&["Crm/1"], &["Crm/2"]]));
         assert_eq!(out.matched_records, 0);
+        // Deterministic whichever copy comes first.
+        let reversed: Vec<SourceRecord> = records.into_iter().rev().collect();
+        assert_eq!(unify(&config, reversed), out);
+        assert_eq!(
+            out.profiles
+                .iter()
+                .find(|p| p.sources[0].key == "1")
+                .unwrap()
+                .fields["email"],
+            json!("a@x.com")
+        );
     }
 
     #[test]
@@ -1735,6 +1993,109 @@ mod tests {
     }
 
     #[test]
+    fn jaro_winkler_matches_strsim() {
+        fn next(state: &mut u64) -> usize {
+            *state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (*state >> 33) as usize
+        }
+        fn gen(state: &mut u64, alphabet: &[char], max: usize) -> String {
+            let len = next(state) % (max + 1);
+            (0..len)
+                .map(|_| alphabet[next(state) % alphabet.len()])
+                .collect()
+        }
+        let mut state = 11u64;
+        let alphabets: [&[char]; 3] = [
+            &['a', 'b', 'c'],
+            &[
+                'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'k', 'l', 'm', 'n',
+            ],
+            &['a', 'é', 'b', 'ß'],
+        ];
+        for round in 0..30_000 {
+            let alphabet = alphabets[round % 3];
+            let max = if round % 10 == 0 { 70 } else { 12 };
+            let a = gen(&mut state, alphabet, max);
+            let mut b = if round % 2 == 0 {
+                a.clone()
+            } else {
+                gen(&mut state, alphabet, max)
+            };
+            if round % 2 == 0 && !b.is_empty() {
+                // A few edits of `a`.
+                let mut chars: Vec<char> = b.chars().collect();
+                let len = chars.len();
+                let p = next(&mut state) % len;
+                chars.swap(p, (p + 1) % len);
+                let at = next(&mut state) % (len + 1);
+                chars.insert(at, alphabet[next(&mut state) % alphabet.len()]);
+                b = chars.into_iter().collect();
+            }
+            let ours = jaro_winkler(&a, &b);
+            let reference = strsim::jaro_winkler(&a, &b);
+            assert_eq!(
+                ours.to_bits(),
+                reference.to_bits(),
+                "{a:?} vs {b:?}: {ours} != {reference}"
+            );
+            let bound = jaro_winkler_upper_bound(&a, a.chars().count(), &b, b.chars().count());
+            assert!(
+                bound + 1e-9 >= reference,
+                "{a:?} vs {b:?}: bound {bound} < {reference}"
+            );
+        }
+        for (a, b) in [
+            ("", ""),
+            ("", "a"),
+            ("a", ""),
+            ("martha", "marhta"),
+            ("dixon", "dicksonx"),
+            ("a", "a"),
+        ] {
+            assert_eq!(
+                jaro_winkler(a, b).to_bits(),
+                strsim::jaro_winkler(a, b).to_bits()
+            );
+        }
+    }
+
+    #[test]
+    fn long_values_exact_in_full_fuzzy_on_a_prefix() {
+        let long = "x".repeat(70);
+        let records = || {
+            vec![
+                rec("Crm", "1", 1, &[("lastName", &format!("{long}a"))]),
+                rec("Crm", "2", 1, &[("lastName", &format!("{long}b"))]),
+            ]
+        };
+        let exact = json!([{"name":"exact","conditions":[
+            {"field":"lastName","normalization":"exact","precision":"exact"}]}]);
+        assert_eq!(
+            unify(&config(exact, "sourcePriority"), records()).unified_profiles,
+            2
+        );
+        let fuzzy = json!([{"name":"fuzzy","conditions":[
+            {"field":"lastName","normalization":"exact","precision":"fuzzy","threshold":1.0}]}]);
+        assert_eq!(
+            unify(&config(fuzzy, "sourcePriority"), records()).unified_profiles,
+            1
+        );
+        // The same feature used exactly elsewhere keeps full values for the exact rule.
+        let both = json!([
+            {"name":"exact","conditions":[{"field":"lastName","normalization":"exact","precision":"exact"}]},
+            {"name":"fuzzy","conditions":[
+                {"field":"lastName","normalization":"exact","precision":"fuzzy","threshold":0.5},
+                {"field":"city","normalization":"exact","precision":"exact"}]}
+        ]);
+        assert_eq!(
+            unify(&config(both, "sourcePriority"), records()).unified_profiles,
+            2
+        );
+    }
+
+    #[test]
     fn fuzzy_comparison_is_bounded() {
         let long_a = "a".repeat(10_000);
         let mut long_b = long_a.clone();
@@ -2026,6 +2387,64 @@ mod tests {
                 shuffled.swap(i, j);
             }
             assert_eq!(unify(&config, shuffled), first);
+        }
+    }
+
+    #[test]
+    fn thread_count_and_limits_do_not_change_exact_results() {
+        // 3,000 records with many near-duplicates; every policy, 1 vs 4 threads.
+        let rules = json!([
+            {"name":"email","conditions":[{"field":"email","normalization":"email","precision":"exact"}]},
+            {"name":"name and city","conditions":[
+                {"field":"lastName","normalization":"alphanumeric","precision":"fuzzy","threshold":0.9},
+                {"field":"city","normalization":"case-insensitive","precision":"exact"}]},
+            {"name":"first and last","conditions":[
+                {"field":"firstName","normalization":"case-insensitive","precision":"fuzzy","threshold":0.95},
+                {"field":"lastName","normalization":"case-insensitive","precision":"fuzzy","threshold":0.95}]}
+        ]);
+        let syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "te", "vo"];
+        let mut state = 5u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        let mut records = Vec::new();
+        for i in 0..3000 {
+            let last: String = (0..3).map(|_| syllables[next() % 8]).collect();
+            let first: String = (0..2).map(|_| syllables[next() % 8]).collect();
+            let city = format!("c{}", next() % 5);
+            let email = format!("u{}@x.org", next() % 2500);
+            let entity = ["Crm", "Shop", "Loyalty"][i % 3];
+            let mut r = rec(
+                entity,
+                &format!("{i}"),
+                (i % 3) as i64,
+                &[
+                    ("email", &email),
+                    ("firstName", &first),
+                    ("lastName", &last),
+                    ("city", &city),
+                ],
+            );
+            r.updated_at = DateTime::from_timestamp(1_700_000_000 + (next() % 1000) as i64, 0);
+            records.push(r);
+        }
+        for policy in ["sourcePriority", "mostRecent", "mostComplete"] {
+            let config = config(rules.clone(), policy);
+            let one = MatchLimits {
+                threads: 1,
+                ..MatchLimits::default()
+            };
+            let four = MatchLimits {
+                threads: 4,
+                ..MatchLimits::default()
+            };
+            let a = unify_with_limits(&config, records.clone(), one);
+            let b = unify_with_limits(&config, records.clone(), four);
+            assert!(a.matched_records > 0 && a.unified_profiles < 3000);
+            assert_eq!(a, b, "{policy}");
         }
     }
 

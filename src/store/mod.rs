@@ -8,6 +8,7 @@ pub mod events;
 mod instances;
 pub mod jobs;
 mod keys;
+pub mod subscriptions;
 
 pub use instances::InstanceRecord;
 pub use keys::ApiKeyRecord;

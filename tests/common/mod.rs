@@ -1,6 +1,8 @@
 //! `spawn_app`: the real application on 127.0.0.1:0 over a temporary data directory.
 #![allow(dead_code)]
 
+pub mod contract;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -82,7 +84,7 @@ pub async fn spawn_app_in(
     dir: Arc<tempfile::TempDir>,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    insights_connector::telemetry::init_tracing("warn");
+    insights_connector::telemetry::init_tracing("error");
     let mut settings = settings_for(dir.path());
     adjust(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
@@ -128,7 +130,8 @@ impl TestApp {
         key: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        let mut req = self.client.request(method, self.url(path));
+        let url = self.url(path);
+        let mut req = self.client.request(method.clone(), &url);
         if let Some(key) = key {
             req = req.header("X-API-Key", key);
         }
@@ -136,11 +139,24 @@ impl TestApp {
             req = req.json(body);
         }
         let res = req.send().await.expect("request sent");
-        Reply {
+        let reply = Reply {
             status: res.status(),
             headers: res.headers().clone(),
             text: res.text().await.unwrap_or_default(),
-        }
+        };
+        // Every response a test receives is checked against the committed spec.
+        let url_path = reqwest::Url::parse(&url)
+            .expect("absolute URL")
+            .path()
+            .to_string();
+        contract::contract().check(
+            method.as_str(),
+            &url_path,
+            reply.status.as_u16(),
+            &reply.headers,
+            &reply.text,
+        );
+        reply
     }
 
     pub async fn get(&self, path: &str) -> Reply {

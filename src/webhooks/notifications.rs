@@ -1,0 +1,446 @@
+//! The bodies POSTed to trigger callbacks (DESIGN §4), as schemas. They describe exactly what
+//! [`DomainEvent::notification`](crate::store::events::DomainEvent::notification) produces (a test
+//! checks real bodies against them); the spec module puts them at path level as
+//! `x-ms-notification-content` of the subscribe operations.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+/// Notification sent when a data source refresh fails or succeeds.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataSourceRefreshNotification {
+    /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
+    #[schema(extensions(("x-ms-summary" = json!("Event ID"))))]
+    pub event_id: String,
+    /// Kind of event: `dataSourceRefreshFailed` or `dataSourceRefreshSucceeded`.
+    #[schema(extensions(("x-ms-summary" = json!("Event Type"))))]
+    pub event_type: String,
+    /// When the event happened (UTC).
+    #[schema(extensions(("x-ms-summary" = json!("Occurred At"))))]
+    pub occurred_at: DateTime<Utc>,
+    /// Identifier of the instance the data source belongs to.
+    #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
+    pub instance_id: String,
+    /// Identifier of the refreshed data source.
+    #[schema(extensions(("x-ms-summary" = json!("Data Source ID"))))]
+    pub data_source_id: String,
+    /// Name of the refreshed data source.
+    #[schema(extensions(("x-ms-summary" = json!("Data Source Name"))))]
+    pub data_source_name: String,
+    /// Outcome of the refresh: `succeeded` or `failed`.
+    #[schema(extensions(("x-ms-summary" = json!("Status"))))]
+    pub status: String,
+    /// Number of rows ingested by the refresh (0 when it failed).
+    #[schema(extensions(("x-ms-summary" = json!("Rows Ingested"))))]
+    pub rows_ingested: u64,
+    /// Why the refresh failed (only present when it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(extensions(("x-ms-summary" = json!("Error"))))]
+    pub error: Option<String>,
+    /// When the refresh started (UTC).
+    #[schema(extensions(("x-ms-summary" = json!("Started At"))))]
+    pub started_at: DateTime<Utc>,
+    /// When the refresh completed (UTC).
+    #[schema(extensions(("x-ms-summary" = json!("Completed At"))))]
+    pub completed_at: DateTime<Utc>,
+}
+
+/// Notification sent when a segment's member count rises above a threshold.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SegmentThresholdNotification {
+    /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
+    #[schema(extensions(("x-ms-summary" = json!("Event ID"))))]
+    pub event_id: String,
+    /// Kind of event: `segmentThresholdCrossed`.
+    #[schema(extensions(("x-ms-summary" = json!("Event Type"))))]
+    pub event_type: String,
+    /// When the event happened (UTC).
+    #[schema(extensions(("x-ms-summary" = json!("Occurred At"))))]
+    pub occurred_at: DateTime<Utc>,
+    /// Identifier of the instance the segment belongs to.
+    #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
+    pub instance_id: String,
+    /// Identifier of the segment.
+    #[schema(extensions(("x-ms-summary" = json!("Segment ID"))))]
+    pub segment_id: String,
+    /// Name of the segment.
+    #[schema(extensions(("x-ms-summary" = json!("Segment Name"))))]
+    pub segment_name: String,
+    /// The threshold of the subscription that was crossed.
+    #[schema(extensions(("x-ms-summary" = json!("Threshold"))))]
+    pub threshold: u64,
+    /// Member count before the refresh (0 if the segment had never been refreshed).
+    #[schema(extensions(("x-ms-summary" = json!("Previous Count"))))]
+    pub previous_count: i64,
+    /// Member count after the refresh.
+    #[schema(extensions(("x-ms-summary" = json!("Current Count"))))]
+    pub current_count: i64,
+}
+
+/// Notification sent when a measure's value rises above a threshold.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MeasureThresholdNotification {
+    /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
+    #[schema(extensions(("x-ms-summary" = json!("Event ID"))))]
+    pub event_id: String,
+    /// Kind of event: `measureThresholdCrossed`.
+    #[schema(extensions(("x-ms-summary" = json!("Event Type"))))]
+    pub event_type: String,
+    /// When the event happened (UTC).
+    #[schema(extensions(("x-ms-summary" = json!("Occurred At"))))]
+    pub occurred_at: DateTime<Utc>,
+    /// Identifier of the instance the measure belongs to.
+    #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
+    pub instance_id: String,
+    /// Identifier of the measure.
+    #[schema(extensions(("x-ms-summary" = json!("Measure ID"))))]
+    pub measure_id: String,
+    /// Name of the measure.
+    #[schema(extensions(("x-ms-summary" = json!("Measure Name"))))]
+    pub measure_name: String,
+    /// The threshold of the subscription that was crossed.
+    #[schema(extensions(("x-ms-summary" = json!("Threshold"))))]
+    pub threshold: f64,
+    /// Value before the refresh (0 if the measure had never been computed).
+    #[schema(extensions(("x-ms-summary" = json!("Previous Value"))))]
+    pub previous_value: f64,
+    /// Value after the refresh.
+    #[schema(extensions(("x-ms-summary" = json!("Current Value"))))]
+    pub current_value: f64,
+}
+
+/// Notification sent when a full refresh job completes, successfully or not.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FullRefreshNotification {
+    /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
+    #[schema(extensions(("x-ms-summary" = json!("Event ID"))))]
+    pub event_id: String,
+    /// Kind of event: `fullRefreshCompleted`.
+    #[schema(extensions(("x-ms-summary" = json!("Event Type"))))]
+    pub event_type: String,
+    /// When the event happened (UTC).
+    #[schema(extensions(("x-ms-summary" = json!("Occurred At"))))]
+    pub occurred_at: DateTime<Utc>,
+    /// Identifier of the instance that was refreshed.
+    #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
+    pub instance_id: String,
+    /// Identifier of the full refresh job.
+    #[schema(extensions(("x-ms-summary" = json!("Job ID"))))]
+    pub job_id: String,
+    /// Final status of the job, e.g. `succeeded` or `failed`.
+    #[schema(extensions(("x-ms-summary" = json!("Status"))))]
+    pub status: String,
+    /// When the job started (UTC).
+    #[schema(extensions(("x-ms-summary" = json!("Started At"))))]
+    pub started_at: DateTime<Utc>,
+    /// When the job completed (UTC).
+    #[schema(extensions(("x-ms-summary" = json!("Completed At"))))]
+    pub completed_at: DateTime<Utc>,
+    /// Outcome of each stage, in the order they ran: data sources, unification, measures, segments.
+    #[schema(schema_with = super::schema::stages)]
+    pub stages: Vec<FullRefreshStage>,
+}
+
+/// Outcome of one stage of a full refresh.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FullRefreshStage {
+    /// Kind of stage: `dataSource`, `unification`, `measure` or `segment`.
+    #[schema(extensions(("x-ms-summary" = json!("Stage"))))]
+    pub stage: String,
+    /// Name of the data source, measure or segment (`unification` for the unification stage).
+    #[schema(extensions(("x-ms-summary" = json!("Stage Name"))))]
+    pub name: String,
+    /// Identifier of the data source, measure or segment (absent for unification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(extensions(("x-ms-summary" = json!("Stage Item ID"))))]
+    pub id: Option<String>,
+    /// Outcome of the stage: `succeeded` or `failed`.
+    #[schema(extensions(("x-ms-summary" = json!("Stage Status"))))]
+    pub status: String,
+    /// Figures of a stage that succeeded, e.g. `rowsIngested`, `memberCount` or `value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::stage_detail)]
+    pub detail: Option<Value>,
+    /// Why the stage failed (only present when it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(extensions(("x-ms-summary" = json!("Stage Error"))))]
+    pub error: Option<String>,
+}
+
+/// Notification sent when a unification (map, match, merge) run completes.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UnificationNotification {
+    /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
+    #[schema(extensions(("x-ms-summary" = json!("Event ID"))))]
+    pub event_id: String,
+    /// Kind of event: `unificationCompleted`.
+    #[schema(extensions(("x-ms-summary" = json!("Event Type"))))]
+    pub event_type: String,
+    /// When the event happened (UTC).
+    #[schema(extensions(("x-ms-summary" = json!("Occurred At"))))]
+    pub occurred_at: DateTime<Utc>,
+    /// Identifier of the instance that was unified.
+    #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
+    pub instance_id: String,
+    /// Identifier of the job that ran the unification (a full refresh job when it ran in one).
+    #[schema(extensions(("x-ms-summary" = json!("Job ID"))))]
+    pub job_id: String,
+    /// Number of source records that went into unification.
+    #[schema(extensions(("x-ms-summary" = json!("Source Records"))))]
+    pub source_records: u64,
+    /// Number of unified customer profiles produced.
+    #[schema(extensions(("x-ms-summary" = json!("Unified Profiles"))))]
+    pub unified_profiles: u64,
+    /// Number of source records that matched at least one other record.
+    #[schema(extensions(("x-ms-summary" = json!("Matched Records"))))]
+    pub matched_records: u64,
+    /// When the unification completed (UTC).
+    #[schema(extensions(("x-ms-summary" = json!("Completed At"))))]
+    pub completed_at: DateTime<Utc>,
+}
+
+/// The notification schemas by name, for the document's components (they are referenced only
+/// from `x-ms-notification-content`, so no operation pulls them in by itself).
+pub fn notification_schemas() -> Vec<(String, RefOr<Schema>)> {
+    fn entry<T: ToSchema>() -> (String, RefOr<Schema>) {
+        (T::name().into_owned(), <T as PartialSchema>::schema())
+    }
+    vec![
+        entry::<DataSourceRefreshNotification>(),
+        entry::<SegmentThresholdNotification>(),
+        entry::<MeasureThresholdNotification>(),
+        entry::<FullRefreshNotification>(),
+        entry::<UnificationNotification>(),
+    ]
+}
+
+/// The JSON Schema of one notification by name (tests validate received bodies with it).
+pub fn notification_schema_json(name: &str) -> Option<Value> {
+    notification_schemas()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, s)| serde_json::to_value(s).expect("schema serializes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::events::{DomainEvent, EventKind};
+    use crate::webhooks::TRIGGERS;
+    use serde_json::json;
+    use std::collections::BTreeSet;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// Real bodies of every kind, with the inputs of a matching subscription.
+    fn samples() -> Vec<(DomainEvent, Value)> {
+        let ds = |succeeded: bool, error: Option<&str>| EventKind::DataSourceRefreshed {
+            data_source_id: "ds-1".into(),
+            data_source_name: "Web orders".into(),
+            succeeded,
+            rows_ingested: if succeeded { 1200 } else { 0 },
+            error: error.map(String::from),
+            started_at: t("2026-03-01T10:00:00.123456Z"),
+            completed_at: t("2026-03-01T10:00:02Z"),
+        };
+        vec![
+            (DomainEvent::new("i-1", ds(true, None)), json!({})),
+            (
+                DomainEvent::new("i-1", ds(false, Some("line 7: missing field 'email'"))),
+                json!({"dataSourceId": "ds-1"}),
+            ),
+            (
+                DomainEvent::new(
+                    "i-1",
+                    EventKind::SegmentRefreshed {
+                        segment_id: "seg-1".into(),
+                        segment_name: "Big spenders".into(),
+                        previous_count: Some(9),
+                        current_count: 12,
+                    },
+                ),
+                json!({"segmentId": "seg-1", "threshold": 10}),
+            ),
+            (
+                DomainEvent::new(
+                    "i-1",
+                    EventKind::SegmentRefreshed {
+                        segment_id: "seg-1".into(),
+                        segment_name: "Big spenders".into(),
+                        previous_count: None,
+                        current_count: 12,
+                    },
+                ),
+                json!({"segmentId": "seg-1", "threshold": 0}),
+            ),
+            (
+                DomainEvent::new(
+                    "i-1",
+                    EventKind::MeasureRefreshed {
+                        measure_id: "m-1".into(),
+                        measure_name: "Revenue".into(),
+                        previous_value: Some(99.5),
+                        current_value: Some(120.25),
+                    },
+                ),
+                json!({"measureId": "m-1", "threshold": 100.0}),
+            ),
+            (
+                DomainEvent::new(
+                    "i-1",
+                    EventKind::MeasureRefreshed {
+                        measure_id: "m-1".into(),
+                        measure_name: "Revenue".into(),
+                        previous_value: None,
+                        current_value: Some(3.0),
+                    },
+                ),
+                json!({"measureId": "m-1", "threshold": 2.5}),
+            ),
+            (
+                DomainEvent::new(
+                    "i-1",
+                    EventKind::FullRefreshCompleted {
+                        job_id: "job-1".into(),
+                        status: "succeeded".into(),
+                        started_at: t("2026-03-01T10:00:00Z"),
+                        completed_at: t("2026-03-01T10:05:00Z"),
+                        stages: json!([
+                            {"stage": "dataSource", "name": "Web orders", "id": "ds-1", "status": "succeeded", "detail": {"rowsIngested": 12}},
+                            {"stage": "dataSource", "name": "Shop", "id": "ds-2", "status": "failed", "error": "line 3: bad quote"},
+                            {"stage": "unification", "name": "unification", "status": "succeeded",
+                             "detail": {"sourceRecords": 12, "unifiedProfiles": 10, "matchedRecords": 4}},
+                            {"stage": "segment", "name": "Big", "id": "seg-1", "status": "succeeded", "detail": {"memberCount": 3}}
+                        ]),
+                    },
+                ),
+                json!({}),
+            ),
+            (
+                DomainEvent::new(
+                    "i-1",
+                    EventKind::UnificationCompleted {
+                        job_id: "job-2".into(),
+                        source_records: 300,
+                        unified_profiles: 120,
+                        matched_records: 210,
+                        completed_at: t("2026-03-01T10:04:00Z"),
+                    },
+                ),
+                json!({}),
+            ),
+        ]
+    }
+
+    fn schema_name_for(event: &DomainEvent) -> &'static str {
+        TRIGGERS
+            .iter()
+            .find(|(trigger, _, _)| *trigger == event.trigger())
+            .map(|(_, _, name)| *name)
+            .unwrap()
+    }
+
+    #[test]
+    fn real_bodies_validate_against_their_schemas_and_nothing_is_left_undescribed() {
+        let mut seen: std::collections::HashMap<&str, BTreeSet<String>> = Default::default();
+        for (event, inputs) in samples() {
+            let body = event.notification(&inputs);
+            let name = schema_name_for(&event);
+            let mut schema = notification_schema_json(name).unwrap();
+            // Exactness: no property may appear that the schema does not describe.
+            schema["additionalProperties"] = json!(false);
+            let validator = jsonschema::validator_for(&schema).unwrap();
+            let errors: Vec<String> = validator
+                .iter_errors(&body)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{name}: {errors:?}\nbody: {body}\nschema: {schema}"
+            );
+            assert_eq!(body["eventType"], event.trigger().event_type());
+            seen.entry(name)
+                .or_default()
+                .extend(body.as_object().unwrap().keys().cloned());
+        }
+        // And every described property occurs in some real body.
+        for (name, schema) in notification_schemas() {
+            let schema = serde_json::to_value(schema).unwrap();
+            let described: BTreeSet<String> = schema["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            assert_eq!(seen[name.as_str()], described, "{name}");
+        }
+    }
+
+    #[test]
+    fn real_bodies_deserialize_into_the_typed_notifications() {
+        for (event, inputs) in samples() {
+            let body = event.notification(&inputs);
+            let ok = match schema_name_for(&event) {
+                "DataSourceRefreshNotification" => {
+                    serde_json::from_value::<DataSourceRefreshNotification>(body.clone()).is_ok()
+                }
+                "SegmentThresholdNotification" => {
+                    serde_json::from_value::<SegmentThresholdNotification>(body.clone()).is_ok()
+                }
+                "MeasureThresholdNotification" => {
+                    serde_json::from_value::<MeasureThresholdNotification>(body.clone()).is_ok()
+                }
+                "FullRefreshNotification" => {
+                    serde_json::from_value::<FullRefreshNotification>(body.clone()).is_ok()
+                }
+                "UnificationNotification" => {
+                    serde_json::from_value::<UnificationNotification>(body.clone()).is_ok()
+                }
+                other => panic!("unknown schema {other}"),
+            };
+            assert!(ok, "{body}");
+        }
+    }
+
+    /// Every property at every depth has a description (a sentence) and an `x-ms-summary`.
+    pub(crate) fn assert_documented(path: &str, schema: &Value) {
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            for (prop, s) in props {
+                let here = format!("{path}.{prop}");
+                assert!(
+                    s["description"].as_str().is_some_and(|d| d.ends_with('.')),
+                    "{here}: {s}"
+                );
+                assert!(s["x-ms-summary"].is_string(), "{here} has no x-ms-summary");
+                assert_documented(&here, s);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            assert_documented(&format!("{path}[]"), items);
+        }
+    }
+
+    #[test]
+    fn every_property_has_a_description_and_a_summary() {
+        for (name, schema) in notification_schemas() {
+            let schema = serde_json::to_value(schema).unwrap();
+            assert!(
+                schema["description"].is_string(),
+                "{name} has no description"
+            );
+            assert_documented(&name, &schema);
+        }
+    }
+}
