@@ -1,5 +1,11 @@
 use std::path::PathBuf;
 
+/// mimalloc instead of glibc malloc: with a large heap of small objects (unification holds
+/// millions of strings) glibc's `_int_malloc`/`malloc_consolidate` took ~30 % of the time
+/// (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use insights_connector::configuration::{ServeArgs, Settings};
 use insights_connector::startup::Application;

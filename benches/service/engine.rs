@@ -20,7 +20,7 @@ pub struct Opts {
 
 pub const SEGMENT_FILTER: &str = "country eq 'DE'";
 
-fn unification_config() -> Value {
+pub fn unification_config() -> Value {
     json!({
         "sources": [{
             "entityName": "People",
@@ -89,6 +89,8 @@ pub fn csv_baseline_main(file: &str, mode: &str) {
 
 struct Stage {
     secs: f64,
+    /// CPU seconds the server process used during the job.
+    cpu_secs: f64,
     wall_secs: f64,
     peak_kb: u64,
     idle_kb: u64,
@@ -171,11 +173,13 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
             .unwrap()
             .to_string();
         let idle = s.rss_kb();
+        let cpu = s.cpu_secs();
         let job = api
             .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
             .await;
         assert_eq!(job.body["status"], "succeeded", "{}", job.body);
         let ingest = Stage {
+            cpu_secs: s.cpu_secs() - cpu,
             secs: job.server_secs,
             wall_secs: job.wall_secs,
             peak_kb: s.hwm_kb(),
@@ -188,9 +192,10 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
             .map(|m| m.len())
             .unwrap_or(0);
         eprintln!(
-            "[engine] run {} ingest {:.1} s, peak {} kB",
+            "[engine] run {} ingest {:.1} s ({:.1} CPU s), peak {} kB",
             run + 1,
             ingest.secs,
+            ingest.cpu_secs,
             ingest.peak_kb
         );
 
@@ -202,9 +207,11 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
                 let s = Service::start(&dir, &[], &log);
                 let api = Api::new(&s.base);
                 let idle = s.rss_kb();
+                let cpu = s.cpu_secs();
                 let job = api.run_job(&path).await;
                 assert_eq!(job.body["status"], "succeeded", "{name}: {}", job.body);
                 let out = Stage {
+                    cpu_secs: s.cpu_secs() - cpu,
                     secs: job.server_secs,
                     wall_secs: job.wall_secs,
                     peak_kb: s.hwm_kb(),
@@ -214,9 +221,10 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
                 };
                 s.stop();
                 eprintln!(
-                    "[engine] run {} {name} {:.2} s, peak {} kB (ready after {:.2} s)",
+                    "[engine] run {} {name} {:.2} s ({:.1} CPU s), peak {} kB (ready after {:.2} s)",
                     run + 1,
                     out.secs,
+                    out.cpu_secs,
                     out.peak_kb,
                     out.ready_secs
                 );
@@ -240,7 +248,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
             format!("/instances/{inst}/measures/{m_sum}/refresh"),
         )
         .await;
-        let st = |s: &Stage| json!({"secs": s.secs, "wall_secs": s.wall_secs, "peak_rss_kb": s.peak_kb, "idle_rss_kb": s.idle_kb, "ready_secs": s.ready_secs, "job": s.job});
+        let st = |s: &Stage| json!({"secs": s.secs, "cpu_secs": s.cpu_secs, "wall_secs": s.wall_secs, "peak_rss_kb": s.peak_kb, "idle_rss_kb": s.idle_kb, "ready_secs": s.ready_secs, "job": s.job});
         runs.push(json!({
             "csv_baseline": base_parse,
             "csv_json_baseline": base_json,

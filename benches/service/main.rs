@@ -222,6 +222,11 @@ fn main() {
                     let (r, md) = webhooks::run(&ctx, &o).await;
                     (r, md, json!({"subscriptions": o.subscriptions, "runs": o.runs, "events": o.events, "concurrency": o.concurrency}))
                 }
+                "profile" if args.scenario == "unification" => {
+                    let rows = args.rows_engine.unwrap_or(1_000_000);
+                    let md = profile::run_unification(&ctx, rows).await;
+                    (json!(null), md, json!({"rows": rows, "scenario": args.scenario}))
+                }
                 "profile" => {
                     let rows = args.rows_actions.unwrap_or(100_000);
                     let md = profile::run(&ctx, rows, &args.scenario, args.seconds).await;

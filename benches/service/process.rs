@@ -66,6 +66,22 @@ pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// User + system CPU time of a process so far, in seconds (`/proc/<pid>/stat`).
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Field 14 is index 11 after the state field (field 3 is index 0).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// A running server process.
 pub struct Service {
     child: Child,
@@ -114,6 +130,10 @@ impl Service {
 
     pub fn rss_kb(&self) -> u64 {
         proc_status_kb(self.pid(), "VmRSS")
+    }
+
+    pub fn cpu_secs(&self) -> f64 {
+        cpu_secs(self.pid())
     }
 
     pub fn hwm_kb(&self) -> u64 {

@@ -9,6 +9,68 @@ use crate::process::{Service, API_KEY};
 use crate::wrk::{self, Load};
 use crate::{actions, datagen, Ctx};
 
+/// `profile unification`: ingest the engine data set, then sample the service while the
+/// unification job runs.
+pub async fn run_unification(ctx: &Ctx, rows: u64) -> String {
+    let dir = ctx.temp_dir("profile");
+    let gen = datagen::write_people(&dir.path().join("people.csv"), rows, 0.1, 11).expect("data");
+    let service = Service::start(dir.path(), &[], &ctx.log("profile-service"));
+    let api = Api::new(&service.base);
+    let inst = api.create_instance("bench-profile").await;
+    let ds = api
+        .create_file_source(&inst, "People", "Id", "people.csv")
+        .await;
+    let job = api
+        .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+        .await;
+    assert_eq!(job.body["status"], "succeeded");
+    let (st, _, body) = api
+        .send(
+            reqwest::Method::PUT,
+            &format!("/instances/{inst}/unification"),
+            Some(crate::engine::unification_config()),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let data = ctx.out.join("perf-unification.data");
+    let mut perf = Command::new("perf")
+        .args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "199",
+            "--call-graph",
+            "dwarf,16384",
+            "-o",
+        ])
+        .arg(&data)
+        .arg("-p")
+        .arg(service.pid().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("perf runs (apt-get install linux-perf)");
+    let job = api
+        .run_job(&format!("/instances/{inst}/unification/run"))
+        .await;
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(perf.id().to_string())
+        .status();
+    let _ = perf.wait();
+    let peak = service.hwm_kb();
+    service.stop();
+    format!(
+        "unification of {} records ({} duplicates): {:.1} s under perf, peak RSS {} kB; perf data {}\n",
+        gen.rows,
+        gen.duplicates,
+        job.server_secs,
+        peak,
+        data.display()
+    )
+}
+
 pub async fn run(ctx: &Ctx, rows: u64, scenario: &str, seconds: u32) -> String {
     let dir = ctx.temp_dir("profile");
     datagen::write_people(&dir.path().join("people.csv"), rows, 0.0, 7).expect("data");

@@ -114,10 +114,11 @@ impl Engine {
             serde_json::from_str(&text).map_err(|e| EngineError::Internal(e.to_string()))?;
 
         // Map: read every source entity page by page.
-        let mut records = Vec::new();
+        let t_map = std::time::Instant::now();
+        let mut entities = Vec::new();
         for source in &config.sources {
-            let entity = match self.store().entity(instance_id, &source.entity_name).await {
-                Ok(e) => e,
+            match self.store().entity(instance_id, &source.entity_name).await {
+                Ok(e) => entities.push((source.clone(), e)),
                 Err(StoreError::NotFound) => {
                     return fail(format!(
                         "source entity '{}' does not exist (refresh its data source first)",
@@ -126,15 +127,40 @@ impl Engine {
                     .await
                 }
                 Err(e) => return Err(e.into()),
-            };
-            let mut after: Option<String> = None;
-            loop {
-                let page = self
-                    .store()
-                    .items_page_after(&entity, after.as_deref(), PAGE)
-                    .await?;
-                let Some((last, _)) = page.last() else { break };
-                after = Some(last.clone());
+            }
+        }
+        // A reader task pages through the items while a blocking thread turns the previous
+        // page into records, so the database read and the JSON work overlap.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Vec<(String, String)>)>(2);
+        let store = self.store().clone();
+        let reader_entities: Vec<_> = entities.iter().map(|(_, e)| e.clone()).collect();
+        let reader = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            for (i, entity) in reader_entities.iter().enumerate() {
+                let mut after: Option<String> = None;
+                loop {
+                    let page = store
+                        .items_page_after(entity, after.as_deref(), PAGE)
+                        .await?;
+                    let Some((last, _)) = page.last() else { break };
+                    after = Some(last.clone());
+                    if tx.send((i, page)).await.is_err() {
+                        return Ok(started.elapsed());
+                    }
+                }
+            }
+            Ok::<_, StoreError>(started.elapsed())
+        });
+        let total_items: i64 = entities.iter().map(|(_, e)| e.item_count).sum();
+        let sources: Vec<_> = entities.into_iter().map(|(s, _)| s).collect();
+        let mapper = tokio::task::spawn_blocking(move || {
+            let mut records =
+                Vec::with_capacity(usize::try_from(total_items.min(1 << 24)).unwrap_or(0));
+            let mappers: Vec<_> = sources.iter().map(unify::RecordMapper::new).collect();
+            let mut busy = std::time::Duration::ZERO;
+            while let Some((i, page)) = rx.blocking_recv() {
+                let started = std::time::Instant::now();
+                let mapper = &mappers[i];
                 for (key, data) in page {
                     let Ok(Value::Object(item)) = serde_json::from_str::<Value>(&data) else {
                         continue;
@@ -142,12 +168,24 @@ impl Engine {
                     let updated_at = TIMESTAMP_FIELDS
                         .iter()
                         .find_map(|f| item.get(*f).and_then(unify::parse_timestamp));
-                    records.push(unify::source_record(source, key, &item, updated_at));
+                    records.push(mapper.record(key, item, updated_at));
                 }
+                busy += started.elapsed();
             }
-        }
+            (records, busy)
+        });
+        let read = reader
+            .await
+            .map_err(|e| EngineError::Internal(format!("reader crashed: {e}")))?;
+        let (records, map_busy) = mapper
+            .await
+            .map_err(|e| EngineError::Internal(format!("mapping crashed: {e}")))?;
+        let map_read_secs = read?.as_secs_f64();
+        let map_busy_secs = map_busy.as_secs_f64();
 
+        let map_secs = t_map.elapsed().as_secs_f64();
         // Match and merge on a blocking thread (CPU-bound).
+        let t_unify = std::time::Instant::now();
         let cfg = config.clone();
         let outcome = tokio::task::spawn_blocking(move || unify::unify(&cfg, records))
             .await
@@ -158,42 +196,69 @@ impl Engine {
             matched_records: outcome.matched_records,
         };
 
+        let unify_secs = t_unify.elapsed().as_secs_f64();
         // Stage the new Customer generation.
+        let t_stage = std::time::Instant::now();
         let entity = self
             .store()
             .ensure_entity(instance_id, CUSTOMER_ENTITY, "unified", CUSTOMER_ID)
             .await?;
         let generation = self.store().begin_generation(&entity).await?;
-        let mut schema = super::entities::empty_schema();
-        let mut batch = Vec::with_capacity(BATCH);
-        for profile in outcome.profiles {
-            let mut item = Map::new();
-            item.insert(CUSTOMER_ID.into(), json!(profile.customer_id));
-            // Merged values are text; type them the way CSV cells are typed, so segment filters
-            // such as `spend gt 100` compare numbers.
-            for (field, value) in profile.fields {
-                let typed = match &value {
-                    Value::String(text) => super::ingest::infer_cell(text).unwrap_or(value),
-                    _ => value,
-                };
-                item.insert(field, typed);
+        // A blocking thread builds the items' JSON while this task writes the previous batch.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(String, String)>>(2);
+        let builder = tokio::task::spawn_blocking(move || {
+            let mut schema = super::entities::empty_schema();
+            let mut batch = Vec::with_capacity(BATCH);
+            for profile in outcome.profiles {
+                let mut item = Map::new();
+                item.insert(CUSTOMER_ID.into(), json!(profile.customer_id));
+                // Merged values are text; type them the way CSV cells are typed, so segment
+                // filters such as `spend gt 100` compare numbers.
+                for (field, value) in profile.fields {
+                    let typed = match &value {
+                        Value::String(text) => super::ingest::infer_cell(text).unwrap_or(value),
+                        _ => value,
+                    };
+                    item.insert(field, typed);
+                }
+                item.insert("sources".into(), json!(profile.sources));
+                widen_schema(&mut schema, &item);
+                let text =
+                    serde_json::to_string(&Value::Object(item)).expect("JSON values serialize");
+                batch.push((profile.customer_id, text));
+                if batch.len() >= BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.blocking_send(full).is_err() {
+                        return schema;
+                    }
+                }
             }
-            item.insert("sources".into(), json!(profile.sources));
-            widen_schema(&mut schema, &item);
-            batch.push((profile.customer_id, Value::Object(item).to_string()));
-            if batch.len() >= BATCH {
-                self.store()
-                    .stage_items(entity.id, generation, &batch)
-                    .await?;
-                batch.clear();
+            if !batch.is_empty() {
+                let _ = tx.blocking_send(batch);
             }
-        }
-        if !batch.is_empty() {
-            self.store()
+            schema
+        });
+        let mut write_error = None;
+        while let Some(batch) = rx.recv().await {
+            if let Err(e) = self
+                .store()
                 .stage_items(entity.id, generation, &batch)
-                .await?;
+                .await
+            {
+                write_error = Some(e);
+                rx.close();
+                break;
+            }
         }
-
+        drop(rx);
+        let schema = builder
+            .await
+            .map_err(|e| EngineError::Internal(format!("staging crashed: {e}")))?;
+        if let Some(e) = write_error {
+            let _ = self.store().drop_generation(entity.id, generation).await;
+            return Err(e.into());
+        }
+        let stage_secs = t_stage.elapsed().as_secs_f64();
         let completed_at = super::now();
         let result = json!({
             "sourceRecords": stats.source_records,
@@ -226,9 +291,21 @@ impl Engine {
         }
         tx.commit().await.map_err(StoreError::from)?;
         self.events_committed();
+        let t_drop = std::time::Instant::now();
         self.store()
             .drop_generation(entity.id, entity.generation)
             .await?;
+        tracing::info!(
+            records = stats.source_records,
+            profiles = stats.unified_profiles,
+            map_secs,
+            map_read_secs,
+            map_busy_secs,
+            unify_secs,
+            stage_secs,
+            drop_old_secs = t_drop.elapsed().as_secs_f64(),
+            "unification finished"
+        );
         Ok(Ok(stats))
     }
 

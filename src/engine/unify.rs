@@ -372,6 +372,64 @@ pub fn map_item(source: &SourceConfig, item: &Map<String, Value>) -> BTreeMap<St
         .collect()
 }
 
+/// [`source_record`] for items the caller no longer needs: strings are moved out of the item,
+/// not copied (a column mapped to several profile fields is copied for all but its last use).
+/// Build one per source and reuse it for every item.
+pub struct RecordMapper<'a> {
+    source: &'a SourceConfig,
+    /// Per mapped field, in `fields` order: the column is used again by a later field.
+    used_again: Vec<bool>,
+}
+
+impl<'a> RecordMapper<'a> {
+    pub fn new(source: &'a SourceConfig) -> Self {
+        let columns: Vec<&String> = source.fields.values().collect();
+        let used_again = (0..columns.len())
+            .map(|i| columns[i + 1..].contains(&columns[i]))
+            .collect();
+        RecordMapper { source, used_again }
+    }
+
+    /// [`map_item`], consuming the item.
+    pub fn map_item(&self, mut item: Map<String, Value>) -> BTreeMap<String, String> {
+        // `fields` is sorted, so collecting builds the map without comparisons per insert.
+        self.source
+            .fields
+            .iter()
+            .zip(&self.used_again)
+            .filter_map(|((field, column), &used_again)| {
+                let value = if used_again {
+                    item.get(column).cloned()
+                } else {
+                    item.remove(column)
+                };
+                let text = match value? {
+                    Value::String(s) if !s.trim().is_empty() => s,
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return None,
+                };
+                Some((field.clone(), text))
+            })
+            .collect()
+    }
+
+    pub fn record(
+        &self,
+        key: String,
+        item: Map<String, Value>,
+        updated_at: Option<DateTime<Utc>>,
+    ) -> SourceRecord {
+        SourceRecord {
+            entity_name: self.source.entity_name.clone(),
+            key,
+            fields: self.map_item(item),
+            priority: self.source.priority,
+            updated_at,
+        }
+    }
+}
+
 /// Builds a [`SourceRecord`] from an item of `source`'s entity.
 pub fn source_record(
     source: &SourceConfig,
@@ -1846,12 +1904,29 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(mapped, expected);
+        assert_eq!(
+            RecordMapper::new(&source).map_item(item.as_object().unwrap().clone()),
+            expected
+        );
         let r = source_record(&source, "k1", item.as_object().unwrap(), None);
         assert_eq!(
             (r.entity_name.as_str(), r.key.as_str(), r.priority),
             ("Crm", "k1", 1)
         );
         assert_eq!(r.fields, expected);
+    }
+
+    #[test]
+    fn record_mapper_copies_a_column_mapped_twice() {
+        let source: SourceConfig = serde_json::from_value(json!({
+            "entityName":"Crm","priority":1,
+            "fields":{"a":"Email","b":"Email","c":"City"}
+        }))
+        .unwrap();
+        let item = json!({"Email":"a@x.com","City":"Berlin"});
+        let owned = RecordMapper::new(&source).map_item(item.as_object().unwrap().clone());
+        assert_eq!(owned, map_item(&source, item.as_object().unwrap()));
+        assert_eq!(owned.len(), 3);
     }
 
     #[test]
