@@ -69,6 +69,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTOR_DELIVERY_SCHEDULE")]
     pub delivery_schedule: Option<String>,
 
+    /// Memory for cached entity and item reads, in MiB (0 switches the cache off).
+    #[arg(long, env = "CONNECTOR_READ_CACHE_MIB", default_value_t = 64)]
+    pub read_cache_mib: u64,
+
     /// HTTP worker threads (default: number of cores).
     #[arg(long, env = "CONNECTOR_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
@@ -90,6 +94,7 @@ impl Default for ServeArgs {
             delivery_timeout_secs: 15,
             delivery_max_attempts: 8,
             delivery_schedule: None,
+            read_cache_mib: 64,
             http_workers: None,
         }
     }
@@ -141,6 +146,7 @@ pub struct Settings {
     pub delivery_timeout: Duration,
     pub retry: RetryPolicy,
     pub http_workers: Option<usize>,
+    pub read_cache_bytes: u64,
     /// How often the dispatcher polls the outbox when it was not woken up.
     pub dispatcher_poll_interval: Duration,
 }
@@ -203,6 +209,7 @@ impl Settings {
             delivery_timeout: Duration::from_secs(args.delivery_timeout_secs.max(1)),
             retry,
             http_workers: args.http_workers,
+            read_cache_bytes: args.read_cache_mib.saturating_mul(1024 * 1024),
             dispatcher_poll_interval: Duration::from_secs(1),
         })
     }

@@ -52,7 +52,11 @@ impl Application {
             .clone()
             .unwrap_or_else(|| format!("http://{}:{port}", settings.bind.ip()));
 
-        let engine = Engine::new(store.clone(), settings.data_dir.clone());
+        let engine = Engine::new(
+            store.clone(),
+            settings.data_dir.clone(),
+            settings.read_cache_bytes,
+        );
         engine.start_job_workers(settings.job_workers).await?;
         engine.start_scheduler(std::time::Duration::from_secs(1));
         let metrics = Metrics::new();

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use actix_web::{get, http::header, patch, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -37,7 +39,7 @@ pub struct Item(pub Map<String, Value>);
 pub struct ItemList {
     /// The items of this page.
     #[schema(value_type = Vec<Item>)]
-    pub value: Vec<Box<RawValue>>,
+    pub value: Arc<RawValue>,
     /// Absolute URL of the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(extensions(("x-ms-summary" = json!("Next link"))))]
@@ -182,7 +184,7 @@ async fn get_items(
         url.to_string()
     });
     Ok(web::Json(ItemList {
-        value: page.items,
+        value: page.items.clone(),
         next_link,
     }))
 }
@@ -216,7 +218,7 @@ async fn get_item(
     state: web::Data<AppState>,
     tenant: TenantId,
     path: web::Path<(String, String, String)>,
-) -> Result<web::Json<Box<RawValue>>, ApiError> {
+) -> Result<web::Json<Arc<RawValue>>, ApiError> {
     let (instance_id, entity_name, item_id) = path.into_inner();
     Ok(web::Json(
         state

@@ -15,7 +15,7 @@ use super::jobs::{Job, JobKind};
 use super::{parse_name, Engine, EngineError, EngineResult, TenantId};
 use crate::store::datasources::DataSourceRecord;
 use crate::store::events::{record_event, DomainEvent, EventKind};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// Rows per staged batch (one transaction each).
 const BATCH_ROWS: usize = 5_000;
@@ -367,7 +367,7 @@ impl Engine {
         if let Some(job_id) = job_id {
             Store::finish_job(&mut tx, job_id, succeeded, Some(&result), error.as_deref()).await?;
         }
-        tx.commit().await.map_err(StoreError::from)?;
+        self.store().commit(tx).await?;
         self.events_committed();
         if let Some((entity_id, old)) = replaced {
             self.store().drop_generation(entity_id, old).await?;

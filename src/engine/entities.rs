@@ -5,8 +5,11 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
 use super::instances::not_found;
 use super::odata::{self, Expr, SqlParam};
+use super::read_cache::{ReadKey, ReadValue};
 use super::{Engine, EngineError, EngineResult, TenantId};
 use crate::store::entities::{Bind, EntityRecord, ItemQuery};
 
@@ -65,10 +68,11 @@ pub struct ItemsQuery {
     pub skip: Option<i64>,
 }
 
-/// One page of items, each a JSON object as stored (no parse and re-serialize on the way out).
+/// One page of items: a JSON array of the items as stored (no parse and re-serialize on the way
+/// out), shared so a cached page is served without copying.
 #[derive(Debug, Clone)]
 pub struct ItemsPage {
-    pub items: Vec<Box<RawValue>>,
+    pub items: Arc<RawValue>,
     /// `$skip` of the next page when there is one.
     pub next_skip: Option<i64>,
     pub top: i64,
@@ -212,19 +216,32 @@ impl Engine {
         tenant: &TenantId,
         instance_id: &str,
         entity_name: &str,
-    ) -> EngineResult<EntityRecord> {
+    ) -> EngineResult<Arc<EntityRecord>> {
+        let key = ReadKey::Entity {
+            tenant: tenant.0.clone(),
+            instance: instance_id.to_string(),
+            entity: entity_name.to_string(),
+        };
+        let epoch = self.store().data_epoch();
+        if let Some(ReadValue::Entity(entity)) = self.reads().get(&key, epoch) {
+            return Ok(entity);
+        }
         // One query when both exist; otherwise the separate lookups name what is missing.
         if let Some(entity) = self
             .store()
             .tenant_entity(tenant.as_str(), instance_id, entity_name)
             .await?
         {
+            let entity = Arc::new(entity);
+            self.reads()
+                .put(key, epoch, ReadValue::Entity(entity.clone()));
             return Ok(entity);
         }
         self.instance(tenant, instance_id).await?;
         self.store()
             .entity(instance_id, entity_name)
             .await
+            .map(Arc::new)
             .map_err(|e| not_found(e, "entity", entity_name))
     }
 
@@ -262,6 +279,32 @@ impl Engine {
     }
 
     pub async fn get_items(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        entity_name: &str,
+        q: &ItemsQuery,
+    ) -> EngineResult<Arc<ItemsPage>> {
+        let key = ReadKey::Page {
+            tenant: tenant.0.clone(),
+            instance: instance_id.to_string(),
+            entity: entity_name.to_string(),
+            filter: q.filter.clone(),
+            select: q.select.clone(),
+            orderby: q.orderby.clone(),
+            top: q.top,
+            skip: q.skip,
+        };
+        let epoch = self.store().data_epoch();
+        if let Some(ReadValue::Page(page)) = self.reads().get(&key, epoch) {
+            return Ok(page);
+        }
+        let page = Arc::new(self.read_items(tenant, instance_id, entity_name, q).await?);
+        self.reads().put(key, epoch, ReadValue::Page(page.clone()));
+        Ok(page)
+    }
+
+    async fn read_items(
         &self,
         tenant: &TenantId,
         instance_id: &str,
@@ -322,9 +365,14 @@ impl Engine {
         let mut rows = self.store().query_items(&entity, &query).await?;
         let has_more = rows.len() as i64 > top;
         rows.truncate(top as usize);
-        let items = rows
-            .into_iter()
-            .map(|(_, data)| match &select {
+        let mut array =
+            String::with_capacity(rows.iter().map(|(_, d)| d.len() + 1).sum::<usize>() + 2);
+        array.push('[');
+        for (i, (_, data)) in rows.into_iter().enumerate() {
+            if i > 0 {
+                array.push(',');
+            }
+            let item = match &select {
                 // Items are stored as the serializer wrote them, so passing the text through
                 // gives the same bytes as parsing and serializing again.
                 None => raw_object(data),
@@ -338,10 +386,14 @@ impl Engine {
                     };
                     raw_object(Value::Object(projected).to_string())
                 }
-            })
-            .collect();
+            };
+            array.push_str(item.get());
+        }
+        array.push(']');
+        let items = RawValue::from_string(array)
+            .map_err(|e| EngineError::Internal(format!("page of items: {e}")))?;
         Ok(ItemsPage {
-            items,
+            items: Arc::from(items),
             next_skip: has_more.then_some(skip + top),
             top,
         })
@@ -353,14 +405,28 @@ impl Engine {
         instance_id: &str,
         entity_name: &str,
         item_id: &str,
-    ) -> EngineResult<Box<RawValue>> {
+    ) -> EngineResult<Arc<RawValue>> {
+        let key = ReadKey::Item {
+            tenant: tenant.0.clone(),
+            instance: instance_id.to_string(),
+            entity: entity_name.to_string(),
+            item: item_id.to_string(),
+        };
+        let epoch = self.store().data_epoch();
+        if let Some(ReadValue::Item(item)) = self.reads().get(&key, epoch) {
+            return Ok(item);
+        }
         let entity = self.entity_record(tenant, instance_id, entity_name).await?;
         let data = self
             .store()
             .get_item(&entity, item_id)
             .await
             .map_err(|e| not_found(e, "item", item_id))?;
-        RawValue::from_string(data).map_err(|e| EngineError::Internal(e.to_string()))
+        let item: Arc<RawValue> = Arc::from(
+            RawValue::from_string(data).map_err(|e| EngineError::Internal(e.to_string()))?,
+        );
+        self.reads().put(key, epoch, ReadValue::Item(item.clone()));
+        Ok(item)
     }
 
     /// Creates an item; the key field is taken from the item (a UUID is generated when absent).

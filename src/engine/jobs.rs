@@ -270,7 +270,7 @@ impl Engine {
     ) -> EngineResult<()> {
         let mut tx = self.store().begin().await?;
         crate::store::Store::finish_job(&mut tx, job_id, succeeded, result, error).await?;
-        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        self.store().commit(tx).await?;
         Ok(())
     }
 }

@@ -312,7 +312,7 @@ impl Engine {
                 json!({"measureId": measure.id, "value": value, "previousValue": measure.value});
             Store::finish_job(&mut tx, job_id, true, Some(&result), None).await?;
         }
-        tx.commit().await.map_err(StoreError::from)?;
+        self.store().commit(tx).await?;
         self.events_committed();
         Ok(Ok(value))
     }

@@ -11,6 +11,7 @@ pub mod instances;
 pub mod jobs;
 pub mod measures;
 pub mod odata;
+mod read_cache;
 pub mod schedule;
 pub mod segments;
 pub mod unification;
@@ -66,6 +67,8 @@ pub struct Engine {
 struct EngineInner {
     store: Store,
     data_dir: PathBuf,
+    /// Entity and item reads, valid while the store's data epoch is unchanged.
+    reads: read_cache::ReadCache,
     /// Woken after a transaction that queued outbox deliveries commits.
     outbox_signal: Arc<tokio::sync::Notify>,
     /// Woken when a job is queued or finishes.
@@ -75,11 +78,13 @@ struct EngineInner {
 }
 
 impl Engine {
-    pub fn new(store: Store, data_dir: PathBuf) -> Self {
+    /// `read_cache_bytes` bounds the cache of entity and item reads (0 switches it off).
+    pub fn new(store: Store, data_dir: PathBuf, read_cache_bytes: u64) -> Self {
         Self {
             inner: Arc::new(EngineInner {
                 store,
                 data_dir,
+                reads: read_cache::ReadCache::new(read_cache_bytes),
                 outbox_signal: Arc::new(tokio::sync::Notify::new()),
                 job_signal: Arc::new(tokio::sync::Notify::new()),
                 shutdown: tokio::sync::watch::channel(false).0,
@@ -89,6 +94,10 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub(crate) fn reads(&self) -> &read_cache::ReadCache {
+        &self.inner.reads
     }
 
     pub fn data_dir(&self) -> &std::path::Path {

@@ -189,7 +189,7 @@ impl Engine {
             let result = json!({"segmentId": segment.id, "memberCount": count, "previousCount": segment.member_count});
             Store::finish_job(&mut tx, job_id, true, Some(&result), None).await?;
         }
-        tx.commit().await.map_err(StoreError::from)?;
+        self.store().commit(tx).await?;
         self.events_committed();
         Ok(Ok(count))
     }

@@ -289,7 +289,7 @@ impl Engine {
         if let Some(job_id) = job_id {
             Store::finish_job(&mut tx, job_id, true, Some(&result), None).await?;
         }
-        tx.commit().await.map_err(StoreError::from)?;
+        self.store().commit(tx).await?;
         self.events_committed();
         let t_drop = std::time::Instant::now();
         self.store()
@@ -426,7 +426,7 @@ impl Engine {
         let mut tx = self.store().begin().await?;
         record_event(&mut tx, &event).await?;
         Store::finish_job(&mut tx, job_id, all_ok, Some(&result), error.as_deref()).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        self.store().commit(tx).await?;
         self.events_committed();
         Ok(())
     }

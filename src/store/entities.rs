@@ -130,6 +130,7 @@ impl Store {
         .bind(key_field)
         .execute(&self.pool)
         .await?;
+        self.data_changed();
         self.entity(instance_id, name).await
     }
 
@@ -232,7 +233,7 @@ impl Store {
             .bind(entity.id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

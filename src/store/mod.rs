@@ -15,6 +15,8 @@ pub use keys::ApiKeyRecord;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -44,6 +46,9 @@ pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// Counts committed changes to what readers of entities and items can see; read caches
+    /// tag their entries with it (see [`Store::data_epoch`]).
+    epoch: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -78,7 +83,10 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            epoch: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// Starts a write transaction (the engine commits a state change and its events in one).
@@ -88,6 +96,25 @@ impl Store {
     /// another connection committed in between; an immediate one waits its turn instead.
     pub async fn begin(&self) -> StoreResult<Tx<'static>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Commits a transaction that may have changed entities or items, then moves the data epoch.
+    pub async fn commit(&self, tx: Tx<'_>) -> StoreResult<()> {
+        tx.commit().await?;
+        self.data_changed();
+        Ok(())
+    }
+
+    /// The data epoch: it moves after every commit that changes an entity or its visible items
+    /// (and after an instance is deleted). A value read *before* reading the data is a valid
+    /// tag for what was read: any later change moves the epoch past it. This process is the
+    /// database's only writer of entities and items, so the counter sees every such change.
+    pub fn data_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn data_changed(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn pool(&self) -> &SqlitePool {
