@@ -1,5 +1,6 @@
 //! Logs (tracing, `RUST_LOG`) and Prometheus metrics.
 
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -15,8 +16,10 @@ use tracing_subscriber::EnvFilter;
 pub fn init_tracing(default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // Colour codes only for a terminal: they clutter log files and cost time on every span.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

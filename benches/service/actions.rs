@@ -92,10 +92,19 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         },
         baseline_port,
     );
+    // The same service over the same database with its read cache off: what a read costs when
+    // it must go to SQLite (a first read, or a read right after a change).
+    let uncached = Service::start(
+        dir.path(),
+        &["--read-cache-mib", "0"],
+        &ctx.log("actions-service-uncached"),
+    );
     let bases = [
         service.base.clone(),
         format!("http://127.0.0.1:{baseline_port}"),
+        uncached.base.clone(),
     ];
+    const SIDES: [&str; 3] = ["service", "baseline", "uncached"];
     let script = ctx.out.join("wrk.lua");
     std::fs::write(&script, wrk::SCRIPT).expect("write wrk.lua");
 
@@ -115,29 +124,26 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
     };
     // Warm both (SQLite page cache, connection pools, allocator).
     for s in &scenarios {
-        for side in 0..2 {
+        for side in 0..SIDES.len() {
             load(side, s, 16, 2);
         }
     }
     // results[scenario][connections][side] = runs
-    let mut results: Vec<Vec<[Vec<WrkResult>; 2]>> = scenarios
+    let mut results: Vec<Vec<[Vec<WrkResult>; 3]>> = scenarios
         .iter()
         .map(|_| {
             o.connections
                 .iter()
-                .map(|_| [Vec::new(), Vec::new()])
+                .map(|_| [Vec::new(), Vec::new(), Vec::new()])
                 .collect()
         })
         .collect();
     for run in 0..o.runs {
         for (si, s) in scenarios.iter().enumerate() {
             for (ci, &c) in o.connections.iter().enumerate() {
-                // Alternate who goes first so a drift in machine load hits both alike.
-                let order = if (run + si + ci) % 2 == 0 {
-                    [0, 1]
-                } else {
-                    [1, 0]
-                };
+                // Rotate who goes first so a drift in machine load hits all sides alike.
+                let first = (run + si + ci) % SIDES.len();
+                let order = [first, (first + 1) % 3, (first + 2) % 3];
                 for side in order {
                     let r = load(side, s, c, o.seconds);
                     assert_eq!(
@@ -151,7 +157,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
                         run + 1,
                         s.name,
                         c,
-                        if side == 0 { "service" } else { "baseline" },
+                        SIDES[side],
                         r.rps(),
                         r.p50_us,
                         r.p99_us,
@@ -165,6 +171,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
     let service_hwm = service.hwm_kb();
     baseline.stop(true).await;
     service.stop();
+    uncached.stop();
 
     let mut rows = Vec::new();
     let mut md = String::new();
@@ -178,10 +185,10 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         o.seconds,
         o.runs
     ));
-    md.push_str("| action | conns | service req/s | baseline req/s | ratio (min–max) | service p50 / p99 | baseline p50 / p99 |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("| action | conns | service req/s | baseline req/s | ratio (min–max) | service p50 / p99 | baseline p50 / p99 | cache off req/s | cache off ratio (min–max) | cache off p50 / p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (si, s) in scenarios.iter().enumerate() {
         for (ci, &c) in o.connections.iter().enumerate() {
-            let [ours, base] = &results[si][ci];
+            let [ours, base, cold] = &results[si][ci];
             let f = |v: &[WrkResult], g: fn(&WrkResult) -> f64| {
                 median(&v.iter().map(g).collect::<Vec<_>>())
             };
@@ -192,16 +199,25 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
                 .collect();
             let (lo, hi) = range(&ratios);
             let r = median(&ratios);
+            let cold_ratios: Vec<f64> = cold
+                .iter()
+                .zip(base)
+                .map(|(a, b)| a.rps() / b.rps())
+                .collect();
+            let (cold_lo, cold_hi) = range(&cold_ratios);
+            let cold_r = median(&cold_ratios);
             let row = json!({
                 "action": s.name,
                 "connections": c,
                 "service": {"rps": f(ours, WrkResult::rps), "p50_us": f(ours, |r| r.p50_us as f64), "p99_us": f(ours, |r| r.p99_us as f64)},
                 "baseline": {"rps": f(base, WrkResult::rps), "p50_us": f(base, |r| r.p50_us as f64), "p99_us": f(base, |r| r.p99_us as f64)},
                 "ratio_median": r, "ratio_min": lo, "ratio_max": hi,
-                "runs": {"service": ours, "baseline": base},
+                "uncached": {"rps": f(cold, WrkResult::rps), "p50_us": f(cold, |r| r.p50_us as f64), "p99_us": f(cold, |r| r.p99_us as f64),
+                    "ratio_median": cold_r, "ratio_min": cold_lo, "ratio_max": cold_hi},
+                "runs": {"service": ours, "baseline": base, "uncached": cold},
             });
             md.push_str(&format!(
-                "| {} | {c} | {} | {} | {} | {} / {} | {} / {} |\n",
+                "| {} | {c} | {} | {} | {} | {} / {} | {} / {} | {} | {} | {} / {} |\n",
                 s.name,
                 thousands(row["service"]["rps"].as_f64().unwrap_or(f64::NAN)),
                 thousands(row["baseline"]["rps"].as_f64().unwrap_or(f64::NAN)),
@@ -210,6 +226,10 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
                 ms(row["service"]["p99_us"].as_f64().unwrap_or(f64::NAN)),
                 ms(row["baseline"]["p50_us"].as_f64().unwrap_or(f64::NAN)),
                 ms(row["baseline"]["p99_us"].as_f64().unwrap_or(f64::NAN)),
+                thousands(row["uncached"]["rps"].as_f64().unwrap_or(f64::NAN)),
+                ratio(cold_r, cold_lo, cold_hi),
+                ms(row["uncached"]["p50_us"].as_f64().unwrap_or(f64::NAN)),
+                ms(row["uncached"]["p99_us"].as_f64().unwrap_or(f64::NAN)),
             ));
             rows.push(row);
         }

@@ -142,7 +142,7 @@ async fn get_items(
     tenant: TenantId,
     path: web::Path<(String, String)>,
     query: web::Query<ODataParams>,
-) -> Result<web::Json<ItemList>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let (instance_id, entity_name) = path.into_inner();
     let q = query.into_inner();
     let page = state
@@ -160,33 +160,53 @@ async fn get_items(
             },
         )
         .await?;
-    let next_link = page.next_skip.map(|skip| {
-        let mut url = url::Url::parse(&state.url(&format!(
-            "/instances/{}/entities/{}/items",
-            encode(&instance_id),
-            encode(&entity_name)
-        )))
-        .expect("public URL is absolute");
-        {
-            let mut pairs = url.query_pairs_mut();
-            for (name, value) in [
-                ("$filter", &q.filter),
-                ("$select", &q.select),
-                ("$orderby", &q.orderby),
-            ] {
-                if let Some(v) = value {
-                    pairs.append_pair(name, v);
-                }
-            }
-            pairs.append_pair("$top", &page.top.to_string());
-            pairs.append_pair("$skip", &skip.to_string());
-        }
-        url.to_string()
+    let body = page.rendered.get_or_init(|| {
+        let next_link = page
+            .next_skip
+            .map(|skip| next_link(&state, &instance_id, &entity_name, &q, page.top, skip));
+        let list = ItemList {
+            value: page.items.clone(),
+            next_link,
+        };
+        serde_json::to_vec(&list)
+            .expect("a page of stored JSON serializes")
+            .into()
     });
-    Ok(web::Json(ItemList {
-        value: page.items.clone(),
-        next_link,
-    }))
+    Ok(HttpResponse::Ok()
+        .content_type(header::ContentType::json())
+        .body(body.clone()))
+}
+
+/// Absolute URL of the page at `skip`, with the same query options.
+fn next_link(
+    state: &AppState,
+    instance_id: &str,
+    entity_name: &str,
+    q: &ODataParams,
+    top: i64,
+    skip: i64,
+) -> String {
+    let mut url = url::Url::parse(&state.url(&format!(
+        "/instances/{}/entities/{}/items",
+        encode(instance_id),
+        encode(entity_name)
+    )))
+    .expect("public URL is absolute");
+    {
+        let mut pairs = url.query_pairs_mut();
+        for (name, value) in [
+            ("$filter", &q.filter),
+            ("$select", &q.select),
+            ("$orderby", &q.orderby),
+        ] {
+            if let Some(v) = value {
+                pairs.append_pair(name, v);
+            }
+        }
+        pairs.append_pair("$top", &top.to_string());
+        pairs.append_pair("$skip", &skip.to_string());
+    }
+    url.to_string()
 }
 
 /// Percent-encodes one path segment.

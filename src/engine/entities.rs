@@ -76,6 +76,10 @@ pub struct ItemsPage {
     /// `$skip` of the next page when there is one.
     pub next_skip: Option<i64>,
     pub top: i64,
+    /// The page as the caller last rendered it (the API layer's response body): a cached page
+    /// is then rendered once, not on every read. Everything the rendering depends on is part of
+    /// the cache key.
+    pub rendered: std::sync::OnceLock<bytes::Bytes>,
 }
 
 /// A stored item as raw JSON; anything that is not a JSON object reads as `{}`.
@@ -396,6 +400,7 @@ impl Engine {
             items: Arc::from(items),
             next_skip: has_more.then_some(skip + top),
             top,
+            rendered: std::sync::OnceLock::new(),
         })
     }
 
