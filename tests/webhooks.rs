@@ -1122,6 +1122,69 @@ async fn another_4xx_fails_only_that_delivery() {
     assert_eq!(s["status"], "active");
 }
 
+/// A fan-out records its attempts in batches (group commit): every one of them lands, with
+/// its own outcome, and nothing is sent twice.
+#[tokio::test]
+async fn a_fan_out_records_every_attempt_with_its_own_outcome_and_sends_each_once() {
+    let app = spawn_app().await;
+    let instance = app.create_instance("Hooks").await;
+    let ok = Receiver::start().await;
+    let gone = Receiver::start().await;
+    gone.set_default(Reply::status(410));
+    for i in 0..200 {
+        let url = if i % 4 == 3 {
+            gone.url(&format!("/g{i}"))
+        } else {
+            ok.url(&format!("/h{i}"))
+        };
+        subscribe(
+            &app,
+            Trigger::OnUnificationCompleted,
+            &instance,
+            json!({"notificationUrl": url}),
+        )
+        .await;
+    }
+    fire(&app, &instance, unification_event()).await;
+    ok.wait_for(None, 150, WAIT).await;
+    gone.wait_for(None, 50, WAIT).await;
+    let pool = app.engine.store().pool();
+    let deadline = Instant::now() + WAIT;
+    let counts = loop {
+        let counts: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT d.status, count(*), sum(d.attempts = 1 AND
+                    (SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id) = 1)
+             FROM deliveries d GROUP BY d.status ORDER BY d.status",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        if counts.iter().all(|c| c.0 != "pending") || Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        counts,
+        vec![("delivered".into(), 150, 150), ("failed".into(), 50, 50)]
+    );
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM subscriptions WHERE status = 'dead'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        dead, 50,
+        "each 410 killed its own subscription, and only it"
+    );
+    let mut paths: Vec<String> = ok.received().into_iter().map(|r| r.path).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), 150);
+    ok.assert_quiet("/h0", 1, QUIET).await;
+    assert_eq!(ok.received().len(), 150, "nothing was sent twice");
+    assert_eq!(gone.received().len(), 50);
+}
+
 #[tokio::test]
 async fn a_callback_that_never_answers_hits_the_deadline_and_does_not_hold_up_others() {
     let app = spawn_app_with(|s| {

@@ -222,6 +222,11 @@ fn main() {
                     let (r, md) = webhooks::run(&ctx, &o).await;
                     (r, md, json!({"subscriptions": o.subscriptions, "runs": o.runs, "events": o.events, "concurrency": o.concurrency}))
                 }
+                "profile" if args.scenario == "fanout" => {
+                    let n = args.subscriptions.unwrap_or(10_000);
+                    let md = profile::run_fanout(&ctx, n).await;
+                    (json!(null), md, json!({"subscriptions": n, "scenario": args.scenario}))
+                }
                 "profile" if args.scenario == "unification" => {
                     let rows = args.rows_engine.unwrap_or(1_000_000);
                     let md = profile::run_unification(&ctx, rows).await;

@@ -71,6 +71,64 @@ pub async fn run_unification(ctx: &Ctx, rows: u64) -> String {
     )
 }
 
+/// `profile fanout`: N subscriptions to a local sink, then sample the service while one event
+/// fans out.
+pub async fn run_fanout(ctx: &Ctx, subscriptions: u32) -> String {
+    let sink = crate::baseline::Sink::start(2);
+    let dir = ctx.temp_dir("profile");
+    let service = Service::start(
+        dir.path(),
+        &["--allow-private-callbacks", "--delivery-concurrency", "64"],
+        &ctx.log("profile-service"),
+    );
+    let api = Api::new(&service.base);
+    let inst = api.create_instance("bench-profile").await;
+    let urls = (0..subscriptions).map(|i| sink.url(i)).collect();
+    crate::webhooks::subscribe_all(&api, &inst, urls)
+        .await
+        .expect("trigger endpoints");
+    let data = ctx.out.join("perf-fanout.data");
+    let mut perf = Command::new("perf")
+        .args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "499",
+            "--call-graph",
+            "dwarf,16384",
+            "-o",
+        ])
+        .arg(&data)
+        .arg("-p")
+        .arg(service.pid().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("perf runs (apt-get install linux-perf)");
+    let started = std::time::Instant::now();
+    crate::webhooks::fire(&api, &inst).await;
+    assert!(
+        sink.wait_for(
+            u64::from(subscriptions),
+            std::time::Duration::from_secs(900)
+        )
+        .await
+    );
+    let secs = started.elapsed().as_secs_f64();
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(perf.id().to_string())
+        .status();
+    let _ = perf.wait();
+    service.stop();
+    sink.stop().await;
+    format!(
+        "fan-out to {subscriptions}: {secs:.2} s under perf; perf data {}\n",
+        data.display()
+    )
+}
+
 pub async fn run(ctx: &Ctx, rows: u64, scenario: &str, seconds: u32) -> String {
     let dir = ctx.temp_dir("profile");
     datagen::write_people(&dir.path().join("people.csv"), rows, 0.0, 7).expect("data");

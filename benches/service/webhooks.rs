@@ -24,7 +24,7 @@ pub struct Opts {
 const TRIGGER: &str = "triggers/full-refresh-completed";
 
 /// Subscribes `urls` (16 at a time); `None` when the service has no trigger endpoints yet.
-async fn subscribe_all(api: &Api, inst: &str, urls: Vec<String>) -> Option<()> {
+pub async fn subscribe_all(api: &Api, inst: &str, urls: Vec<String>) -> Option<()> {
     let path = format!("/instances/{inst}/{TRIGGER}");
     let (status, _, body) = api.post(&path, json!({"notificationUrl": urls[0]})).await;
     if status == 404 || status == 405 {
@@ -50,7 +50,7 @@ async fn subscribe_all(api: &Api, inst: &str, urls: Vec<String>) -> Option<()> {
 }
 
 /// Fires one event (a full refresh of an instance without data sources).
-async fn fire(api: &Api, inst: &str) {
+pub async fn fire(api: &Api, inst: &str) {
     let (status, _, body) = api
         .post(&format!("/instances/{inst}/refresh"), Value::Null)
         .await;

@@ -69,6 +69,7 @@ impl Store {
             .busy_timeout(Duration::from_secs(30))
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-65536")
+            .pragma("mmap_size", "268435456")
             // A page of items (up to 1,001 rows) fits the row channel, so the connection's
             // worker thread never waits for the reader halfway through a page (each wait is
             // two thread hand-offs).

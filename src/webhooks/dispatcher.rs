@@ -16,21 +16,21 @@
 //!   errors retried by the [`RetryPolicy`] (then dead-lettered); 404/410 kill the subscription
 //!   (derived policy: the flow is gone); other statuses fail that delivery for good.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use prometheus::IntCounterVec;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify};
 use tokio::task::JoinSet;
 
 use super::retry::{classify_status, Outcome, RetryPolicy, OVERLOAD_PENALTY};
 use super::signing::{self, SigningSecret};
 use super::ssrf::{build_client, read_capped, CallbackPolicy, CallbackRefusal};
 use crate::store::events::{epoch_ms, DomainEvent};
-use crate::store::subscriptions::{AttemptRecord, Claimed, Decision, DeliveryContext};
-use crate::store::{Store, StoreError};
+use crate::store::subscriptions::{AttemptRecord, Decision, DeliveryContext, Due, FinishedAttempt};
+use crate::store::Store;
 
 /// Bytes of a callback's answer that are read and kept with the attempt.
 pub const RESPONSE_EXCERPT_BYTES: usize = 2048;
@@ -88,49 +88,140 @@ pub fn spawn(
 ) -> DispatcherHandle {
     let (stop, stopped) = watch::channel(false);
     let client = build_client(config.policy.clone(), config.timeout);
+    let write_turn = Arc::new(Mutex::new(()));
+    let (recorder, recorder_task) = Recorder::spawn(store.clone(), write_turn.clone());
     let worker = Worker {
         store,
+        write_turn,
+        recorder,
         client,
         config: Arc::new(config),
         metrics,
     };
-    let task = tokio::spawn(worker.run(signal, stopped));
+    let task = tokio::spawn(worker.run(signal, stopped, recorder_task));
     DispatcherHandle { stop, task }
 }
+
+/// Most attempt records committed in one transaction.
+const RECORD_BATCH: usize = 256;
+
+/// Why an attempt could not be recorded (the delivery is then attempted again when its lease
+/// runs out).
+type RecordError = String;
+
+/// One attempt waiting to be recorded, and where to say how that went.
+type RecordRequest = (FinishedAttempt, oneshot::Sender<Result<bool, RecordError>>);
+
+/// Records attempts with group commit: whatever finished while the previous transaction was
+/// committing goes into the next one ([`Store::finish_attempts`]), so under load a commit (and
+/// its WAL write) serves many attempts instead of one, and when idle an attempt is recorded at
+/// once, alone.
+///
+/// Durability is that of a commit per attempt: [`record`](Self::record) returns only after the
+/// attempt's transaction committed, and the dispatcher frees the attempt's slot (and so may
+/// schedule the subscription's next delivery) only then. A crash before the commit loses the
+/// record, not the delivery: its lease runs out and it is sent again (at least once).
+#[derive(Clone)]
+struct Recorder {
+    requests: mpsc::Sender<RecordRequest>,
+}
+
+impl Recorder {
+    /// Starts the recording task. It ends once every `Recorder` is dropped and what was queued
+    /// is committed; the dispatcher awaits it on shutdown, before the database closes.
+    fn spawn(store: Store, write_turn: WriteTurn) -> (Self, tokio::task::JoinHandle<()>) {
+        let (requests, mut queue) = mpsc::channel::<RecordRequest>(RECORD_BATCH * 4);
+        let task = tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(RECORD_BATCH);
+            while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+                let (attempts, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+                let result = {
+                    let _turn = write_turn.lock().await;
+                    store.finish_attempts(&attempts).await
+                };
+                match result {
+                    Ok(results) => {
+                        for (reply, result) in replies.into_iter().zip(results) {
+                            let _ = reply.send(result.map_err(|e| e.to_string()));
+                        }
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        for reply in replies {
+                            let _ = reply.send(Err(message.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        (Self { requests }, task)
+    }
+
+    /// Records one attempt; returns once it is committed (`false`: the delivery is gone).
+    async fn record(&self, attempt: FinishedAttempt) -> Result<bool, RecordError> {
+        let stopped = || "the attempt recorder stopped".to_string();
+        let (reply, recorded) = oneshot::channel();
+        self.requests
+            .send((attempt, reply))
+            .await
+            .map_err(|_| stopped())?;
+        recorded.await.map_err(|_| stopped())?
+    }
+}
+
+/// Taken by the dispatcher's two writers (claims, attempt records) around each write. SQLite
+/// has one write lock; a writer that finds it taken polls with sleeps of 1 ms and more (the
+/// busy handler), and with a claim and a record commit contending all the time, those sleeps
+/// were most of a fan-out's time. Queued here, the next writer starts as the last one ends.
+type WriteTurn = Arc<Mutex<()>>;
 
 #[derive(Clone)]
 struct Worker {
     store: Store,
+    write_turn: WriteTurn,
+    recorder: Recorder,
     client: reqwest::Client,
     config: Arc<DispatcherConfig>,
     metrics: Option<IntCounterVec>,
 }
 
 impl Worker {
-    async fn run(self, signal: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
+    async fn run(
+        self,
+        signal: Arc<Notify>,
+        mut stopped: watch::Receiver<bool>,
+        recorder_task: tokio::task::JoinHandle<()>,
+    ) {
         let per_sub = self.config.per_subscription();
         let concurrency = self.config.concurrency.max(1);
         let mut in_flight: JoinSet<(String, Health)> = JoinSet::new();
         let mut slots = Slots::default();
+        let mut due = VecDeque::new();
         tracing::debug!(concurrency, per_sub, "webhook dispatcher started");
         loop {
             if *stopped.borrow() {
                 break;
             }
             let wait = self
-                .claim_and_spawn(concurrency, per_sub, &mut in_flight, &mut slots)
+                .claim_and_spawn(concurrency, per_sub, &mut in_flight, &mut slots, &mut due)
                 .await;
             tokio::select! {
                 _ = stopped.changed() => {}
-                _ = signal.notified() => {}
+                // New deliveries were committed: look at the outbox again.
+                _ = signal.notified() => due.clear(),
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    slots.release(done);
+                    // A finished attempt frees a slot for the next subscription of the list;
+                    // one that scheduled a retry (or failed) makes the list stale.
+                    let mut stale = slots.release(done);
                     // Collect any others that finished meanwhile.
                     while let Some(done) = in_flight.try_join_next() {
-                        slots.release(done);
+                        stale |= slots.release(done);
+                    }
+                    if stale {
+                        due.clear();
                     }
                 }
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait) => due.clear(),
             }
         }
         // Shutting down: attempts in flight end by their own deadline.
@@ -139,70 +230,103 @@ impl Worker {
             while in_flight.join_next().await.is_some() {}
         })
         .await;
-        in_flight.abort_all();
+        in_flight.shutdown().await;
+        // The recorder commits what the attempts queued and stops once the last handle is
+        // gone (the aborted attempts dropped theirs), so the store is not closed under it.
+        drop(self);
+        let _ = recorder_task.await;
         tracing::debug!("webhook dispatcher stopped");
     }
 
     /// Claims what is due and fits (globally and per subscription) and starts those attempts.
-    /// Returns how long to sleep at most before looking again.
+    /// `due` is the list of the last outbox scan, walked across calls (an empty list is read
+    /// again), so one scan serves many claims: with N subscriptions due, rescanning after
+    /// every attempt cost O(N) per delivery. Returns how long to sleep at most.
     async fn claim_and_spawn(
         &self,
         concurrency: usize,
         per_sub: usize,
         in_flight: &mut JoinSet<(String, Health)>,
         slots: &mut Slots,
+        due: &mut VecDeque<Due>,
     ) -> Duration {
         let mut wait = self.config.poll_interval;
-        let due = match self.store.due_by_subscription().await {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::warn!(error = %e, "webhook dispatcher could not read the outbox");
-                return wait;
+        let now_ms = epoch_ms(Utc::now());
+        if due.is_empty() {
+            match self.store.due_by_subscription(now_ms, per_sub).await {
+                Ok(list) => due.extend(list),
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook dispatcher could not read the outbox");
+                    return wait;
+                }
             }
-        };
-        let now = Utc::now();
-        let now_ms = epoch_ms(now);
+        }
         let lease_until = now_ms + self.config.lease().as_millis() as i64;
-        for (sub, due_at) in due {
-            if due_at > now_ms {
+        // Plan: which subscriptions get how many attempts now.
+        let mut plan: Vec<(String, usize)> = Vec::new();
+        let mut free = concurrency.saturating_sub(in_flight.len());
+        while let Some(next) = due.front() {
+            if next.due_at > now_ms {
                 // Sorted by due time: nothing further is due yet.
-                wait = wait.min(Duration::from_millis((due_at - now_ms) as u64));
+                wait = wait.min(Duration::from_millis((next.due_at - now_ms) as u64));
                 break;
             }
-            let free = concurrency.saturating_sub(in_flight.len());
             if free == 0 {
                 break; // an attempt ending wakes the loop
             }
-            let room = slots.room(&sub, per_sub);
-            if room == 0 {
-                continue; // this subscription has its share in flight
+            let next = due.pop_front().expect("front exists");
+            // No more than it had due (at least one: it is due now, even if it was not when
+            // the list was read), so the slots left go to the next subscriptions.
+            let n = slots
+                .room(&next.subscription_id, per_sub)
+                .min(free)
+                .min(next.ready.max(1));
+            if n == 0 {
+                continue; // this subscription has its share in flight; the next scan has it
             }
-            let claimed = match self
-                .store
-                .claim_due_deliveries(&sub, now_ms, room.min(free), lease_until)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook dispatcher could not claim deliveries");
-                    continue;
-                }
-            };
-            for c in claimed {
-                slots.take(&sub);
-                let worker = self.clone();
-                in_flight.spawn(async move {
-                    use futures_util::FutureExt;
-                    let sub = c.subscription_id.clone();
-                    // Even a panicking attempt gives its slot back (its lease makes the
-                    // delivery due again).
-                    let health = std::panic::AssertUnwindSafe(worker.attempt(c))
-                        .catch_unwind()
-                        .await
-                        .unwrap_or(Health::Unknown);
-                    (sub, health)
-                });
+            free -= n;
+            plan.push((next.subscription_id, n));
+        }
+        if plan.is_empty() {
+            return wait;
+        }
+        let claimed = {
+            let _turn = self.write_turn.lock().await;
+            self.store.claim_due_batch(&plan, now_ms, lease_until).await
+        };
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook dispatcher could not claim deliveries");
+                due.clear();
+                return wait;
             }
+        };
+        // What the attempts need, read for all of them at once. Should that fail, the claimed
+        // deliveries are due again when their lease runs out.
+        let ids: Vec<String> = claimed.into_iter().map(|c| c.delivery_id).collect();
+        let contexts = match self.store.delivery_contexts(&ids).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook dispatcher could not read claimed deliveries");
+                due.clear();
+                return wait;
+            }
+        };
+        for ctx in contexts {
+            slots.take(&ctx.subscription_id);
+            let worker = self.clone();
+            in_flight.spawn(async move {
+                use futures_util::FutureExt;
+                let sub = ctx.subscription_id.clone();
+                // Even a panicking attempt gives its slot back (its lease makes the
+                // delivery due again).
+                let health = std::panic::AssertUnwindSafe(worker.attempt(ctx))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or(Health::Unknown);
+                (sub, health)
+            });
         }
         wait
     }
@@ -215,22 +339,22 @@ impl Worker {
 
     /// One attempt of one claimed delivery, recorded. Errors are logged: the lease makes the
     /// delivery due again, so nothing is lost.
-    async fn attempt(&self, claimed: Claimed) -> Health {
-        match self.try_attempt(&claimed).await {
+    async fn attempt(&self, ctx: DeliveryContext) -> Health {
+        let delivery_id = ctx.delivery_id.clone();
+        match self.try_attempt(ctx).await {
             Ok(health) => health,
             Err(e) => {
-                tracing::warn!(delivery = %claimed.delivery_id, error = %e, "webhook attempt could not be recorded; it will be retried");
+                tracing::warn!(delivery = %delivery_id, error = %e, "webhook attempt could not be recorded; it will be retried");
                 Health::Unknown
             }
         }
     }
 
-    async fn try_attempt(&self, claimed: &Claimed) -> Result<Health, StoreError> {
-        let ctx = match self.store.delivery_context(&claimed.delivery_id).await {
-            Ok(ctx) => ctx,
-            Err(StoreError::NotFound) => return Ok(Health::Unknown),
-            Err(e) => return Err(e),
-        };
+    /// One attempt of a claimed delivery, read with its claim.
+    async fn try_attempt(
+        &self,
+        ctx: DeliveryContext,
+    ) -> Result<Health, Box<dyn std::error::Error + Send + Sync>> {
         let Some(sub) = ctx.subscription.clone() else {
             // Deleted meanwhile; its deliveries go with it.
             self.store.drop_orphan_delivery(&ctx.delivery_id).await?;
@@ -341,8 +465,14 @@ impl Worker {
             response_excerpt: excerpt.filter(|s| !s.is_empty()),
             error,
         };
-        self.store
-            .finish_attempt(&ctx.delivery_id, &sub.id, &attempt, &decision)
+        // Returns once the record is committed: only then is the slot freed (see `Recorder`).
+        self.recorder
+            .record(FinishedAttempt {
+                delivery_id: ctx.delivery_id.clone(),
+                subscription_id: sub.id.clone(),
+                attempt,
+                decision: decision.clone(),
+            })
             .await?;
         Ok(match decision {
             Decision::Delivered => Health::Healthy,
@@ -432,8 +562,10 @@ impl Slots {
         *self.in_use.entry(sub.to_string()).or_insert(0) += 1;
     }
 
-    fn release(&mut self, done: Result<(String, Health), tokio::task::JoinError>) {
-        let Ok((sub, health)) = done else { return };
+    /// Frees the attempt's slot; true when the outcome was not a delivery (a retry may now be
+    /// scheduled, so the caller's list of due subscriptions is stale).
+    fn release(&mut self, done: Result<(String, Health), tokio::task::JoinError>) -> bool {
+        let Ok((sub, health)) = done else { return true };
         if let Some(n) = self.in_use.get_mut(&sub) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -443,11 +575,13 @@ impl Slots {
         match health {
             Health::Healthy => {
                 self.failing.remove(&sub);
+                false
             }
             Health::Failing => {
                 self.failing.insert(sub);
+                true
             }
-            Health::Unknown => {}
+            Health::Unknown => true,
         }
     }
 }
