@@ -88,7 +88,7 @@ impl Application {
                 .wrap(from_fn(auth::authenticate))
                 .wrap(from_fn(api::catch_panic))
                 .wrap(from_fn(crate::telemetry::record_metrics))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .into_utoipa_app()
                 .configure(api::configure)
                 .into_app()

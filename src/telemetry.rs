@@ -7,6 +7,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
+use actix_web::HttpMessage;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -99,25 +100,56 @@ pub async fn record_metrics(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let metrics = req
-        .app_data::<web::Data<crate::api::AppState>>()
-        .map(|s| s.metrics.clone());
-    let method = req.method().to_string();
+    let state = req.app_data::<web::Data<crate::api::AppState>>().cloned();
     let res = next.call(req).await?;
-    if let Some(metrics) = metrics {
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_string());
-        let status = res.status().as_u16().to_string();
-        metrics
+    if let Some(state) = state {
+        let request = res.request();
+        let method = request.method().as_str();
+        let route = state.routes.template(request.path()).unwrap_or("unmatched");
+        let status = res.status();
+        state
+            .metrics
             .requests
-            .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+            .with_label_values(&[method, route, status.as_str()])
             .inc();
-        metrics
+        state
+            .metrics
             .latency
-            .with_label_values(&[method.as_str(), route.as_str()])
+            .with_label_values(&[method, route])
             .observe(started.elapsed().as_secs_f64());
     }
     Ok(res)
+}
+
+/// The root span of every request: method, path and request id (what a log line needs to be
+/// traced back), status recorded at the end. Leaner than tracing-actix-web's default span, which
+/// matches the route a second time and formats a dozen mostly empty OpenTelemetry fields on
+/// every request.
+pub struct RequestSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        let request_id = request
+            .extensions()
+            .get::<tracing_actix_web::RequestId>()
+            .copied();
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.path(),
+            request_id = request_id.map(tracing::field::display),
+            status = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        let status = match outcome {
+            Ok(res) => res.status(),
+            Err(e) => e.as_response_error().status_code(),
+        };
+        span.record("status", status.as_u16());
+    }
 }
