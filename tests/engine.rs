@@ -850,3 +850,38 @@ async fn cached_reads_follow_every_change() {
             .assert_problem(404);
     }
 }
+
+/// A field that holds explicit nulls keeps its type and is marked `x-nullable` in the entity's
+/// schema (the connector's dynamic schema), from ingestion and from item writes alike.
+#[tokio::test]
+async fn explicit_nulls_make_a_field_nullable_in_the_entity_schema() {
+    let app = spawn_app().await;
+    let inst = app.create_instance("Nulls").await;
+    let ds = app
+        .create_source(
+            &inst,
+            json!({"name":"members","entityName":"Members","format":"jsonl","keyField":"id",
+                   "content":"{\"id\":1,\"age\":41,\"name\":\"Ann\"}\n{\"id\":2,\"age\":null,\"name\":\"Bob\"}\n"}),
+        )
+        .await;
+    let job = app
+        .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let schema_url = format!("/instances/{inst}/entities/Members/schema");
+    let schema = app.get(&schema_url).await.json();
+    assert_eq!(schema["properties"]["age"]["type"], "integer", "{schema}");
+    assert_eq!(schema["properties"]["age"]["x-nullable"], true, "{schema}");
+    assert!(schema["properties"]["name"].get("x-nullable").is_none());
+
+    let created = app
+        .post(
+            &format!("/instances/{inst}/entities/Members/items"),
+            json!({"id":"3","name":null}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let schema = app.get(&schema_url).await.json();
+    assert_eq!(schema["properties"]["name"]["type"], "string", "{schema}");
+    assert_eq!(schema["properties"]["name"]["x-nullable"], true, "{schema}");
+}

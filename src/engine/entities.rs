@@ -134,7 +134,14 @@ pub fn widen_schema(schema: &mut Value, item: &Map<String, Value>) {
         return;
     };
     for (field, value) in item {
-        let Some(t) = json_type(value) else { continue };
+        let Some(t) = json_type(value) else {
+            // An explicit null: the field stays (or becomes) known, and may be null.
+            let p = props
+                .entry(field.clone())
+                .or_insert_with(|| new_property(field, "string"));
+            p["x-nullable"] = json!(true);
+            continue;
+        };
         match props.get_mut(field) {
             Some(existing) => {
                 let old = existing.get("type").and_then(Value::as_str).unwrap_or(t);
@@ -144,14 +151,19 @@ pub fn widen_schema(schema: &mut Value, item: &Map<String, Value>) {
                 }
             }
             None => {
-                let mut p = json!({ "type": t, "x-ms-summary": field, "description": format!("The {field} field.") });
-                if t == "array" {
-                    p["items"] = json!({});
-                }
-                props.insert(field.clone(), p);
+                props.insert(field.clone(), new_property(field, t));
             }
         }
     }
+}
+
+fn new_property(field: &str, t: &str) -> Value {
+    let mut p =
+        json!({ "type": t, "x-ms-summary": field, "description": format!("The {field} field.") });
+    if t == "array" {
+        p["items"] = json!({});
+    }
+    p
 }
 
 pub fn empty_schema() -> Value {
@@ -530,4 +542,41 @@ pub fn key_text(key_field: &str, v: &Value) -> EngineResult<String> {
         )));
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn widened(items: &[Value]) -> Value {
+        let mut schema = empty_schema();
+        for item in items {
+            widen_schema(&mut schema, item.as_object().unwrap());
+        }
+        schema
+    }
+
+    #[test]
+    fn explicit_nulls_mark_a_field_nullable_without_changing_its_type() {
+        let schema = widened(&[json!({"age": 41, "name": "Ann"}), json!({"age": null})]);
+        assert_eq!(schema["properties"]["age"]["type"], "integer");
+        assert_eq!(schema["properties"]["age"]["x-nullable"], true);
+        assert!(schema["properties"]["name"].get("x-nullable").is_none());
+
+        let only_null = widened(&[json!({"note": null})]);
+        assert_eq!(only_null["properties"]["note"]["type"], "string");
+        assert_eq!(only_null["properties"]["note"]["x-nullable"], true);
+    }
+
+    #[test]
+    fn types_widen_integer_to_number_and_mixes_to_string() {
+        let schema = widened(&[
+            json!({"a": 1, "b": 1, "c": [1]}),
+            json!({"a": 2.5, "b": "x", "c": [2]}),
+        ]);
+        assert_eq!(schema["properties"]["a"]["type"], "number");
+        assert_eq!(schema["properties"]["b"]["type"], "string");
+        assert_eq!(schema["properties"]["c"]["type"], "array");
+        assert_eq!(schema["properties"]["c"]["items"], json!({}));
+    }
 }

@@ -684,7 +684,8 @@ impl Hasher for IdentityHasher {
 /// Incrementally infers a JSON Schema for items; feed batches with [`SchemaBuilder::observe`].
 #[derive(Clone, Debug, Default)]
 pub struct SchemaBuilder {
-    fields: std::collections::BTreeMap<String, FieldType>,
+    /// Per field: the joined type and whether an explicit `null` was seen.
+    fields: std::collections::BTreeMap<String, (FieldType, bool)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -742,24 +743,33 @@ impl SchemaBuilder {
     pub fn observe(&mut self, item: &Map<String, Value>) {
         for (name, value) in item {
             let t = FieldType::of(value);
+            let null = t == FieldType::Null;
             match self.fields.get_mut(name) {
-                Some(existing) => *existing = existing.join(t),
+                Some((existing, nullable)) => {
+                    *existing = existing.join(t);
+                    *nullable |= null;
+                }
                 None => {
-                    self.fields.insert(name.clone(), t);
+                    self.fields.insert(name.clone(), (t, null));
                 }
             }
         }
     }
 
-    /// `{"type":"object","properties":{field:{"type":…,"x-ms-summary":field}}}`, fields sorted.
+    /// `{"type":"object","properties":{field:{"type":…,"x-ms-summary":field}}}`, fields sorted;
+    /// a field that held an explicit `null` is marked `x-nullable` (how Power Automate reads a
+    /// dynamic schema: Swagger 2.0 has no null type).
     pub fn finish(&self) -> Value {
         let properties: Map<String, Value> = self
             .fields
             .iter()
-            .map(|(name, t)| {
+            .map(|(name, (t, nullable))| {
                 let mut prop = Map::new();
                 prop.insert("type".into(), Value::String(t.name().into()));
                 prop.insert("x-ms-summary".into(), Value::String(name.clone()));
+                if *nullable {
+                    prop.insert("x-nullable".into(), Value::Bool(true));
+                }
                 (name.clone(), Value::Object(prop))
             })
             .collect();
@@ -772,8 +782,8 @@ impl SchemaBuilder {
 
 /// Infers a JSON Schema object from items: per field `integer`, `number`, `string`, `boolean`
 /// (`object` / `array` for nested JSONL values). Integer mixed with number gives `number`; any
-/// other mix gives `string`; `null` values are ignored (a field that is only ever `null` is
-/// `string`).
+/// other mix gives `string`; `null` values do not change the type but mark the field
+/// `x-nullable` (a field that is only ever `null` is a nullable `string`).
 pub fn infer_schema<'a>(items: impl Iterator<Item = &'a Map<String, Value>>) -> Value {
     let mut builder = SchemaBuilder::new();
     for item in items {
@@ -1268,8 +1278,13 @@ mod tests {
         assert_eq!(t("i"), "integer");
         assert_eq!(
             schema["properties"]["a"],
-            json!({"type":"integer","x-ms-summary":"a"})
+            json!({"type":"integer","x-ms-summary":"a","x-nullable":true})
         );
+        assert_eq!(
+            schema["properties"]["i"],
+            json!({"type":"integer","x-ms-summary":"i"})
+        );
+        assert_eq!(schema["properties"]["e"]["x-nullable"], json!(true));
         assert_eq!(
             infer_schema(std::iter::empty()),
             json!({"type":"object","properties":{}})
