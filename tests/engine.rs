@@ -885,3 +885,63 @@ async fn explicit_nulls_make_a_field_nullable_in_the_entity_schema() {
     assert_eq!(schema["properties"]["name"]["type"], "string", "{schema}");
     assert_eq!(schema["properties"]["name"]["x-nullable"], true, "{schema}");
 }
+
+/// Power Automate runs "apply to each" loops in parallel: concurrent writes to one entity and to
+/// one item must not lose each other's fields, in the items or in the entity's schema.
+#[tokio::test]
+async fn concurrent_item_writes_lose_nothing() {
+    let app = spawn_app().await;
+    let inst = app.create_instance("Parallel").await;
+    let ds = app
+        .create_source(
+            &inst,
+            json!({"name":"people","entityName":"People","format":"csv","keyField":"Id","content":"Id,Name\n1,Ann\n"}),
+        )
+        .await;
+    app.run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+        .await;
+    let base = format!("/instances/{inst}/entities/People/items");
+    const N: usize = 24;
+
+    // N creates, each bringing a field of its own.
+    let creates = (0..N).map(|i| {
+        let (app, base) = (&app, &base);
+        async move {
+            app.post(base, json!({"Id": format!("c{i}"), format!("Field{i}"): i}))
+                .await
+                .status
+        }
+    });
+    for status in futures_util::future::join_all(creates).await {
+        assert_eq!(status, 201);
+    }
+    // N patches of one item, each setting a field of its own.
+    let patches = (0..N).map(|i| {
+        let (app, base) = (&app, &base);
+        async move {
+            app.patch(&format!("{base}/1"), json!({format!("Patch{i}"): i}))
+                .await
+                .status
+        }
+    });
+    for status in futures_util::future::join_all(patches).await {
+        assert_eq!(status, 200);
+    }
+
+    let item = app.get(&format!("{base}/1")).await.json();
+    let schema = app
+        .get(&format!("/instances/{inst}/entities/People/schema"))
+        .await
+        .json();
+    for i in 0..N {
+        assert_eq!(item[format!("Patch{i}")], i, "lost patch {i}: {item}");
+        for field in [format!("Field{i}"), format!("Patch{i}")] {
+            assert_eq!(
+                schema["properties"][&field]["type"], "integer",
+                "{field} missing from the schema: {schema}"
+            );
+        }
+    }
+    let entities = app.get(&format!("/instances/{inst}/entities")).await.json();
+    assert_eq!(entities["value"][0]["itemCount"], N + 1);
+}

@@ -468,12 +468,14 @@ impl Engine {
             }
             Some(v) => key_text(&entity.key_field, v)?,
         };
-        let mut schema = entity.schema.clone();
-        widen_schema(&mut schema, &item);
         let data = Value::Object(item);
+        let text = data.to_string();
         self.store()
-            .put_item(&entity, &key, &data.to_string(), &schema, true)
-            .await?;
+            .write_item(&entity, &key, true, |_, mut schema| {
+                widen_schema(&mut schema, data.as_object().expect("an object"));
+                Ok::<_, EngineError>((text, schema))
+            })
+            .await??;
         Ok((key, data))
     }
 
@@ -500,27 +502,26 @@ impl Engine {
                 )));
             }
         }
-        let current = self
+        let data = self
             .store()
-            .get_item(&entity, item_id)
+            .write_item(&entity, item_id, false, |current, mut schema| {
+                let current = current.expect("an update reads the stored item");
+                let mut item: Map<String, Value> = serde_json::from_str(current)
+                    .map_err(|e| EngineError::Internal(format!("stored item: {e}")))?;
+                for (field, value) in patch {
+                    if value.is_null() {
+                        item.remove(&field);
+                    } else {
+                        item.insert(field, value);
+                    }
+                }
+                widen_schema(&mut schema, &item);
+                Ok::<_, EngineError>((Value::Object(item).to_string(), schema))
+            })
             .await
-            .map_err(|e| not_found(e, "item", item_id))?;
-        let mut item: Map<String, Value> =
-            serde_json::from_str(&current).map_err(|e| EngineError::Internal(e.to_string()))?;
-        for (field, value) in patch {
-            if value.is_null() {
-                item.remove(&field);
-            } else {
-                item.insert(field, value);
-            }
-        }
-        let mut schema = entity.schema.clone();
-        widen_schema(&mut schema, &item);
-        let data = Value::Object(item);
-        self.store()
-            .put_item(&entity, item_id, &data.to_string(), &schema, false)
-            .await
-            .map_err(|e| not_found(e, "item", item_id))?;
+            .map_err(|e| not_found(e, "item", item_id))??;
+        let data: Value =
+            serde_json::from_str(&data).map_err(|e| EngineError::Internal(e.to_string()))?;
         Ok(data)
     }
 }

@@ -178,55 +178,76 @@ impl Store {
         .ok_or(StoreError::NotFound)
     }
 
-    /// Inserts (`create`) or replaces an item of the current generation and records the entity's
-    /// widened schema. A create of an existing key is a conflict.
-    pub async fn put_item(
+    /// Creates (`create`) or rewrites an item of the current generation in one write
+    /// transaction: `change` gets the stored item (`None` when creating) and the entity's schema
+    /// as they are *inside* the transaction and returns the new item text and schema. So
+    /// concurrent writes to one entity never lose each other's fields or schema widening.
+    /// A create of an existing key is a conflict; an update of a missing key is `NotFound`.
+    /// When `change` refuses, nothing is written and its error is returned inside `Ok`.
+    pub async fn write_item<E>(
         &self,
         entity: &EntityRecord,
         key: &str,
-        data: &str,
-        schema: &Value,
         create: bool,
-    ) -> StoreResult<()> {
+        change: impl FnOnce(Option<&str>, Value) -> Result<(String, Value), E>,
+    ) -> StoreResult<Result<String, E>> {
         let mut tx = self.begin().await?;
-        // Re-read the generation inside the transaction: a refresh may have switched it.
-        let generation: i64 = sqlx::query_scalar("SELECT generation FROM entities WHERE id = ?")
+        // Re-read inside the transaction: a refresh may have switched the generation, and
+        // another write may have widened the schema.
+        let row = sqlx::query("SELECT generation, schema FROM entities WHERE id = ?")
             .bind(entity.id)
-            .fetch_one(&mut *tx)
-            .await?;
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let generation: i64 = row.get("generation");
+        let schema_text: String = row.get("schema");
+        let schema: Value = serde_json::from_str(&schema_text)
+            .map_err(|e| StoreError::Corrupt(format!("entity schema: {e}")))?;
+        let current: Option<String> = sqlx::query_scalar(
+            "SELECT data FROM items WHERE entity_id = ? AND generation = ? AND item_key = ?",
+        )
+        .bind(entity.id)
+        .bind(generation)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match (create, &current) {
+            (true, Some(_)) => {
+                return Err(StoreError::Conflict(format!(
+                    "an item with key '{key}' already exists"
+                )))
+            }
+            (false, None) => return Err(StoreError::NotFound),
+            _ => {}
+        }
+        let (data, schema) = match change(current.as_deref(), schema) {
+            Ok(changed) => changed,
+            Err(refused) => return Ok(Err(refused)),
+        };
         if create {
-            let inserted = sqlx::query(
-                "INSERT INTO items (entity_id, generation, item_key, data) VALUES (?, ?, ?, ?)
-                 ON CONFLICT DO NOTHING",
+            sqlx::query(
+                "INSERT INTO items (entity_id, generation, item_key, data) VALUES (?, ?, ?, ?)",
             )
             .bind(entity.id)
             .bind(generation)
             .bind(key)
-            .bind(data)
+            .bind(&data)
             .execute(&mut *tx)
             .await?;
-            if inserted.rows_affected() == 0 {
-                return Err(StoreError::Conflict(format!(
-                    "an item with key '{key}' already exists"
-                )));
-            }
             sqlx::query("UPDATE entities SET item_count = item_count + 1 WHERE id = ?")
                 .bind(entity.id)
                 .execute(&mut *tx)
                 .await?;
         } else {
-            let updated = sqlx::query(
+            sqlx::query(
                 "UPDATE items SET data = ? WHERE entity_id = ? AND generation = ? AND item_key = ?",
             )
-            .bind(data)
+            .bind(&data)
             .bind(entity.id)
             .bind(generation)
             .bind(key)
             .execute(&mut *tx)
             .await?;
-            if updated.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
         }
         sqlx::query("UPDATE entities SET schema = ? WHERE id = ?")
             .bind(schema.to_string())
@@ -234,7 +255,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         self.commit(tx).await?;
-        Ok(())
+        Ok(Ok(data))
     }
 
     /// Starts staging a new generation: removes leftovers of an interrupted earlier attempt.
