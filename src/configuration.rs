@@ -69,6 +69,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTOR_DELIVERY_SCHEDULE")]
     pub delivery_schedule: Option<String>,
 
+    /// Days finished webhook deliveries (and their attempts and events) are kept; 0 keeps
+    /// them forever. Pending deliveries are never pruned.
+    #[arg(long, env = "CONNECTOR_RETENTION_DAYS", default_value_t = 30)]
+    pub retention_days: u64,
+
     /// Memory for cached entity and item reads, in MiB (0 switches the cache off).
     #[arg(long, env = "CONNECTOR_READ_CACHE_MIB", default_value_t = 64)]
     pub read_cache_mib: u64,
@@ -94,6 +99,7 @@ impl Default for ServeArgs {
             delivery_timeout_secs: 15,
             delivery_max_attempts: 8,
             delivery_schedule: None,
+            retention_days: 30,
             read_cache_mib: 64,
             http_workers: None,
         }
@@ -147,6 +153,8 @@ pub struct Settings {
     pub retry: RetryPolicy,
     pub http_workers: Option<usize>,
     pub read_cache_bytes: u64,
+    /// How long finished deliveries are kept (zero: forever).
+    pub retention: Duration,
     /// How often the dispatcher polls the outbox when it was not woken up.
     pub dispatcher_poll_interval: Duration,
 }
@@ -210,6 +218,7 @@ impl Settings {
             retry,
             http_workers: args.http_workers,
             read_cache_bytes: args.read_cache_mib.saturating_mul(1024 * 1024),
+            retention: Duration::from_secs(args.retention_days.saturating_mul(86_400)),
             dispatcher_poll_interval: Duration::from_secs(1),
         })
     }

@@ -116,6 +116,13 @@ impl Application {
             Some(metrics.deliveries.clone()),
         );
 
+        // Outbox retention (ends with the engine's shutdown signal).
+        crate::webhooks::retention::spawn(
+            store.clone(),
+            settings.retention,
+            engine.shutdown_signal(),
+        );
+
         Ok(Self {
             port,
             public_url,

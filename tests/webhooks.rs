@@ -1963,3 +1963,89 @@ async fn kill_9_and_restart_lose_no_notification() {
     }
     drop(p3);
 }
+
+// ----- retention -----
+
+/// Retention deletes finished deliveries (and their attempts and events) past the retention
+/// period and never a pending one, however old.
+#[tokio::test]
+async fn retention_prunes_finished_deliveries_and_never_pending_ones() {
+    // The failing endpoint's next retry is an hour away, so its deliveries stay pending.
+    let app = spawn_app_with(|s| {
+        s.retry = RetryPolicy::fast_for_tests(5, Duration::from_secs(3600));
+    })
+    .await;
+    let instance = app.create_instance("Retention").await;
+    let rx = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.set_default(Reply::status(503));
+    let ok = subscribe(
+        &app,
+        Trigger::OnFullRefreshCompleted,
+        &instance,
+        json!({"notificationUrl": rx.url("/ok")}),
+    )
+    .await;
+    let down = subscribe(
+        &app,
+        Trigger::OnFullRefreshCompleted,
+        &instance,
+        json!({"notificationUrl": failing.url("/down")}),
+    )
+    .await;
+    fire(&app, &instance, full_refresh_event()).await;
+    fire(&app, &instance, full_refresh_event()).await;
+    wait_deliveries(&app, &ok, |l| {
+        l.len() == 2 && l.iter().all(|d| d["status"] == "delivered")
+    })
+    .await;
+    wait_deliveries(&app, &down, |l| {
+        l.len() == 2
+            && l.iter()
+                .all(|d| d["attempts"].as_u64() >= Some(1) && d["status"] == "pending")
+    })
+    .await;
+
+    let store = app.engine.store();
+    let count = |sql: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    // A period that has not passed yet keeps everything.
+    insights_connector::webhooks::retention::prune(store, Duration::from_secs(3600)).await;
+    assert_eq!(count("SELECT count(*) FROM deliveries").await, 4);
+    // Everything finished before now goes; the pending deliveries and their events stay.
+    insights_connector::webhooks::retention::prune(store, Duration::ZERO).await;
+    assert_eq!(count("SELECT count(*) FROM deliveries").await, 2);
+    assert_eq!(
+        count("SELECT count(*) FROM deliveries WHERE status = 'pending'").await,
+        2
+    );
+    assert_eq!(count("SELECT count(*) FROM events").await, 2);
+    assert_eq!(
+        count("SELECT count(*) FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id")
+            .await,
+        count("SELECT count(*) FROM delivery_attempts").await,
+        "no attempt outlives its delivery"
+    );
+    assert!(wait_deliveries(&app, &ok, |l| l.is_empty())
+        .await
+        .is_empty());
+    assert_eq!(
+        wait_deliveries(&app, &down, |l| l.len() == 2).await.len(),
+        2
+    );
+
+    // Once those are finished too (here: the subscription is removed), the events go as well.
+    app.delete(&down.location).await;
+    sqlx::query("UPDATE deliveries SET status = 'dead'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    insights_connector::webhooks::retention::prune(store, Duration::ZERO).await;
+    assert_eq!(count("SELECT count(*) FROM deliveries").await, 0);
+    assert_eq!(count("SELECT count(*) FROM events").await, 0);
+    assert_eq!(count("SELECT count(*) FROM delivery_attempts").await, 0);
+}

@@ -526,6 +526,53 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Deletes finished deliveries (with their attempts) last changed before `before`, then the
+    /// events before `before` that no delivery refers to any more, in batches so no single
+    /// transaction holds the write lock for long. Pending deliveries are never deleted.
+    /// Returns (deliveries, events) deleted.
+    pub async fn prune_outbox(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<(u64, u64)> {
+        const BATCH: i64 = 5_000;
+        let cutoff = ts(before);
+        let mut deliveries = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM deliveries WHERE id IN (
+                   SELECT id FROM deliveries WHERE status <> 'pending' AND updated_at < ? LIMIT ?)",
+            )
+            .bind(&cutoff)
+            .bind(BATCH)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            deliveries += done;
+            if done < BATCH as u64 {
+                break;
+            }
+        }
+        let mut events = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM events WHERE id IN (
+                   SELECT e.id FROM events e WHERE e.occurred_at < ?
+                      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                   LIMIT ?)",
+            )
+            .bind(&cutoff)
+            .bind(BATCH)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            events += done;
+            if done < BATCH as u64 {
+                break;
+            }
+        }
+        Ok((deliveries, events))
+    }
+
     /// The delivery with its event and subscription. `NotFound` when the delivery is gone.
     pub async fn delivery_context(&self, delivery_id: &str) -> StoreResult<DeliveryContext> {
         self.delivery_contexts(&[delivery_id.to_string()])

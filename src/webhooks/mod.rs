@@ -6,6 +6,7 @@
 
 pub mod dispatcher;
 pub mod notifications;
+pub mod retention;
 pub mod retry;
 mod schema;
 pub mod signing;
