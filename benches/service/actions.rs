@@ -41,14 +41,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
     );
     let service = Service::start(dir.path(), &[], &ctx.log("actions-service"));
     let api = Api::new(&service.base);
-    let inst = api.create_instance("bench-actions").await;
-    let ds = api
-        .create_file_source(&inst, "People", "Id", "people.csv")
-        .await;
-    let job = api
-        .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
-        .await;
-    assert_eq!(job.body["status"], "succeeded", "{}", job.body);
+    let (inst, job) = api.instance_with_people("bench-actions").await;
     eprintln!(
         "[actions] ingested {} rows in {:.1} s",
         o.rows, job.server_secs

@@ -122,6 +122,20 @@ impl Api {
             .to_string()
     }
 
+    /// A new instance whose `People` entity is ingested from `people.csv` in the data directory
+    /// (the generated data set); returns the instance id and the finished refresh job.
+    pub async fn instance_with_people(&self, name: &str) -> (String, FinishedJob) {
+        let inst = self.create_instance(name).await;
+        let ds = self
+            .create_file_source(&inst, "People", "Id", "people.csv")
+            .await;
+        let job = self
+            .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+            .await;
+        assert_eq!(job.body["status"], "succeeded", "{}", job.body);
+        (inst, job)
+    }
+
     /// POSTs an action that answers 202 + Location and polls the job until it has finished.
     pub async fn run_job(&self, path: &str) -> FinishedJob {
         let started = Instant::now();

@@ -9,6 +9,36 @@ use crate::process::{Service, API_KEY};
 use crate::wrk::{self, Load};
 use crate::{actions, datagen, Ctx};
 
+/// `perf record` sampling one process (cpu-clock at `hz`, DWARF call graphs of `stack` bytes).
+struct Perf(std::process::Child);
+
+impl Perf {
+    fn record(data: &std::path::Path, pid: u32, hz: u32, stack: u32) -> Self {
+        let child = Command::new("perf")
+            .args(["record", "-e", "cpu-clock", "-F", &hz.to_string()])
+            .arg("--call-graph")
+            .arg(format!("dwarf,{stack}"))
+            .arg("-o")
+            .arg(data)
+            .arg("-p")
+            .arg(pid.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perf runs (apt-get install linux-perf)");
+        Self(child)
+    }
+
+    /// Stops sampling (SIGINT makes perf write its data) and waits for perf to finish.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 /// `profile unification`: ingest the engine data set, then sample the service while the
 /// unification job runs.
 pub async fn run_unification(ctx: &Ctx, rows: u64) -> String {
@@ -16,14 +46,7 @@ pub async fn run_unification(ctx: &Ctx, rows: u64) -> String {
     let gen = datagen::write_people(&dir.path().join("people.csv"), rows, 0.1, 11).expect("data");
     let service = Service::start(dir.path(), &[], &ctx.log("profile-service"));
     let api = Api::new(&service.base);
-    let inst = api.create_instance("bench-profile").await;
-    let ds = api
-        .create_file_source(&inst, "People", "Id", "people.csv")
-        .await;
-    let job = api
-        .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
-        .await;
-    assert_eq!(job.body["status"], "succeeded");
+    let (inst, _) = api.instance_with_people("bench-profile").await;
     let (st, _, body) = api
         .send(
             reqwest::Method::PUT,
@@ -33,32 +56,11 @@ pub async fn run_unification(ctx: &Ctx, rows: u64) -> String {
         .await;
     assert_eq!(st, 200, "{body}");
     let data = ctx.out.join("perf-unification.data");
-    let mut perf = Command::new("perf")
-        .args([
-            "record",
-            "-e",
-            "cpu-clock",
-            "-F",
-            "199",
-            "--call-graph",
-            "dwarf,16384",
-            "-o",
-        ])
-        .arg(&data)
-        .arg("-p")
-        .arg(service.pid().to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("perf runs (apt-get install linux-perf)");
+    let perf = Perf::record(&data, service.pid(), 199, 16384);
     let job = api
         .run_job(&format!("/instances/{inst}/unification/run"))
         .await;
-    let _ = Command::new("kill")
-        .arg("-INT")
-        .arg(perf.id().to_string())
-        .status();
-    let _ = perf.wait();
+    perf.stop();
     let peak = service.hwm_kb();
     service.stop();
     format!(
@@ -88,24 +90,7 @@ pub async fn run_fanout(ctx: &Ctx, subscriptions: u32) -> String {
         .await
         .expect("trigger endpoints");
     let data = ctx.out.join("perf-fanout.data");
-    let mut perf = Command::new("perf")
-        .args([
-            "record",
-            "-e",
-            "cpu-clock",
-            "-F",
-            "499",
-            "--call-graph",
-            "dwarf,16384",
-            "-o",
-        ])
-        .arg(&data)
-        .arg("-p")
-        .arg(service.pid().to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("perf runs (apt-get install linux-perf)");
+    let perf = Perf::record(&data, service.pid(), 499, 16384);
     let started = std::time::Instant::now();
     crate::webhooks::fire(&api, &inst).await;
     assert!(
@@ -116,11 +101,7 @@ pub async fn run_fanout(ctx: &Ctx, subscriptions: u32) -> String {
         .await
     );
     let secs = started.elapsed().as_secs_f64();
-    let _ = Command::new("kill")
-        .arg("-INT")
-        .arg(perf.id().to_string())
-        .status();
-    let _ = perf.wait();
+    perf.stop();
     service.stop();
     sink.stop().await;
     format!(
@@ -134,14 +115,7 @@ pub async fn run(ctx: &Ctx, rows: u64, scenario: &str, seconds: u32) -> String {
     datagen::write_people(&dir.path().join("people.csv"), rows, 0.0, 7).expect("data");
     let service = Service::start(dir.path(), &[], &ctx.log("profile-service"));
     let api = Api::new(&service.base);
-    let inst = api.create_instance("bench-profile").await;
-    let ds = api
-        .create_file_source(&inst, "People", "Id", "people.csv")
-        .await;
-    let job = api
-        .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
-        .await;
-    assert_eq!(job.body["status"], "succeeded");
+    let (inst, _) = api.instance_with_people("bench-profile").await;
     let items = format!("{}/instances/{inst}/entities/People/items", service.base);
     let (url, random) = match scenario {
         "getitems" => (format!("{items}?$top=100"), None),
@@ -167,30 +141,9 @@ pub async fn run(ctx: &Ctx, rows: u64, scenario: &str, seconds: u32) -> String {
     };
     wrk::run(&script, &warm);
     let data = ctx.out.join(format!("perf-{scenario}.data"));
-    let mut perf = Command::new("perf")
-        .args([
-            "record",
-            "-e",
-            "cpu-clock",
-            "-F",
-            "499",
-            "--call-graph",
-            "dwarf,32768",
-            "-o",
-        ])
-        .arg(&data)
-        .arg("-p")
-        .arg(service.pid().to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("perf runs (apt-get install linux-perf)");
+    let perf = Perf::record(&data, service.pid(), 499, 32768);
     let r = wrk::run(&script, &Load { seconds, ..warm });
-    let _ = Command::new("kill")
-        .arg("-INT")
-        .arg(perf.id().to_string())
-        .status();
-    let _ = perf.wait();
+    perf.stop();
     service.stop();
     let report = Command::new("perf")
         .args([
