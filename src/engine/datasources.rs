@@ -335,13 +335,18 @@ impl Engine {
             "status": if succeeded { "succeeded" } else { "failed" },
             "rowsIngested": rows,
         });
+        // Read before taking the write lock: a task holding it asks for no other connection.
+        let entity = match &outcome {
+            Ok(_) => Some(
+                self.store()
+                    .entity(instance_id, &source.entity_name)
+                    .await?,
+            ),
+            Err(_) => None,
+        };
         let mut tx = self.store().begin().await?;
         let mut replaced = None;
-        if let Ok((rows, staged, schema)) = &outcome {
-            let entity = self
-                .store()
-                .entity(instance_id, &source.entity_name)
-                .await?;
+        if let (Ok((rows, staged, schema)), Some(entity)) = (&outcome, entity) {
             Store::switch_generation(
                 &mut tx,
                 entity.id,

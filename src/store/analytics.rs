@@ -69,7 +69,7 @@ impl Store {
         .bind(&s.name)
         .bind(&s.filter)
         .bind(ts(s.created_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -77,7 +77,7 @@ impl Store {
     pub async fn list_segments(&self, instance_id: &str) -> StoreResult<Vec<SegmentRecord>> {
         sqlx::query("SELECT * FROM segments WHERE instance_id = ? ORDER BY created_at, id")
             .bind(instance_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?
             .into_iter()
             .map(segment_from_row)
@@ -88,7 +88,7 @@ impl Store {
         let row = sqlx::query("SELECT * FROM segments WHERE instance_id = ? AND id = ?")
             .bind(instance_id)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?;
         segment_from_row(row)
@@ -143,7 +143,7 @@ impl Store {
         .bind(segment_id)
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?)
     }
 
@@ -160,7 +160,7 @@ impl Store {
         .bind(&m.field)
         .bind(&m.filter)
         .bind(ts(m.created_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -168,7 +168,7 @@ impl Store {
     pub async fn list_measures(&self, instance_id: &str) -> StoreResult<Vec<MeasureRecord>> {
         sqlx::query("SELECT * FROM measures WHERE instance_id = ? ORDER BY created_at, id")
             .bind(instance_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?
             .into_iter()
             .map(measure_from_row)
@@ -179,7 +179,7 @@ impl Store {
         let row = sqlx::query("SELECT * FROM measures WHERE instance_id = ? AND id = ?")
             .bind(instance_id)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?;
         measure_from_row(row)
@@ -204,7 +204,7 @@ impl Store {
         binds.push(Bind::Integer(entity.generation));
         binds.extend(where_binds.iter().cloned());
         let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?;
         Ok(row.get::<Option<f64>, _>(0))
     }
@@ -228,7 +228,7 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT config FROM unification_configs WHERE instance_id = ?")
                 .bind(instance_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reader)
                 .await?,
         )
     }
@@ -241,7 +241,7 @@ impl Store {
         .bind(instance_id)
         .bind(config)
         .bind(ts(Utc::now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -79,7 +79,7 @@ impl Store {
     pub async fn list_data_sources(&self, instance_id: &str) -> StoreResult<Vec<DataSourceRecord>> {
         sqlx::query("SELECT * FROM data_sources WHERE instance_id = ? ORDER BY created_at, id")
             .bind(instance_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?
             .into_iter()
             .map(from_row)
@@ -94,7 +94,7 @@ impl Store {
         let row = sqlx::query("SELECT * FROM data_sources WHERE instance_id = ? AND id = ?")
             .bind(instance_id)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?;
         from_row(row)

@@ -74,7 +74,7 @@ impl Store {
     pub async fn list_entities(&self, instance_id: &str) -> StoreResult<Vec<EntityRecord>> {
         sqlx::query("SELECT * FROM entities WHERE instance_id = ? ORDER BY name")
             .bind(instance_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?
             .into_iter()
             .map(entity_from_row)
@@ -85,7 +85,7 @@ impl Store {
         let row = sqlx::query("SELECT * FROM entities WHERE instance_id = ? AND name = ?")
             .bind(instance_id)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?;
         entity_from_row(row)
@@ -106,7 +106,7 @@ impl Store {
         .bind(tenant)
         .bind(instance_id)
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?
         .map(entity_from_row)
         .transpose()
@@ -128,7 +128,7 @@ impl Store {
         .bind(name)
         .bind(kind)
         .bind(key_field)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         self.data_changed();
         self.entity(instance_id, name).await
@@ -158,7 +158,7 @@ impl Store {
         binds.push(Bind::Integer(query.limit));
         binds.push(Bind::Integer(query.offset));
         let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         Ok(rows
             .into_iter()
@@ -173,7 +173,7 @@ impl Store {
         .bind(entity.id)
         .bind(entity.generation)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?
         .ok_or(StoreError::NotFound)
     }
@@ -326,7 +326,7 @@ impl Store {
             .bind(generation)
             .bind(entity_id)
             .bind(generation)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
             if done.rows_affected() == 0 {
                 return Ok(());
@@ -340,7 +340,7 @@ impl Store {
             "SELECT DISTINCT i.entity_id, i.generation FROM items i JOIN entities e ON e.id = i.entity_id
              WHERE i.generation <> e.generation",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         for (entity_id, generation) in stale {
             self.drop_generation(entity_id, generation).await?;
@@ -363,7 +363,7 @@ impl Store {
         .bind(entity.generation)
         .bind(after_key.unwrap_or(""))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         Ok(rows
             .into_iter()

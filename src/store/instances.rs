@@ -35,7 +35,7 @@ impl Store {
         .bind(&rec.name)
         .bind(&rec.refresh_schedule)
         .bind(ts(rec.created_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -45,7 +45,7 @@ impl Store {
             "SELECT {INSTANCE_COLUMNS} FROM instances WHERE tenant = ? ORDER BY created_at, id"
         )))
         .bind(tenant)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .into_iter()
         .map(instance_from_row)
@@ -59,7 +59,7 @@ impl Store {
         )))
         .bind(tenant)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?
         .ok_or(StoreError::NotFound)?;
         instance_from_row(row)
@@ -69,7 +69,7 @@ impl Store {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {INSTANCE_COLUMNS} FROM instances WHERE refresh_schedule IS NOT NULL"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .into_iter()
         .map(instance_from_row)
@@ -90,7 +90,7 @@ impl Store {
         .bind(refresh_schedule)
         .bind(tenant)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);

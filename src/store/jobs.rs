@@ -49,7 +49,7 @@ impl Store {
         .bind(&job.target_id)
         .bind(&job.status)
         .bind(ts(job.created_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -58,7 +58,7 @@ impl Store {
         let row = sqlx::query("SELECT * FROM jobs WHERE instance_id = ? AND id = ?")
             .bind(instance_id)
             .bind(job_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?;
         job_from_row(row)
@@ -76,7 +76,7 @@ impl Store {
              RETURNING *",
         )
         .bind(ts(Utc::now()))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         row.map(job_from_row).transpose()
     }
@@ -109,7 +109,7 @@ impl Store {
              WHERE status = 'running'",
         )
         .bind(ts(Utc::now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }

@@ -12,7 +12,7 @@ pub struct ApiKeyRecord {
 impl Store {
     pub async fn count_api_keys(&self) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?)
     }
 
@@ -27,7 +27,7 @@ impl Store {
         .bind(tenant)
         .bind(key_hash)
         .bind(ts(chrono::Utc::now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -35,7 +35,7 @@ impl Store {
     pub async fn find_api_key(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>> {
         let row = sqlx::query("SELECT id, tenant, key_hash FROM api_keys WHERE key_hash = ?")
             .bind(key_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         Ok(row.map(|r| ApiKeyRecord {
             id: r.get("id"),

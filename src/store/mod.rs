@@ -43,9 +43,16 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
 /// Handle to the database (cheap to clone).
+///
+/// Writes go through one connection and queue for it in the application; reads use a pool of
+/// read-only connections, which WAL mode never blocks behind a writer. A task that holds a
+/// write transaction may read through the reader pool but can never wait for a second writer
+/// connection while writers waiting for the lock hold all the others: with one writer
+/// connection there are no others, and the mistake would hang every test that writes.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    writer: SqlitePool,
+    reader: SqlitePool,
     /// Counts committed changes to what readers of entities and items can see; read caches
     /// tag their entries with it (see [`Store::data_epoch`]).
     epoch: Arc<AtomicU64>,
@@ -74,18 +81,26 @@ impl Store {
             // worker thread never waits for the reader halfway through a page (each wait is
             // two thread hand-offs).
             .row_buffer_size(1024);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .min_connections(1)
             // No ping round trip to the connection's worker thread on every acquire: the
             // database is a local file, a connection does not go stale (BENCHMARKS.md).
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true))
+            .await?;
         Ok(Self {
-            pool,
+            writer,
+            reader,
             epoch: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -96,7 +111,7 @@ impl Store {
     /// and then writes fails at once with `SQLITE_BUSY` (the busy timeout does not apply) when
     /// another connection committed in between; an immediate one waits its turn instead.
     pub async fn begin(&self) -> StoreResult<Tx<'static>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// Commits a transaction that may have changed entities or items, then moves the data epoch.
@@ -118,18 +133,20 @@ impl Store {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// The writer connection, for tests and tools that run their own SQL.
     pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        &self.writer
     }
 
     /// Readiness probe: a trivial query.
     pub async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.reader.close().await;
+        self.writer.close().await;
     }
 }
 

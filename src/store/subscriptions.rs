@@ -200,7 +200,7 @@ impl Store {
             .bind(id)
             .bind(instance_id)
             .bind(tenant)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .is_some())
     }
@@ -266,7 +266,7 @@ impl Store {
             .bind(&rec.inputs_key)
             .bind(&rec.secret)
             .bind(ts(rec.created_at))
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await?;
         subscription_from_row(&row)
     }
@@ -284,7 +284,7 @@ impl Store {
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(instance_id)
             .bind(tenant)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?
             .iter()
             .map(subscription_from_row)
@@ -306,7 +306,7 @@ impl Store {
             .bind(id)
             .bind(instance_id)
             .bind(tenant)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?;
         subscription_from_row(&row)
@@ -361,7 +361,7 @@ impl Store {
             .bind(status)
             .bind(status)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?
             .iter()
             .map(delivery_from_row)
@@ -379,7 +379,7 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .bind(subscription_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?;
         delivery_from_row(&row)
@@ -397,7 +397,7 @@ impl Store {
         )
         .bind(delivery_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .iter()
         .map(|r| {
@@ -428,7 +428,7 @@ impl Store {
         .bind(id)
         .bind(subscription_id)
         .bind(subscription_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if done.rows_affected() == 1 {
             return Ok(Requeue::Queued);
@@ -436,12 +436,12 @@ impl Store {
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM subscriptions WHERE id = ?")
                 .bind(subscription_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reader)
                 .await?;
         let exists = sqlx::query("SELECT 1 FROM deliveries WHERE id = ? AND subscription_id = ?")
             .bind(id)
             .bind(subscription_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .is_some();
         match (status.as_deref(), exists) {
@@ -474,7 +474,7 @@ impl Store {
         )
         .bind(now_ms)
         .bind(cap as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         Ok(rows
             .iter()
@@ -516,7 +516,7 @@ impl Store {
             for (subscription_id, limit) in chunk {
                 q = q.bind(subscription_id).bind(now_ms).bind(*limit as i64);
             }
-            for row in q.fetch_all(&self.pool).await? {
+            for row in q.fetch_all(&self.writer).await? {
                 claimed.push(Claimed {
                     delivery_id: row.get("id"),
                     subscription_id: row.get("subscription_id"),
@@ -544,7 +544,7 @@ impl Store {
             )
             .bind(&cutoff)
             .bind(BATCH)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
             deliveries += done;
@@ -562,7 +562,7 @@ impl Store {
             )
             .bind(&cutoff)
             .bind(BATCH)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
             events += done;
@@ -599,7 +599,7 @@ impl Store {
              ORDER BY j.key",
         )
         .bind(&ids)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         let sql = format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s
@@ -609,7 +609,7 @@ impl Store {
         let subscriptions: HashMap<String, SubscriptionRecord> =
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(&ids)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reader)
                 .await?
                 .iter()
                 .map(|r| subscription_from_row(r).map(|s| (s.id.clone(), s)))
@@ -648,7 +648,7 @@ impl Store {
     pub async fn drop_orphan_delivery(&self, delivery_id: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM deliveries WHERE id = ? AND subscription_id NOT IN (SELECT id FROM subscriptions)")
             .bind(delivery_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -662,7 +662,7 @@ impl Store {
         .bind(clip(reason, MAX_ERROR_CHARS))
         .bind(ts(Utc::now()))
         .bind(delivery_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
