@@ -4,7 +4,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 
 use super::jobs::JobKind;
 use super::Engine;
@@ -46,10 +46,7 @@ impl Engine {
             let Ok(cron) = croner::Cron::from_str(expr) else {
                 continue;
             };
-            let due = cron
-                .find_next_occurrence(&after, false)
-                .map(|next| next <= until)
-                .unwrap_or(false);
+            let due = first_occurrence_in(&cron, after, until).is_some();
             if due {
                 tracing::info!(instance = %instance.id, "scheduled full refresh");
                 self.enqueue_job(&instance.id, JobKind::FullRefresh, None)
@@ -57,5 +54,81 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// The first occurrence of `cron` in `(after, until]`.
+///
+/// Occurrences fall on whole seconds. The search starts from `after` rounded down to its second:
+/// croner looks from one second past the time it is given and keeps its fraction, so searching
+/// from an unrounded tick skipped the occurrence just after it.
+fn first_occurrence_in(
+    cron: &croner::Cron,
+    after: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let whole_second = after.with_nanosecond(0)?;
+    cron.find_next_occurrence(&whole_second, false)
+        .ok()
+        .filter(|next| *next > after && *next <= until)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// Ticks about one second apart (a few milliseconds early or late, as a timer runs), at
+    /// every phase within the second, see each occurrence once.
+    #[test]
+    fn one_second_ticks_catch_every_occurrence_once() {
+        let cron = croner::Cron::from_str("*/10 * * * * *").unwrap();
+        let jitter_ms = [0, -2, 3, -1, 1, -3, 2];
+        for phase_ms in [0, 1, 250, 500, 996] {
+            let start = Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 0).unwrap()
+                + chrono::Duration::milliseconds(phase_ms);
+            let ticks: Vec<_> = (0..=40)
+                .map(|s| {
+                    let jitter = if s == 0 || s == 40 {
+                        0
+                    } else {
+                        jitter_ms[s % 7]
+                    };
+                    start
+                        + chrono::Duration::seconds(s as i64)
+                        + chrono::Duration::milliseconds(jitter)
+                })
+                .collect();
+            let found: Vec<_> = ticks
+                .windows(2)
+                .filter_map(|w| first_occurrence_in(&cron, w[0], w[1]))
+                .collect();
+            // (10:00:00.phase, 10:00:40.phase] holds :10, :20, :30 and :40 (and :00 when the
+            // phase is 0, which the window excludes).
+            let expected: Vec<_> = [10, 20, 30, 40]
+                .iter()
+                .map(|s| Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, *s).unwrap())
+                .collect();
+            assert_eq!(found, expected, "phase {phase_ms} ms");
+        }
+    }
+
+    #[test]
+    fn an_occurrence_on_the_window_edges_belongs_to_the_window_it_ends() {
+        let cron = croner::Cron::from_str("*/10 * * * * *").unwrap();
+        let at = |s: u32, ms: i64| {
+            Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, s).unwrap()
+                + chrono::Duration::milliseconds(ms)
+        };
+        assert_eq!(
+            first_occurrence_in(&cron, at(9, 0), at(10, 0)),
+            Some(at(10, 0))
+        );
+        assert_eq!(first_occurrence_in(&cron, at(10, 0), at(11, 0)), None);
+        assert_eq!(
+            first_occurrence_in(&cron, at(9, 999), at(10, 0)),
+            Some(at(10, 0))
+        );
+        assert_eq!(first_occurrence_in(&cron, at(9, 0), at(9, 999)), None);
     }
 }
