@@ -7,8 +7,10 @@
 pub mod api;
 pub mod configuration;
 pub mod engine;
+pub mod openapi_fields;
 pub mod spec;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod triggers;
 pub mod webhooks;

@@ -648,8 +648,9 @@ fn pickers_dynamic_schemas_and_paging_are_in_place() {
 #[test]
 fn triggers_in_the_table_are_webhook_triggers_with_notification_content() {
     let v2 = swagger();
-    for (trigger, path, schema_name) in insights_connector::webhooks::TRIGGERS {
-        let item = &v2["paths"][*path];
+    for definition in insights_connector::triggers::TRIGGERS {
+        let (trigger, schema_name) = (definition.trigger, definition.payload_name());
+        let item = &v2["paths"][definition.path];
         assert_eq!(item["post"]["operationId"], trigger.as_str());
         assert_eq!(item["post"]["x-ms-trigger"], "single");
         assert_eq!(

@@ -11,9 +11,10 @@ mod receiver;
 use std::time::{Duration, Instant};
 
 use common::{spawn_app, spawn_app_in, spawn_app_with, TestApp, KEY_A, KEY_B};
-use insights_connector::store::events::{record_event, DomainEvent, EventKind, Trigger};
+use insights_connector::store::Store;
+use insights_connector::triggers::{notification_schema_json, TRIGGERS};
+use insights_connector::triggers::{DomainEvent, EventKind, Trigger};
 use insights_connector::webhooks::retry::RetryPolicy;
-use insights_connector::webhooks::{notification_schema_json, TRIGGERS};
 use receiver::{Received, Receiver, Reply};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -24,21 +25,16 @@ const QUIET: Duration = Duration::from_millis(800);
 // ----- helpers -----
 
 fn trigger_path(trigger: Trigger, instance: &str) -> String {
-    TRIGGERS
-        .iter()
-        .find(|t| t.0 == trigger)
-        .unwrap()
-        .1
-        .replace("{instanceId}", instance)
+    trigger.definition().path.replace("{instanceId}", instance)
 }
 
-fn schema_name(trigger: Trigger) -> &'static str {
-    TRIGGERS.iter().find(|t| t.0 == trigger).unwrap().2
+fn schema_name(trigger: Trigger) -> String {
+    trigger.definition().payload_name()
 }
 
 /// The body validates against the trigger's notification schema, with nothing undescribed.
 fn assert_matches_schema(trigger: Trigger, body: &Value) {
-    let mut schema = notification_schema_json(schema_name(trigger)).unwrap();
+    let mut schema = notification_schema_json(&schema_name(trigger)).unwrap();
     schema["additionalProperties"] = json!(false);
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
@@ -50,9 +46,9 @@ fn assert_matches_schema(trigger: Trigger, body: &Value) {
 /// the dispatcher. Returns the event id.
 async fn fire(app: &TestApp, instance: &str, kind: EventKind) -> String {
     let event = DomainEvent::new(instance, kind);
-    let mut tx = app.engine.store().pool().begin().await.unwrap();
-    record_event(&mut tx, &event).await.unwrap();
-    tx.commit().await.unwrap();
+    let mut tx = app.engine.store().begin().await.unwrap();
+    Store::record_event(&mut tx, &event).await.unwrap();
+    app.engine.store().commit(tx).await.unwrap();
     app.engine.events_committed();
     event.id
 }
@@ -105,12 +101,13 @@ fn full_refresh_event() -> EventKind {
         status: "failed".into(),
         started_at: now - chrono::Duration::seconds(5),
         completed_at: now,
-        stages: json!([
+        stages: serde_json::from_value(json!([
             {"stage": "dataSource", "name": "Orders", "id": "ds-1", "status": "succeeded", "detail": {"rowsIngested": 3}},
             {"stage": "dataSource", "name": "Shop", "id": "ds-2", "status": "failed", "error": "file missing"},
             {"stage": "unification", "name": "unification", "status": "succeeded",
              "detail": {"sourceRecords": 3, "unifiedProfiles": 2, "matchedRecords": 2}}
-        ]),
+        ]))
+        .unwrap(),
     }
 }
 
@@ -1213,12 +1210,12 @@ async fn a_callback_that_never_answers_hits_the_deadline_and_does_not_hold_up_ot
         json!({"notificationUrl": slow.url("/slow-backlog")}),
     )
     .await;
-    let mut tx = app.engine.store().pool().begin().await.unwrap();
+    let mut tx = app.engine.store().begin().await.unwrap();
     for _ in 0..300 {
         let event = DomainEvent::new(&instance, full_refresh_event());
-        record_event(&mut tx, &event).await.unwrap();
+        Store::record_event(&mut tx, &event).await.unwrap();
     }
-    tx.commit().await.unwrap();
+    app.engine.store().commit(tx).await.unwrap();
     app.engine.events_committed();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
@@ -1520,8 +1517,9 @@ async fn the_openapi_document_describes_the_triggers_for_power_automate() {
         .send(Method::GET, "/openapi.json", None, None)
         .await
         .json();
-    for (trigger, path, schema) in TRIGGERS {
-        let op = &doc["paths"][*path]["post"];
+    for definition in TRIGGERS {
+        let (trigger, schema) = (definition.trigger, definition.payload_name());
+        let op = &doc["paths"][definition.path]["post"];
         assert_eq!(op["operationId"], trigger.as_str());
         assert_eq!(op["x-ms-trigger"], "single");
         assert_eq!(op["x-ms-visibility"], "important");
@@ -1538,7 +1536,9 @@ async fn the_openapi_document_describes_the_triggers_for_power_automate() {
         let body_ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             .as_str()
             .unwrap();
-        let body = &doc["components"]["schemas"][body_ref.rsplit('/').next().unwrap()];
+        let body_name = body_ref.rsplit('/').next().unwrap();
+        assert_eq!(body_name, (definition.inputs)(), "{trigger:?}");
+        let body = &doc["components"]["schemas"][body_name];
         let url = &body["properties"]["notificationUrl"];
         assert_eq!(url["type"], "string");
         assert_eq!(url["x-ms-notification-url"], true);
@@ -1548,7 +1548,7 @@ async fn the_openapi_document_describes_the_triggers_for_power_automate() {
             .unwrap()
             .contains(&json!("notificationUrl")));
         assert_eq!(body["additionalProperties"], false);
-        assert!(notification_schema_json(schema).is_some());
+        assert!(notification_schema_json(&schema).is_some());
     }
     let seg = &doc["components"]["schemas"]["SegmentTriggerInput"]["properties"]["threshold"];
     assert_eq!(

@@ -7,11 +7,13 @@ use serde::Deserialize;
 use super::problem::{ApiError, Problem};
 use super::AppState;
 use crate::engine::TenantId;
-use crate::store::events::Trigger;
+use crate::triggers::inputs::{
+    DataSourceTriggerInput, MeasureTriggerInput, PlainTriggerInput, SegmentTriggerInput,
+};
+use crate::triggers::Trigger;
 use crate::webhooks::subscriptions::{
-    self as subs, DataSourceTriggerInput, Delivery, DeliveryList, DeliveryStatus,
-    MeasureTriggerInput, PlainTriggerInput, SegmentTriggerInput, SubscribeRequest,
-    TriggerSubscription, TriggerSubscriptionList,
+    self as subs, Delivery, DeliveryList, DeliveryStatus, SubscribeRequest, TriggerSubscription,
+    TriggerSubscriptionList,
 };
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {

@@ -14,8 +14,8 @@ use super::instances::not_found;
 use super::jobs::{Job, JobKind};
 use super::{parse_name, Engine, EngineError, EngineResult, TenantId};
 use crate::store::datasources::DataSourceRecord;
-use crate::store::events::{record_event, DomainEvent, EventKind};
 use crate::store::Store;
+use crate::triggers::{DomainEvent, EventKind};
 
 /// Rows per staged batch (one transaction each).
 const BATCH_ROWS: usize = 5_000;
@@ -368,7 +368,7 @@ impl Engine {
             completed_at,
         )
         .await?;
-        record_event(&mut tx, &event).await?;
+        Store::record_event(&mut tx, &event).await?;
         if let Some(job_id) = job_id {
             Store::finish_job(&mut tx, job_id, succeeded, Some(&result), error.as_deref()).await?;
         }

@@ -11,8 +11,8 @@ use super::jobs::{Job, JobKind};
 use super::{odata, parse_name, Engine, EngineError, EngineResult, TenantId};
 use crate::store::analytics::MeasureRecord;
 use crate::store::entities::Bind;
-use crate::store::events::{record_event, DomainEvent, EventKind};
 use crate::store::{Store, StoreError};
+use crate::triggers::{DomainEvent, EventKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -306,7 +306,7 @@ impl Engine {
                 current_value: value,
             },
         );
-        record_event(&mut tx, &event).await?;
+        Store::record_event(&mut tx, &event).await?;
         if let Some(job_id) = job_id {
             let result =
                 json!({"measureId": measure.id, "value": value, "previousValue": measure.value});

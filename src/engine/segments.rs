@@ -10,8 +10,8 @@ use super::instances::not_found;
 use super::jobs::{Job, JobKind};
 use super::{odata, parse_name, Engine, EngineError, EngineResult, TenantId};
 use crate::store::analytics::SegmentRecord;
-use crate::store::events::{record_event, DomainEvent, EventKind};
 use crate::store::{Store, StoreError};
+use crate::triggers::{DomainEvent, EventKind};
 
 /// A segment: the unified customers matching a filter.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -184,7 +184,7 @@ impl Engine {
                 current_count: count,
             },
         );
-        record_event(&mut tx, &event).await?;
+        Store::record_event(&mut tx, &event).await?;
         if let Some(job_id) = job_id {
             let result = json!({"segmentId": segment.id, "memberCount": count, "previousCount": segment.member_count});
             Store::finish_job(&mut tx, job_id, true, Some(&result), None).await?;

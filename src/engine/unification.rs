@@ -7,8 +7,9 @@ use super::entities::{widen_schema, CUSTOMER_ENTITY};
 use super::jobs::{Job, JobKind};
 use super::unify::{self, UnificationConfig};
 use super::{Engine, EngineError, EngineResult, TenantId};
-use crate::store::events::{record_event, DomainEvent, EventKind};
 use crate::store::{Store, StoreError};
+use crate::triggers::notifications::FullRefreshStage;
+use crate::triggers::{DomainEvent, EventKind};
 
 /// Key field of `Customer` items.
 pub const CUSTOMER_ID: &str = "CustomerId";
@@ -285,7 +286,7 @@ impl Engine {
                 completed_at,
             },
         );
-        record_event(&mut tx, &event).await?;
+        Store::record_event(&mut tx, &event).await?;
         if let Some(job_id) = job_id {
             Store::finish_job(&mut tx, job_id, true, Some(&result), None).await?;
         }
@@ -327,26 +328,25 @@ impl Engine {
         job_id: &str,
         started_at: DateTime<Utc>,
     ) -> EngineResult<()> {
-        let mut stages = Vec::new();
+        let mut stages: Vec<FullRefreshStage> = Vec::new();
         let mut all_ok = true;
         let mut stage =
             |kind: &str, id: Option<&str>, name: &str, outcome: Result<Value, String>| {
-                let mut s = json!({"stage": kind, "name": name});
-                if let Some(id) = id {
-                    s["id"] = json!(id);
-                }
-                match outcome {
-                    Ok(detail) => {
-                        s["status"] = json!("succeeded");
-                        s["detail"] = detail;
-                    }
+                let (status, detail, error) = match outcome {
+                    Ok(detail) => ("succeeded", Some(detail), None),
                     Err(e) => {
                         all_ok = false;
-                        s["status"] = json!("failed");
-                        s["error"] = json!(e);
+                        ("failed", None, Some(e))
                     }
-                }
-                stages.push(s);
+                };
+                stages.push(FullRefreshStage {
+                    stage: kind.into(),
+                    name: name.into(),
+                    id: id.map(String::from),
+                    status: status.into(),
+                    detail,
+                    error,
+                });
             };
 
         for source in self.store().list_data_sources(instance_id).await? {
@@ -402,14 +402,8 @@ impl Engine {
         let status = if all_ok { "succeeded" } else { "failed" };
         let failed: Vec<String> = stages
             .iter()
-            .filter(|s| s["status"] == "failed")
-            .map(|s| {
-                format!(
-                    "{} '{}'",
-                    s["stage"].as_str().unwrap_or(""),
-                    s["name"].as_str().unwrap_or("")
-                )
-            })
+            .filter(|s| s.status == "failed")
+            .map(|s| format!("{} '{}'", s.stage, s.name))
             .collect();
         let result = json!({"status": status, "stages": stages});
         let error = (!all_ok).then(|| format!("failed stages: {}", failed.join(", ")));
@@ -420,11 +414,11 @@ impl Engine {
                 status: status.into(),
                 started_at,
                 completed_at: super::now(),
-                stages: result["stages"].clone(),
+                stages,
             },
         );
         let mut tx = self.store().begin().await?;
-        record_event(&mut tx, &event).await?;
+        Store::record_event(&mut tx, &event).await?;
         Store::finish_job(&mut tx, job_id, all_ok, Some(&result), error.as_deref()).await?;
         self.store().commit(tx).await?;
         self.events_committed();

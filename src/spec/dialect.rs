@@ -30,7 +30,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::store::events::Trigger;
+use crate::triggers::Trigger;
 
 /// A table entry names something the document does not have (or vice versa).
 #[derive(Debug, thiserror::Error)]
@@ -317,7 +317,13 @@ const SCHEMA_PREFIX: &str = "#/components/schemas/";
 
 /// Applies the whole dialect (module docs) with the triggers of [`crate::webhooks::TRIGGERS`].
 pub fn apply(doc: &mut Value) -> Result<()> {
-    apply_with_triggers(doc, crate::webhooks::TRIGGERS)
+    let names: Vec<(Trigger, &str, String)> = crate::triggers::TRIGGERS
+        .iter()
+        .map(|d| (d.trigger, d.path, d.payload_name()))
+        .collect();
+    let table: Vec<(Trigger, &str, &str)> =
+        names.iter().map(|(t, p, s)| (*t, *p, s.as_str())).collect();
+    apply_with_triggers(doc, &table)
 }
 
 /// [`apply`] with an explicit trigger table (tests use a fake one).

@@ -41,11 +41,11 @@ pub const CONNECTOR_DIR: &str = "connector-definition";
 /// `add_schema::<crate::webhooks::SegmentThresholdEvent>`). The dialect fails if a trigger's
 /// notification schema is missing from the components.
 pub const NOTIFICATION_SCHEMAS: &[fn(&mut OpenApi)] = &[
-    add_schema::<crate::webhooks::notifications::DataSourceRefreshNotification>,
-    add_schema::<crate::webhooks::notifications::SegmentThresholdNotification>,
-    add_schema::<crate::webhooks::notifications::MeasureThresholdNotification>,
-    add_schema::<crate::webhooks::notifications::FullRefreshNotification>,
-    add_schema::<crate::webhooks::notifications::UnificationNotification>,
+    add_schema::<crate::triggers::notifications::DataSourceRefreshNotification>,
+    add_schema::<crate::triggers::notifications::SegmentThresholdNotification>,
+    add_schema::<crate::triggers::notifications::MeasureThresholdNotification>,
+    add_schema::<crate::triggers::notifications::FullRefreshNotification>,
+    add_schema::<crate::triggers::notifications::UnificationNotification>,
 ];
 
 /// The OpenAPI 3.1 document of every action and trigger, as utoipa assembles it (without the
@@ -381,16 +381,18 @@ mod tests {
     #[test]
     fn a_trigger_goes_through_dialect_converter_and_export_lint_clean() {
         // The real trigger table, with the segment trigger replaced by the fake one.
-        let fake: Vec<(crate::store::events::Trigger, &str, &str)> = crate::webhooks::TRIGGERS
+        let fake: Vec<(crate::triggers::Trigger, &str, String)> = crate::triggers::TRIGGERS
             .iter()
-            .map(|&(trigger, path, schema)| {
-                if trigger == crate::store::events::Trigger::OnSegmentThresholdCrossed {
-                    (trigger, path, "SegmentThresholdEvent")
+            .map(|d| {
+                if d.trigger == crate::triggers::Trigger::OnSegmentThresholdCrossed {
+                    (d.trigger, d.path, "SegmentThresholdEvent".to_string())
                 } else {
-                    (trigger, path, schema)
+                    (d.trigger, d.path, d.payload_name())
                 }
             })
             .collect();
+        let fake: Vec<(crate::triggers::Trigger, &str, &str)> =
+            fake.iter().map(|(t, p, s)| (*t, *p, s.as_str())).collect();
         let mut v = with_fake_trigger(serde_json::to_value(openapi()).unwrap());
         dialect::apply_with_triggers(&mut v, &fake).unwrap();
         let swagger = connector::api_definition(&v, DEFAULT_PUBLIC_URL).unwrap();

@@ -105,7 +105,7 @@ impl Store {
     ) -> StoreResult<i64> {
         sqlx::query("DELETE FROM segment_members WHERE segment_id = ?")
             .bind(segment_id)
-            .execute(&mut **tx)
+            .execute(tx.connection())
             .await?;
         let sql = format!(
             "INSERT INTO segment_members (segment_id, customer_id)
@@ -115,12 +115,15 @@ impl Store {
             .bind(segment_id)
             .bind(customer.id)
             .bind(customer.generation);
-        let inserted = bind_all(q, binds).execute(&mut **tx).await?.rows_affected() as i64;
+        let inserted = bind_all(q, binds)
+            .execute(tx.connection())
+            .await?
+            .rows_affected() as i64;
         sqlx::query("UPDATE segments SET member_count = ?, last_refreshed_at = ? WHERE id = ?")
             .bind(inserted)
             .bind(ts(now))
             .bind(segment_id)
-            .execute(&mut **tx)
+            .execute(tx.connection())
             .await?;
         Ok(inserted)
     }
@@ -219,7 +222,7 @@ impl Store {
             .bind(value)
             .bind(ts(now))
             .bind(measure_id)
-            .execute(&mut **tx)
+            .execute(tx.connection())
             .await?;
         Ok(())
     }

@@ -1,8 +1,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
-use super::{parse_opt_ts, parse_ts, ts, Store, StoreError, StoreResult};
+use super::{parse_opt_ts, parse_ts, ts, Store, StoreError, StoreResult, Tx};
 
 #[derive(Debug, Clone)]
 pub struct DataSourceRecord {
@@ -49,7 +49,7 @@ impl Store {
         )
         .bind(&d.instance_id)
         .bind(&d.entity_name)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.connection())
         .await?;
         if let Some(other) = taken {
             return Err(StoreError::Conflict(format!(
@@ -70,7 +70,7 @@ impl Store {
         .bind(&d.content)
         .bind(&d.path)
         .bind(ts(d.created_at))
-        .execute(&mut *tx)
+        .execute(tx.connection())
         .await?;
         tx.commit().await?;
         Ok(())
@@ -103,7 +103,7 @@ impl Store {
     /// Records the outcome of a refresh inside the caller's transaction.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_data_source_refresh(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Tx<'_>,
         id: &str,
         succeeded: bool,
         rows: i64,
@@ -121,7 +121,7 @@ impl Store {
         .bind(ts(started_at))
         .bind(ts(completed_at))
         .bind(id)
-        .execute(&mut **tx)
+        .execute(tx.connection())
         .await?;
         Ok(())
     }

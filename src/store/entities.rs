@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
-use super::{Store, StoreError, StoreResult};
+use super::{Store, StoreError, StoreResult, Tx};
 
 #[derive(Debug, Clone)]
 pub struct EntityRecord {
@@ -29,7 +29,7 @@ pub enum Bind {
     Text(String),
 }
 
-pub type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+pub type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
 pub fn bind_all<'q>(mut q: SqliteQuery<'q>, binds: &'q [Bind]) -> SqliteQuery<'q> {
     for b in binds {
@@ -196,7 +196,7 @@ impl Store {
         // another write may have widened the schema.
         let row = sqlx::query("SELECT generation, schema FROM entities WHERE id = ?")
             .bind(entity.id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(tx.connection())
             .await?
             .ok_or(StoreError::NotFound)?;
         let generation: i64 = row.get("generation");
@@ -209,7 +209,7 @@ impl Store {
         .bind(entity.id)
         .bind(generation)
         .bind(key)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.connection())
         .await?;
         match (create, &current) {
             (true, Some(_)) => {
@@ -232,11 +232,11 @@ impl Store {
             .bind(generation)
             .bind(key)
             .bind(&data)
-            .execute(&mut *tx)
+            .execute(tx.connection())
             .await?;
             sqlx::query("UPDATE entities SET item_count = item_count + 1 WHERE id = ?")
                 .bind(entity.id)
-                .execute(&mut *tx)
+                .execute(tx.connection())
                 .await?;
         } else {
             sqlx::query(
@@ -246,13 +246,13 @@ impl Store {
             .bind(entity.id)
             .bind(generation)
             .bind(key)
-            .execute(&mut *tx)
+            .execute(tx.connection())
             .await?;
         }
         sqlx::query("UPDATE entities SET schema = ? WHERE id = ?")
             .bind(schema.to_string())
             .bind(entity.id)
-            .execute(&mut *tx)
+            .execute(tx.connection())
             .await?;
         self.commit(tx).await?;
         Ok(Ok(data))
@@ -287,7 +287,7 @@ impl Store {
             for (key, data) in chunk {
                 q = q.bind(entity_id).bind(generation).bind(key).bind(data);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(tx.connection()).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -295,7 +295,7 @@ impl Store {
 
     /// Makes `generation` current inside the caller's transaction (which also records the event).
     pub async fn switch_generation(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Tx<'_>,
         entity_id: i64,
         generation: i64,
         item_count: i64,
@@ -310,7 +310,7 @@ impl Store {
         .bind(key_field)
         .bind(schema.to_string())
         .bind(entity_id)
-        .execute(&mut **tx)
+        .execute(tx.connection())
         .await?;
         Ok(())
     }

@@ -104,7 +104,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM instances WHERE tenant = ? AND id = ?")
             .bind(tenant)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(tx.connection())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -112,11 +112,11 @@ impl Store {
         // Outbox rows reference the instance loosely (they must outlive nothing); drop them too.
         sqlx::query("DELETE FROM deliveries WHERE instance_id = ?")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(tx.connection())
             .await?;
         sqlx::query("DELETE FROM events WHERE instance_id = ?")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(tx.connection())
             .await?;
         self.commit(tx).await?;
         Ok(())

@@ -1,9 +1,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
-use super::{parse_opt_ts, parse_ts, ts, Store, StoreError, StoreResult};
+use super::{parse_opt_ts, parse_ts, ts, Store, StoreError, StoreResult, Tx};
 
 #[derive(Debug, Clone)]
 pub struct JobRecord {
@@ -83,7 +83,7 @@ impl Store {
 
     /// Marks the job finished inside the caller's transaction.
     pub async fn finish_job(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Tx<'_>,
         job_id: &str,
         succeeded: bool,
         result: Option<&Value>,
@@ -97,7 +97,7 @@ impl Store {
         .bind(result.map(Value::to_string))
         .bind(error)
         .bind(job_id)
-        .execute(&mut **tx)
+        .execute(tx.connection())
         .await?;
         Ok(())
     }

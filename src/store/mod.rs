@@ -4,10 +4,10 @@
 pub mod analytics;
 pub mod datasources;
 pub mod entities;
-pub mod events;
 mod instances;
 pub mod jobs;
 mod keys;
+pub mod outbox;
 pub mod subscriptions;
 
 pub use instances::InstanceRecord;
@@ -39,8 +39,22 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A database transaction.
-pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+/// A unit of work: one write transaction. Opaque outside the store: the engine gets one from
+/// [`Store::begin`], hands it to store functions and ends it with [`Store::commit`]; dropped
+/// without a commit, it rolls back.
+pub struct Tx<'a>(sqlx::Transaction<'a, sqlx::Sqlite>);
+
+impl Tx<'_> {
+    pub(in crate::store) fn connection(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.0
+    }
+
+    /// Commits a transaction that changed nothing readers of entities and items can see.
+    pub(in crate::store) async fn commit(self) -> StoreResult<()> {
+        self.0.commit().await?;
+        Ok(())
+    }
+}
 
 /// Handle to the database (cheap to clone).
 ///
@@ -111,7 +125,7 @@ impl Store {
     /// and then writes fails at once with `SQLITE_BUSY` (the busy timeout does not apply) when
     /// another connection committed in between; an immediate one waits its turn instead.
     pub async fn begin(&self) -> StoreResult<Tx<'static>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(Tx(self.writer.begin_with("BEGIN IMMEDIATE").await?))
     }
 
     /// Commits a transaction that may have changed entities or items, then moves the data epoch.
@@ -182,7 +196,7 @@ mod tests {
 
         let mut tx = store.begin().await.unwrap();
         let before: i64 = sqlx::query_scalar("SELECT count(*) FROM counters")
-            .fetch_one(&mut *tx)
+            .fetch_one(tx.connection())
             .await
             .unwrap();
         let other = {
@@ -196,7 +210,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         sqlx::query("INSERT INTO counters (n) VALUES (?)")
             .bind(before + 1)
-            .execute(&mut *tx)
+            .execute(tx.connection())
             .await
             .expect("the write after a read must wait for its turn, not fail");
         tx.commit().await.unwrap();

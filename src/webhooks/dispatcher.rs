@@ -28,9 +28,11 @@ use tokio::task::JoinSet;
 use super::retry::{classify_status, Outcome, RetryPolicy, OVERLOAD_PENALTY};
 use super::signing::{self, SigningSecret};
 use super::ssrf::{build_client, read_capped, CallbackPolicy, CallbackRefusal};
-use crate::store::events::{epoch_ms, DomainEvent};
-use crate::store::subscriptions::{AttemptRecord, Decision, DeliveryContext, Due, FinishedAttempt};
+use crate::store::outbox::{
+    epoch_ms, AttemptRecord, Decision, DeliveryContext, Due, FinishedAttempt,
+};
 use crate::store::Store;
+use crate::triggers::{DomainEvent, SubscriptionInputs};
 
 /// Bytes of a callback's answer that are read and kept with the attempt.
 pub const RESPONSE_EXCERPT_BYTES: usize = 2048;
@@ -366,7 +368,19 @@ impl Worker {
                 .await?;
             return Ok(Health::Unknown);
         }
-        let body = notification_body(&ctx, &sub.inputs);
+        let inputs: SubscriptionInputs = match serde_json::from_value(sub.inputs.clone()) {
+            Ok(inputs) => inputs,
+            Err(e) => {
+                self.store
+                    .dead_letter_unsent(
+                        &ctx.delivery_id,
+                        &format!("not sent: the subscription's stored inputs are unreadable ({e})"),
+                    )
+                    .await?;
+                return Ok(Health::Unknown);
+            }
+        };
+        let body = notification_body(&ctx, &inputs);
         let secret = sub
             .secret
             .as_deref()
@@ -587,7 +601,7 @@ impl Slots {
 }
 
 /// The notification body of a delivery.
-pub fn notification_body(ctx: &DeliveryContext, inputs: &serde_json::Value) -> Vec<u8> {
+pub fn notification_body(ctx: &DeliveryContext, inputs: &SubscriptionInputs) -> Vec<u8> {
     let event = DomainEvent {
         id: ctx.event_id.clone(),
         instance_id: ctx.instance_id.clone(),

@@ -1,18 +1,25 @@
-//! Trigger subscriptions: the subscribe inputs of the six triggers, the subscription and
-//! delivery resources, and the rules applied when subscribing (tenant-scoped ids, callback URL
-//! policy, signing secret, idempotent re-subscribe).
+//! Trigger subscriptions: the subscription and delivery resources, and the rules applied when
+//! subscribing (tenant-scoped ids, callback URL policy, signing secret, idempotent
+//! re-subscribe). The subscribe request bodies are the trigger catalog's.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::signing::SigningSecret;
 use super::ssrf::CallbackPolicy;
 use crate::engine::{Engine, EngineError, EngineResult, TenantId};
-use crate::store::events::Trigger;
-use crate::store::subscriptions::{AttemptRecord, DeliveryRecord, Requeue, SubscriptionRecord};
+use crate::openapi_fields::{annotated, array_of, string_enum};
+use crate::store::outbox::{AttemptRecord, DeliveryRecord, Requeue};
+use crate::store::subscriptions::SubscriptionRecord;
 use crate::store::StoreError;
+use crate::triggers::inputs::{
+    DataSourceTriggerInput, MeasureTriggerInput, PlainTriggerInput, SegmentTriggerInput,
+};
+use crate::triggers::{SubscriptionInputs, Trigger};
 
 /// Longest accepted callback URL.
 pub const MAX_URL_LEN: usize = 2048;
@@ -20,74 +27,6 @@ pub const MAX_URL_LEN: usize = 2048;
 pub const RECENT_ATTEMPTS: i64 = 5;
 
 // ----- subscribe inputs (one request body per trigger shape) -----
-
-/// Subscription to a data source refresh trigger.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DataSourceTriggerInput {
-    /// Callback URL that receives the notifications (filled in by Power Automate).
-    #[schema(extensions(("x-ms-notification-url" = json!(true)), ("x-ms-visibility" = json!("internal")), ("x-ms-summary" = json!("Notification URL"))))]
-    pub notification_url: String,
-    /// Only refreshes of this data source trigger the flow; leave empty for every data source of the instance.
-    #[serde(default)]
-    #[schema(extensions(("x-ms-summary" = json!("Data Source"))))]
-    pub data_source_id: Option<String>,
-    /// Standard Webhooks signing secret (`whsec_` followed by base64 of 24 to 64 random bytes); when set, every notification is signed.
-    #[serde(default)]
-    #[schema(extensions(("x-ms-summary" = json!("Signing Secret")), ("x-ms-visibility" = json!("advanced"))))]
-    pub secret: Option<String>,
-}
-
-/// Subscription to the segment threshold trigger.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SegmentTriggerInput {
-    /// Callback URL that receives the notifications (filled in by Power Automate).
-    #[schema(extensions(("x-ms-notification-url" = json!(true)), ("x-ms-visibility" = json!("internal")), ("x-ms-summary" = json!("Notification URL"))))]
-    pub notification_url: String,
-    /// The segment to watch.
-    #[schema(extensions(("x-ms-summary" = json!("Segment"))))]
-    pub segment_id: String,
-    /// The flow runs when a refresh moves the member count from at most this number to above it.
-    #[schema(minimum = 0, extensions(("x-ms-summary" = json!("Threshold"))))]
-    pub threshold: u64,
-    /// Standard Webhooks signing secret (`whsec_` followed by base64 of 24 to 64 random bytes); when set, every notification is signed.
-    #[serde(default)]
-    #[schema(extensions(("x-ms-summary" = json!("Signing Secret")), ("x-ms-visibility" = json!("advanced"))))]
-    pub secret: Option<String>,
-}
-
-/// Subscription to the measure threshold trigger.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct MeasureTriggerInput {
-    /// Callback URL that receives the notifications (filled in by Power Automate).
-    #[schema(extensions(("x-ms-notification-url" = json!(true)), ("x-ms-visibility" = json!("internal")), ("x-ms-summary" = json!("Notification URL"))))]
-    pub notification_url: String,
-    /// The measure to watch.
-    #[schema(extensions(("x-ms-summary" = json!("Measure"))))]
-    pub measure_id: String,
-    /// The flow runs when a refresh moves the measure's value from at most this number to above it.
-    #[schema(extensions(("x-ms-summary" = json!("Threshold"))))]
-    pub threshold: f64,
-    /// Standard Webhooks signing secret (`whsec_` followed by base64 of 24 to 64 random bytes); when set, every notification is signed.
-    #[serde(default)]
-    #[schema(extensions(("x-ms-summary" = json!("Signing Secret")), ("x-ms-visibility" = json!("advanced"))))]
-    pub secret: Option<String>,
-}
-
-/// Subscription to a trigger without inputs (full refresh, unification).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PlainTriggerInput {
-    /// Callback URL that receives the notifications (filled in by Power Automate).
-    #[schema(extensions(("x-ms-notification-url" = json!(true)), ("x-ms-visibility" = json!("internal")), ("x-ms-summary" = json!("Notification URL"))))]
-    pub notification_url: String,
-    /// Standard Webhooks signing secret (`whsec_` followed by base64 of 24 to 64 random bytes); when set, every notification is signed.
-    #[serde(default)]
-    #[schema(extensions(("x-ms-summary" = json!("Signing Secret")), ("x-ms-visibility" = json!("advanced"))))]
-    pub secret: Option<String>,
-}
 
 /// A subscribe request reduced to what every trigger has in common.
 #[derive(Debug, Clone)]
@@ -157,34 +96,52 @@ impl From<PlainTriggerInput> for SubscribeRequest {
 
 // ----- resources -----
 
-/// The trigger inputs of a subscription; which ones are present depends on the trigger.
-// Stored as JSON with exactly these keys: the outbox matches events against them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SubscriptionInputs {
-    /// Data source filter of a data source trigger (absent = every data source).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(extensions(("x-ms-summary" = json!("Data Source ID"))))]
-    pub data_source_id: Option<String>,
-    /// Segment of a segment threshold trigger.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(extensions(("x-ms-summary" = json!("Segment ID"))))]
-    pub segment_id: Option<String>,
-    /// Measure of a measure threshold trigger.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(extensions(("x-ms-summary" = json!("Measure ID"))))]
-    pub measure_id: Option<String>,
-    /// Threshold of a segment (integer) or measure (number) threshold trigger.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<f64>, extensions(("x-ms-summary" = json!("Threshold"))))]
-    pub threshold: Option<serde_json::Number>,
+fn subscription_status() -> RefOr<Schema> {
+    string_enum(
+        &["active", "dead"],
+        "`active`, or `dead` once the callback answered 404 or 410 (the flow is gone).",
+        "Status",
+    )
 }
 
-impl SubscriptionInputs {
-    /// Canonical text of the inputs: equal inputs give equal keys (idempotent subscribe).
-    pub fn key(&self) -> String {
-        serde_json::to_string(self).expect("inputs serialize")
-    }
+fn subscription_inputs() -> RefOr<Schema> {
+    annotated(
+        SubscriptionInputs::schema(),
+        "The trigger inputs.",
+        "Inputs",
+    )
+}
+
+fn subscription_list() -> RefOr<Schema> {
+    array_of(
+        RefOr::Ref(Ref::from_schema_name("TriggerSubscription")),
+        "The subscriptions.",
+        "Subscriptions",
+    )
+}
+
+fn delivery_status() -> RefOr<Schema> {
+    string_enum(
+        &["pending", "delivered", "failed", "dead"],
+        "`pending`, `delivered`, `failed` (refused for good) or `dead` (dead-lettered).",
+        "Status",
+    )
+}
+
+fn recent_attempts() -> RefOr<Schema> {
+    array_of(
+        DeliveryAttempt::schema(),
+        "The most recent attempts, newest first.",
+        "Recent Attempts",
+    )
+}
+
+fn delivery_list() -> RefOr<Schema> {
+    array_of(
+        RefOr::Ref(Ref::from_schema_name("Delivery")),
+        "The deliveries, newest first.",
+        "Deliveries",
+    )
 }
 
 /// Whether a subscription still receives notifications.
@@ -211,10 +168,10 @@ pub struct TriggerSubscription {
     #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
     pub instance_id: String,
     /// The trigger inputs.
-    #[schema(schema_with = super::schema::subscription_inputs)]
+    #[schema(schema_with = subscription_inputs)]
     pub inputs: SubscriptionInputs,
     /// `active`, or `dead` once the callback answered 404 or 410 (the flow is gone).
-    #[schema(schema_with = super::schema::subscription_status)]
+    #[schema(schema_with = subscription_status)]
     pub status: SubscriptionStatus,
     /// Whether notifications are signed (a secret was given).
     #[schema(extensions(("x-ms-summary" = json!("Signed"))))]
@@ -260,7 +217,7 @@ impl TriggerSubscription {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TriggerSubscriptionList {
     /// The subscriptions.
-    #[schema(schema_with = super::schema::subscription_list)]
+    #[schema(schema_with = subscription_list)]
     pub value: Vec<TriggerSubscription>,
 }
 
@@ -345,7 +302,7 @@ pub struct Delivery {
     #[schema(extensions(("x-ms-summary" = json!("Event ID"))))]
     pub event_id: String,
     /// `pending`, `delivered`, `failed` (refused for good) or `dead` (dead-lettered).
-    #[schema(schema_with = super::schema::delivery_status)]
+    #[schema(schema_with = delivery_status)]
     pub status: DeliveryStatus,
     /// Attempts made since the delivery was last queued.
     #[schema(extensions(("x-ms-summary" = json!("Attempts"))))]
@@ -363,7 +320,7 @@ pub struct Delivery {
     #[schema(extensions(("x-ms-summary" = json!("Last Error"))))]
     pub last_error: Option<String>,
     /// The most recent attempts, newest first.
-    #[schema(schema_with = super::schema::recent_attempts)]
+    #[schema(schema_with = recent_attempts)]
     pub recent_attempts: Vec<DeliveryAttempt>,
 }
 
@@ -371,7 +328,7 @@ pub struct Delivery {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryList {
     /// The deliveries, newest first.
-    #[schema(schema_with = super::schema::delivery_list)]
+    #[schema(schema_with = delivery_list)]
     pub value: Vec<Delivery>,
 }
 

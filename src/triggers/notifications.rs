@@ -1,7 +1,6 @@
-//! The bodies POSTed to trigger callbacks (DESIGN §4), as schemas. They describe exactly what
-//! [`DomainEvent::notification`](crate::store::events::DomainEvent::notification) produces (a test
-//! checks real bodies against them); the spec module puts them at path level as
-//! `x-ms-notification-content` of the subscribe operations.
+//! The bodies POSTed to trigger callbacks. Each is one typed struct: serialized, it is the
+//! notification on the wire; derived, it is the schema the connector definition shows as the
+//! trigger's `x-ms-notification-content` (a test checks real bodies against them).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,8 +9,10 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
+use crate::openapi_fields::{array_of, free_object};
+
 /// Notification sent when a data source refresh fails or succeeds.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataSourceRefreshNotification {
     /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
@@ -51,7 +52,7 @@ pub struct DataSourceRefreshNotification {
 }
 
 /// Notification sent when a segment's member count rises above a threshold.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SegmentThresholdNotification {
     /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
@@ -84,7 +85,7 @@ pub struct SegmentThresholdNotification {
 }
 
 /// Notification sent when a measure's value rises above a threshold.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MeasureThresholdNotification {
     /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
@@ -117,7 +118,7 @@ pub struct MeasureThresholdNotification {
 }
 
 /// Notification sent when a full refresh job completes, successfully or not.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FullRefreshNotification {
     /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
@@ -145,12 +146,12 @@ pub struct FullRefreshNotification {
     #[schema(extensions(("x-ms-summary" = json!("Completed At"))))]
     pub completed_at: DateTime<Utc>,
     /// Outcome of each stage, in the order they ran: data sources, unification, measures, segments.
-    #[schema(schema_with = super::schema::stages)]
+    #[schema(schema_with = stages_schema)]
     pub stages: Vec<FullRefreshStage>,
 }
 
 /// Outcome of one stage of a full refresh.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FullRefreshStage {
     /// Kind of stage: `dataSource`, `unification`, `measure` or `segment`.
@@ -168,7 +169,7 @@ pub struct FullRefreshStage {
     pub status: String,
     /// Figures of a stage that succeeded, e.g. `rowsIngested`, `memberCount` or `value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = super::schema::stage_detail)]
+    #[schema(schema_with = stage_detail_schema)]
     pub detail: Option<Value>,
     /// Why the stage failed (only present when it failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,7 +178,7 @@ pub struct FullRefreshStage {
 }
 
 /// Notification sent when a unification (map, match, merge) run completes.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UnificationNotification {
     /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
@@ -209,34 +210,38 @@ pub struct UnificationNotification {
     pub completed_at: DateTime<Utc>,
 }
 
-/// The notification schemas by name, for the document's components (they are referenced only
-/// from `x-ms-notification-content`, so no operation pulls them in by itself).
-pub fn notification_schemas() -> Vec<(String, RefOr<Schema>)> {
-    fn entry<T: ToSchema>() -> (String, RefOr<Schema>) {
-        (T::name().into_owned(), <T as PartialSchema>::schema())
-    }
-    vec![
-        entry::<DataSourceRefreshNotification>(),
-        entry::<SegmentThresholdNotification>(),
-        entry::<MeasureThresholdNotification>(),
-        entry::<FullRefreshNotification>(),
-        entry::<UnificationNotification>(),
-    ]
+fn stages_schema() -> RefOr<Schema> {
+    array_of(
+        FullRefreshStage::schema(),
+        "Outcome of each stage, in the order they ran: data sources, unification, measures, segments.",
+        "Stages",
+    )
 }
 
-/// The JSON Schema of one notification by name (tests validate received bodies with it).
-pub fn notification_schema_json(name: &str) -> Option<Value> {
-    notification_schemas()
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, s)| serde_json::to_value(s).expect("schema serializes"))
+fn stage_detail_schema() -> RefOr<Schema> {
+    free_object(
+        "Figures of a stage that succeeded, e.g. `rowsIngested`, `memberCount` or `value`.",
+        "Stage Detail",
+    )
+}
+
+/// A notification of any trigger: what is serialized as a delivery's body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Notification {
+    DataSourceRefresh(DataSourceRefreshNotification),
+    SegmentThreshold(SegmentThresholdNotification),
+    MeasureThreshold(MeasureThresholdNotification),
+    FullRefresh(FullRefreshNotification),
+    Unification(UnificationNotification),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::events::{DomainEvent, EventKind};
-    use crate::webhooks::TRIGGERS;
+    use crate::triggers::catalog::{notification_schema_json, notification_schemas, TRIGGERS};
+    use crate::triggers::event::{DomainEvent, EventKind};
+    use crate::triggers::inputs::SubscriptionInputs;
     use serde_json::json;
     use std::collections::BTreeSet;
 
@@ -317,13 +322,14 @@ mod tests {
                         status: "succeeded".into(),
                         started_at: t("2026-03-01T10:00:00Z"),
                         completed_at: t("2026-03-01T10:05:00Z"),
-                        stages: json!([
+                        stages: serde_json::from_value(json!([
                             {"stage": "dataSource", "name": "Web orders", "id": "ds-1", "status": "succeeded", "detail": {"rowsIngested": 12}},
                             {"stage": "dataSource", "name": "Shop", "id": "ds-2", "status": "failed", "error": "line 3: bad quote"},
                             {"stage": "unification", "name": "unification", "status": "succeeded",
                              "detail": {"sourceRecords": 12, "unifiedProfiles": 10, "matchedRecords": 4}},
                             {"stage": "segment", "name": "Big", "id": "seg-1", "status": "succeeded", "detail": {"memberCount": 3}}
-                        ]),
+                        ]))
+                        .unwrap(),
                     },
                 ),
                 json!({}),
@@ -344,21 +350,27 @@ mod tests {
         ]
     }
 
-    fn schema_name_for(event: &DomainEvent) -> &'static str {
+    fn schema_name_for(event: &DomainEvent) -> String {
         TRIGGERS
             .iter()
-            .find(|(trigger, _, _)| *trigger == event.trigger())
-            .map(|(_, _, name)| *name)
+            .find(|d| d.trigger == event.trigger())
+            .map(|d| d.payload_name())
             .unwrap()
+    }
+
+    /// The body sent to a subscription with these inputs.
+    fn body(event: &DomainEvent, inputs: &Value) -> Value {
+        let inputs: SubscriptionInputs = serde_json::from_value(inputs.clone()).unwrap();
+        serde_json::to_value(event.notification(&inputs)).unwrap()
     }
 
     #[test]
     fn real_bodies_validate_against_their_schemas_and_nothing_is_left_undescribed() {
-        let mut seen: std::collections::HashMap<&str, BTreeSet<String>> = Default::default();
+        let mut seen: std::collections::HashMap<String, BTreeSet<String>> = Default::default();
         for (event, inputs) in samples() {
-            let body = event.notification(&inputs);
+            let body = body(&event, &inputs);
             let name = schema_name_for(&event);
-            let mut schema = notification_schema_json(name).unwrap();
+            let mut schema = notification_schema_json(&name).unwrap();
             // Exactness: no property may appear that the schema does not describe.
             schema["additionalProperties"] = json!(false);
             let validator = jsonschema::validator_for(&schema).unwrap();
@@ -371,7 +383,7 @@ mod tests {
                 "{name}: {errors:?}\nbody: {body}\nschema: {schema}"
             );
             assert_eq!(body["eventType"], event.trigger().event_type());
-            seen.entry(name)
+            seen.entry(name.clone())
                 .or_default()
                 .extend(body.as_object().unwrap().keys().cloned());
         }
@@ -391,8 +403,8 @@ mod tests {
     #[test]
     fn real_bodies_deserialize_into_the_typed_notifications() {
         for (event, inputs) in samples() {
-            let body = event.notification(&inputs);
-            let ok = match schema_name_for(&event) {
+            let body = body(&event, &inputs);
+            let ok = match schema_name_for(&event).as_str() {
                 "DataSourceRefreshNotification" => {
                     serde_json::from_value::<DataSourceRefreshNotification>(body.clone()).is_ok()
                 }
