@@ -7,6 +7,7 @@
 pub mod api;
 pub mod configuration;
 pub mod engine;
+pub mod item_query;
 pub mod openapi_fields;
 pub mod spec;
 pub mod startup;

@@ -8,10 +8,12 @@ use utoipa::ToSchema;
 use std::sync::Arc;
 
 use super::instances::not_found;
-use super::odata::{self, Expr, SqlParam};
-use super::read_cache::{ReadKey, ReadValue};
+use super::odata;
+pub use super::reads::ItemsPage;
+use super::reads::{ReadKey, ReadValue};
 use super::{Engine, EngineError, EngineResult, TenantId};
-use crate::store::entities::{Bind, EntityRecord, ItemQuery};
+use crate::item_query::{Expr, ItemQuery};
+use crate::store::entities::EntityRecord;
 
 pub const DEFAULT_TOP: i64 = 100;
 pub const MAX_TOP: i64 = 1000;
@@ -66,20 +68,6 @@ pub struct ItemsQuery {
     pub orderby: Option<String>,
     pub top: Option<i64>,
     pub skip: Option<i64>,
-}
-
-/// One page of items: a JSON array of the items as stored (no parse and re-serialize on the way
-/// out), shared so a cached page is served without copying.
-#[derive(Debug, Clone)]
-pub struct ItemsPage {
-    pub items: Arc<RawValue>,
-    /// `$skip` of the next page when there is one.
-    pub next_skip: Option<i64>,
-    pub top: i64,
-    /// The page as the caller last rendered it (the API layer's response body): a cached page
-    /// is then rendered once, not on every read. Everything the rendering depends on is part of
-    /// the cache key.
-    pub rendered: std::sync::OnceLock<bytes::Bytes>,
 }
 
 /// A stored item as raw JSON; anything that is not a JSON object reads as `{}`.
@@ -170,18 +158,6 @@ pub fn empty_schema() -> Value {
     json!({ "type": "object", "properties": {} })
 }
 
-pub(crate) fn to_binds(params: Vec<SqlParam>) -> Vec<Bind> {
-    params
-        .into_iter()
-        .map(|p| match p {
-            SqlParam::Null => Bind::Null,
-            SqlParam::Integer(i) => Bind::Integer(i),
-            SqlParam::Real(f) => Bind::Real(f),
-            SqlParam::Text(s) => Bind::Text(s),
-        })
-        .collect()
-}
-
 /// Field names an entity's items can be queried by.
 fn known_fields(entity: &EntityRecord) -> Vec<String> {
     let mut fields: Vec<String> = entity
@@ -218,12 +194,6 @@ pub(crate) fn parse_filter_for(
         }
     }
     Ok(expr)
-}
-
-pub(crate) fn compile_filter(expr: &Expr) -> (String, Vec<Bind>) {
-    let mut params = Vec::new();
-    let sql = expr.to_sql("data", &mut params);
-    (sql, to_binds(params))
 }
 
 impl Engine {
@@ -348,9 +318,7 @@ impl Engine {
         };
         if let Some(text) = q.filter.as_deref().filter(|t| !t.trim().is_empty()) {
             let expr = parse_filter_for(&entity, text, "$filter")?;
-            let (sql, binds) = compile_filter(&expr);
-            query.where_sql = Some(sql);
-            query.where_binds = binds;
+            query.filter = Some(expr);
         }
         if let Some(text) = q.orderby.as_deref().filter(|t| !t.trim().is_empty()) {
             for key in odata::parse_orderby(text).map_err(|e| odata_error("$orderby", e))? {
@@ -360,10 +328,7 @@ impl Engine {
                         key.field
                     )));
                 }
-                query.order_by.push((
-                    odata::field_path(&key.field),
-                    matches!(key.direction, odata::SortDirection::Desc),
-                ));
+                query.order_by.push(key);
             }
         }
         let select = match q.select.as_deref().filter(|t| !t.trim().is_empty()) {

@@ -5,73 +5,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::entities::{compile_filter, parse_filter_for};
+use super::entities::parse_filter_for;
 use super::instances::not_found;
 use super::jobs::{Job, JobKind};
 use super::{odata, parse_name, Engine, EngineError, EngineResult, TenantId};
+use crate::item_query::Aggregate;
 use crate::store::analytics::MeasureRecord;
-use crate::store::entities::Bind;
 use crate::store::{Store, StoreError};
 use crate::triggers::{DomainEvent, EventKind};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum Aggregate {
-    Count,
-    Sum,
-    Avg,
-    Min,
-    Max,
-    DistinctCount,
-}
-
-impl Aggregate {
-    fn as_str(self) -> &'static str {
-        match self {
-            Aggregate::Count => "count",
-            Aggregate::Sum => "sum",
-            Aggregate::Avg => "avg",
-            Aggregate::Min => "min",
-            Aggregate::Max => "max",
-            Aggregate::DistinctCount => "distinctCount",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        [
-            Aggregate::Count,
-            Aggregate::Sum,
-            Aggregate::Avg,
-            Aggregate::Min,
-            Aggregate::Max,
-            Aggregate::DistinctCount,
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == s)
-    }
-
-    /// Our fixed SQL for the aggregate; the field path is a bound parameter. Numeric aggregates
-    /// only consider JSON numbers.
-    fn sql(self, field: Option<&str>) -> (String, Vec<Bind>) {
-        let path = || Bind::Text(odata::field_path(field.unwrap_or_default()));
-        const NUMBER: &str =
-            "CASE WHEN json_type(data, ?) IN ('integer', 'real') THEN json_extract(data, ?) END";
-        let numeric = |function: &str| (format!("{function}({NUMBER})"), vec![path(), path()]);
-        match self {
-            Aggregate::Count => match field {
-                None => ("COUNT(*)".into(), vec![]),
-                Some(_) => ("COUNT(json_extract(data, ?))".into(), vec![path()]),
-            },
-            Aggregate::Sum => numeric("TOTAL"),
-            Aggregate::Avg => numeric("AVG"),
-            Aggregate::Min => numeric("MIN"),
-            Aggregate::Max => numeric("MAX"),
-            Aggregate::DistinctCount => {
-                ("COUNT(DISTINCT json_extract(data, ?))".into(), vec![path()])
-            }
-        }
-    }
-}
 
 /// A business measure and its last computed value.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -267,9 +208,7 @@ impl Engine {
         };
         let prepared = entity.and_then(|entity| {
             let filter = match &measure.filter {
-                Some(f) => Some(compile_filter(
-                    &parse_filter_for(&entity, f, "filter").map_err(|e| e.to_string())?,
-                )),
+                Some(f) => Some(parse_filter_for(&entity, f, "filter").map_err(|e| e.to_string())?),
                 None => None,
             };
             Ok((entity, filter))
@@ -285,14 +224,14 @@ impl Engine {
             }
         };
         let aggregate = Aggregate::parse(&measure.aggregate).unwrap_or(Aggregate::Count);
-        let (agg_sql, agg_binds) = aggregate.sql(measure.field.as_deref());
-        let (where_sql, where_binds) = match &filter {
-            Some((w, b)) => (Some(w.as_str()), b.clone()),
-            None => (None, vec![]),
-        };
         let value = self
             .store()
-            .aggregate(&entity, &agg_sql, &agg_binds, where_sql, &where_binds)
+            .aggregate(
+                &entity,
+                aggregate,
+                measure.field.as_deref(),
+                filter.as_ref(),
+            )
             .await?;
         let now = super::now();
         let mut tx = self.store().begin().await?;

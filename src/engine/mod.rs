@@ -6,12 +6,13 @@
 
 pub mod datasources;
 pub mod entities;
+mod epoch_cache;
 pub mod ingest;
 pub mod instances;
 pub mod jobs;
 pub mod measures;
 pub mod odata;
-mod read_cache;
+mod reads;
 pub mod schedule;
 pub mod segments;
 pub mod unification;
@@ -68,7 +69,7 @@ struct EngineInner {
     store: Store,
     data_dir: PathBuf,
     /// Entity and item reads, valid while the store's data epoch is unchanged.
-    reads: read_cache::ReadCache,
+    reads: reads::ReadCache,
     /// Woken after a transaction that queued outbox deliveries commits.
     outbox_signal: Arc<tokio::sync::Notify>,
     /// Woken when a job is queued or finishes.
@@ -84,7 +85,7 @@ impl Engine {
             inner: Arc::new(EngineInner {
                 store,
                 data_dir,
-                reads: read_cache::ReadCache::new(read_cache_bytes),
+                reads: reads::ReadCache::new(read_cache_bytes),
                 outbox_signal: Arc::new(tokio::sync::Notify::new()),
                 job_signal: Arc::new(tokio::sync::Notify::new()),
                 shutdown: tokio::sync::watch::channel(false).0,
@@ -96,7 +97,7 @@ impl Engine {
         &self.inner.store
     }
 
-    pub(crate) fn reads(&self) -> &read_cache::ReadCache {
+    pub(crate) fn reads(&self) -> &reads::ReadCache {
         &self.inner.reads
     }
 

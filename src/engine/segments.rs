@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::entities::{compile_filter, parse_filter_for, CUSTOMER_ENTITY, DEFAULT_TOP, MAX_TOP};
+use super::entities::{parse_filter_for, CUSTOMER_ENTITY, DEFAULT_TOP, MAX_TOP};
 use super::instances::not_found;
 use super::jobs::{Job, JobKind};
 use super::{odata, parse_name, Engine, EngineError, EngineResult, TenantId};
@@ -153,14 +153,14 @@ impl Engine {
             .map_err(|e| not_found(e, "segment", segment_id))?;
         let prepared = match self.store().entity(instance_id, CUSTOMER_ENTITY).await {
             Ok(customer) => parse_filter_for(&customer, &segment.filter, "filter")
-                .map(|expr| (customer, compile_filter(&expr)))
+                .map(|expr| (customer, expr))
                 .map_err(|e| e.to_string()),
             Err(StoreError::NotFound) => {
                 Err("there are no unified profiles yet: run unification first".into())
             }
             Err(e) => return Err(e.into()),
         };
-        let (customer, (where_sql, binds)) = match prepared {
+        let (customer, filter) = match prepared {
             Ok(p) => p,
             Err(reason) => {
                 if let Some(job_id) = job_id {
@@ -172,9 +172,7 @@ impl Engine {
         };
         let now = super::now();
         let mut tx = self.store().begin().await?;
-        let count =
-            Store::compute_segment(&mut tx, &segment.id, &customer, &where_sql, &binds, now)
-                .await?;
+        let count = Store::compute_segment(&mut tx, &segment.id, &customer, &filter, now).await?;
         let event = DomainEvent::new(
             instance_id,
             EventKind::SegmentRefreshed {

@@ -4,8 +4,10 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::entities::{bind_all, Bind, EntityRecord};
+use super::entities::EntityRecord;
+use super::item_sql::{aggregate_sql, bind_all, filter_sql, Bind};
 use super::{parse_opt_ts, parse_ts, ts, Store, StoreError, StoreResult, Tx};
+use crate::item_query::{Aggregate, Expr};
 
 #[derive(Debug, Clone)]
 pub struct SegmentRecord {
@@ -99,10 +101,11 @@ impl Store {
         tx: &mut Tx<'_>,
         segment_id: &str,
         customer: &EntityRecord,
-        where_sql: &str,
-        binds: &[Bind],
+        filter: &Expr,
         now: DateTime<Utc>,
     ) -> StoreResult<i64> {
+        let mut binds = Vec::new();
+        let where_sql = filter_sql(filter, "data", &mut binds);
         sqlx::query("DELETE FROM segment_members WHERE segment_id = ?")
             .bind(segment_id)
             .execute(tx.connection())
@@ -115,7 +118,7 @@ impl Store {
             .bind(segment_id)
             .bind(customer.id)
             .bind(customer.generation);
-        let inserted = bind_all(q, binds)
+        let inserted = bind_all(q, &binds)
             .execute(tx.connection())
             .await?
             .rows_affected() as i64;
@@ -188,24 +191,24 @@ impl Store {
         measure_from_row(row)
     }
 
-    /// Evaluates an aggregate over an entity's current items. `aggregate_sql` is one of our
-    /// fixed expressions over `data` with `?` placeholders (bound by `agg_binds`).
+    /// Evaluates an aggregate of a field (or of the items) over an entity's current items,
+    /// optionally of the items a filter keeps.
     pub async fn aggregate(
         &self,
         entity: &EntityRecord,
-        aggregate_sql: &str,
-        agg_binds: &[Bind],
-        where_sql: Option<&str>,
-        where_binds: &[Bind],
+        aggregate: Aggregate,
+        field: Option<&str>,
+        filter: Option<&Expr>,
     ) -> StoreResult<Option<f64>> {
-        let sql = format!(
-            "SELECT CAST({aggregate_sql} AS REAL) FROM items WHERE entity_id = ? AND generation = ?{}",
-            where_sql.map(|w| format!(" AND ({w})")).unwrap_or_default()
-        );
-        let mut binds: Vec<Bind> = agg_binds.to_vec();
+        let (aggregate_sql, mut binds) = aggregate_sql(aggregate, field);
         binds.push(Bind::Integer(entity.id));
         binds.push(Bind::Integer(entity.generation));
-        binds.extend(where_binds.iter().cloned());
+        let where_sql = filter
+            .map(|f| format!(" AND ({})", filter_sql(f, "data", &mut binds)))
+            .unwrap_or_default();
+        let sql = format!(
+            "SELECT CAST({aggregate_sql} AS REAL) FROM items WHERE entity_id = ? AND generation = ?{where_sql}"
+        );
         let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
             .fetch_one(&self.reader)
             .await?;

@@ -6,7 +6,9 @@ use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use super::item_sql::{bind_all, field_path, filter_sql, Bind};
 use super::{Store, StoreError, StoreResult, Tx};
+use crate::item_query::{ItemQuery, SortDirection};
 
 #[derive(Debug, Clone)]
 pub struct EntityRecord {
@@ -18,29 +20,6 @@ pub struct EntityRecord {
     pub generation: i64,
     pub item_count: i64,
     pub schema: Value,
-}
-
-/// A bind value for dynamically built (but never user-spliced) SQL.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Bind {
-    Null,
-    Integer(i64),
-    Real(f64),
-    Text(String),
-}
-
-pub type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
-
-pub fn bind_all<'q>(mut q: SqliteQuery<'q>, binds: &'q [Bind]) -> SqliteQuery<'q> {
-    for b in binds {
-        q = match b {
-            Bind::Null => q.bind(None::<String>),
-            Bind::Integer(i) => q.bind(*i),
-            Bind::Real(f) => q.bind(*f),
-            Bind::Text(s) => q.bind(s.as_str()),
-        };
-    }
-    q
 }
 
 fn entity_from_row(r: SqliteRow) -> StoreResult<EntityRecord> {
@@ -56,18 +35,6 @@ fn entity_from_row(r: SqliteRow) -> StoreResult<EntityRecord> {
         schema: serde_json::from_str(&schema)
             .map_err(|e| StoreError::Corrupt(format!("entity schema: {e}")))?,
     })
-}
-
-/// A filtered, ordered page request over an entity's current items. `where_sql` and the order
-/// expressions only contain `?` placeholders and trusted column names.
-#[derive(Debug, Clone, Default)]
-pub struct ItemQuery {
-    pub where_sql: Option<String>,
-    pub where_binds: Vec<Bind>,
-    /// (JSON path, descending)
-    pub order_by: Vec<(String, bool)>,
-    pub limit: i64,
-    pub offset: i64,
 }
 
 impl Store {
@@ -143,16 +110,18 @@ impl Store {
         let mut sql =
             String::from("SELECT item_key, data FROM items WHERE entity_id = ? AND generation = ?");
         let mut binds = vec![Bind::Integer(entity.id), Bind::Integer(entity.generation)];
-        if let Some(w) = &query.where_sql {
+        if let Some(filter) = &query.filter {
             sql.push_str(" AND ");
-            sql.push_str(w);
-            binds.extend(query.where_binds.iter().cloned());
+            sql.push_str(&filter_sql(filter, "data", &mut binds));
         }
         sql.push_str(" ORDER BY ");
-        for (path, desc) in &query.order_by {
+        for key in &query.order_by {
             sql.push_str("json_extract(data, ?)");
-            sql.push_str(if *desc { " DESC, " } else { " ASC, " });
-            binds.push(Bind::Text(path.clone()));
+            sql.push_str(match key.direction {
+                SortDirection::Desc => " DESC, ",
+                SortDirection::Asc => " ASC, ",
+            });
+            binds.push(Bind::Text(field_path(&key.field)));
         }
         sql.push_str("item_key LIMIT ? OFFSET ?");
         binds.push(Bind::Integer(query.limit));

@@ -5,6 +5,7 @@ pub mod analytics;
 pub mod datasources;
 pub mod entities;
 mod instances;
+mod item_sql;
 pub mod jobs;
 mod keys;
 pub mod outbox;

@@ -1,0 +1,107 @@
+//! What the engine's read cache holds: the key of each kind of read (the tenant is part of
+//! every key, so an entry is only served to the tenant whose request filled it), the cached
+//! values and their sizes. Errors are never cached.
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use super::epoch_cache::{EpochCache, Weigh};
+use crate::store::entities::EntityRecord;
+
+/// The engine's cache of entity and item reads, valid while the store's data epoch is unchanged.
+pub(crate) type ReadCache = EpochCache<ReadKey, ReadValue>;
+
+/// One page of items: a JSON array of the items as stored (no parse and re-serialize on the way
+/// out), shared so a cached page is served without copying.
+#[derive(Debug, Clone)]
+pub struct ItemsPage {
+    pub items: Arc<RawValue>,
+    /// `$skip` of the next page when there is one.
+    pub next_skip: Option<i64>,
+    pub top: i64,
+    /// The page as the caller last rendered it (the API layer's response body): a cached page
+    /// is then rendered once, not on every read. Everything the rendering depends on is part of
+    /// the cache key.
+    pub rendered: std::sync::OnceLock<bytes::Bytes>,
+}
+
+/// What the read cache holds: the key of a read (the tenant is part of every key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum ReadKey {
+    Entity {
+        tenant: String,
+        instance: String,
+        entity: String,
+    },
+    Item {
+        tenant: String,
+        instance: String,
+        entity: String,
+        item: String,
+    },
+    /// The query options as given; equal text gives an equal page.
+    Page {
+        tenant: String,
+        instance: String,
+        entity: String,
+        filter: Option<String>,
+        select: Option<String>,
+        orderby: Option<String>,
+        top: Option<i64>,
+        skip: Option<i64>,
+    },
+}
+
+impl Weigh for ReadKey {
+    fn weight(&self) -> usize {
+        let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+        match self {
+            ReadKey::Entity {
+                tenant,
+                instance,
+                entity,
+            } => tenant.len() + instance.len() + entity.len(),
+            ReadKey::Item {
+                tenant,
+                instance,
+                entity,
+                item,
+            } => tenant.len() + instance.len() + entity.len() + item.len(),
+            ReadKey::Page {
+                tenant,
+                instance,
+                entity,
+                filter,
+                select,
+                orderby,
+                ..
+            } => {
+                tenant.len()
+                    + instance.len()
+                    + entity.len()
+                    + opt(filter)
+                    + opt(select)
+                    + opt(orderby)
+            }
+        }
+    }
+}
+
+/// A cached read.
+#[derive(Debug, Clone)]
+pub(crate) enum ReadValue {
+    Entity(Arc<EntityRecord>),
+    Item(Arc<RawValue>),
+    Page(Arc<ItemsPage>),
+}
+
+impl Weigh for ReadValue {
+    fn weight(&self) -> usize {
+        match self {
+            ReadValue::Entity(e) => e.schema.to_string().len() + e.name.len() + 64,
+            ReadValue::Item(raw) => raw.get().len(),
+            ReadValue::Page(page) => page.items.get().len(),
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The SQL of the typed item query ([`crate::item_query`]) for SQLite's JSON functions: filters
+//! compile to boolean expressions over an item's JSON text, sort keys and aggregates to fixed
+//! expressions. No user text ever enters the SQL: field paths and literals are all `?`
+//! parameters ([`Bind`]), in order of appearance.
+//!
+//! Every leaf yields 0 or 1, never NULL, so `and`/`or`/`not` keep two-valued logic; every
+//! comparison is guarded by `json_type`, so SQLite's cross-type ordering (numbers < text) is
+//! never used. The SQL assumes a UTF-8 database (SQLite's default).
+
+use crate::item_query::{literal_num, Aggregate, CompareOp, Expr, Literal, Num, StringFunction};
+
+/// A value bound to a `?` placeholder of dynamically built (never user-spliced) SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Integer(i64),
+    Real(f64),
+    Text(String),
+}
+
+pub type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+pub fn bind_all<'q>(mut q: SqliteQuery<'q>, binds: &'q [Bind]) -> SqliteQuery<'q> {
+    for b in binds {
+        q = match b {
+            Bind::Integer(i) => q.bind(*i),
+            Bind::Real(f) => q.bind(*f),
+            Bind::Text(s) => q.bind(s.as_str()),
+        };
+    }
+    q
+}
+
+/// The SQLite JSON path of a top-level key, e.g. `$."firstName"`. The key is quoted so that
+/// dots and brackets are taken literally; it must not contain `"` (parsed field names never do).
+pub fn field_path(field: &str) -> String {
+    format!("$.\"{field}\"")
+}
+
+/// A literal is bound as INTEGER when it is integral and fits, otherwise as REAL.
+fn number_param(x: f64) -> Bind {
+    match literal_num(x) {
+        Num::Int(i) => Bind::Integer(i),
+        Num::Real(r) => Bind::Real(r),
+    }
+}
+
+/// Compiles the expression to a SQLite boolean expression (always 0 or 1, never NULL) over the
+/// JSON text in `json_column`, a trusted identifier. Every field path and literal becomes a
+/// `?` placeholder whose value is pushed to `binds`, in order.
+pub fn filter_sql(expr: &Expr, json_column: &str, binds: &mut Vec<Bind>) -> String {
+    let mut sql = String::new();
+    write_filter(expr, json_column, binds, &mut sql);
+    sql
+}
+
+fn write_filter(expr: &Expr, col: &str, binds: &mut Vec<Bind>, sql: &mut String) {
+    match expr {
+        Expr::Compare {
+            field,
+            op,
+            value: Literal::Null,
+        } => {
+            let test = match op {
+                CompareOp::Eq => "=",
+                CompareOp::Ne => "<>",
+                _ => {
+                    sql.push_str("(0)");
+                    return;
+                }
+            };
+            sql.push_str(&format!(
+                "(coalesce(json_type({col}, ?), 'null') {test} 'null')"
+            ));
+            binds.push(Bind::Text(field_path(field)));
+        }
+        Expr::Compare { field, op, value } => {
+            let (types, param) = match value {
+                Literal::Bool(b) => ("'true', 'false'", Bind::Integer(i64::from(*b))),
+                Literal::Number(x) => ("'integer', 'real'", number_param(*x)),
+                Literal::String(s) => ("'text'", Bind::Text(s.clone())),
+                Literal::Null => unreachable!("handled above"),
+            };
+            let sql_op = match op {
+                CompareOp::Eq | CompareOp::Ne => "=",
+                CompareOp::Gt => ">",
+                CompareOp::Ge => ">=",
+                CompareOp::Lt => "<",
+                CompareOp::Le => "<=",
+            };
+            let leaf = format!(
+                "((json_type({col}, ?) IN ({types}) AND json_extract({col}, ?) {sql_op} ?) IS 1)"
+            );
+            if *op == CompareOp::Ne {
+                sql.push_str(&format!("(NOT {leaf})"));
+            } else {
+                sql.push_str(&leaf);
+            }
+            binds.push(Bind::Text(field_path(field)));
+            binds.push(Bind::Text(field_path(field)));
+            binds.push(param);
+        }
+        Expr::Function { func, field, value } => {
+            binds.push(Bind::Text(field_path(field)));
+            if value.is_empty() {
+                sql.push_str(&format!("(json_type({col}, ?) IS 'text')"));
+                return;
+            }
+            binds.push(Bind::Text(field_path(field)));
+            // `instr` on text compares bytes and copes with embedded NULs, unlike
+            // `length`/`substr` on text, so `endswith` works on BLOBs (UTF-8 bytes).
+            let test = match func {
+                StringFunction::Contains => format!("instr(json_extract({col}, ?), ?) > 0"),
+                StringFunction::StartsWith => format!("instr(json_extract({col}, ?), ?) = 1"),
+                StringFunction::EndsWith => {
+                    binds.push(Bind::Integer(-(value.len() as i64)));
+                    format!("substr(CAST(json_extract({col}, ?) AS BLOB), ?) = CAST(? AS BLOB)")
+                }
+            };
+            binds.push(Bind::Text(value.clone()));
+            sql.push_str(&format!("((json_type({col}, ?) = 'text' AND {test}) IS 1)"));
+        }
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            let joiner = if matches!(expr, Expr::And(..)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            sql.push('(');
+            write_filter(a, col, binds, sql);
+            sql.push_str(joiner);
+            write_filter(b, col, binds, sql);
+            sql.push(')');
+        }
+        Expr::Not(e) => {
+            sql.push_str("(NOT ");
+            write_filter(e, col, binds, sql);
+            sql.push(')');
+        }
+    }
+}
+
+/// The SQL of an aggregate over `data`, with its binds (the field path).
+pub fn aggregate_sql(aggregate: Aggregate, field: Option<&str>) -> (String, Vec<Bind>) {
+    let path = || Bind::Text(field_path(field.unwrap_or_default()));
+    const NUMBER: &str =
+        "CASE WHEN json_type(data, ?) IN ('integer', 'real') THEN json_extract(data, ?) END";
+    let numeric = |function: &str| (format!("{function}({NUMBER})"), vec![path(), path()]);
+    match aggregate {
+        Aggregate::Count => match field {
+            None => ("COUNT(*)".into(), vec![]),
+            Some(_) => ("COUNT(json_extract(data, ?))".into(), vec![path()]),
+        },
+        Aggregate::Sum => numeric("TOTAL"),
+        Aggregate::Avg => numeric("AVG"),
+        Aggregate::Min => numeric("MIN"),
+        Aggregate::Max => numeric("MAX"),
+        Aggregate::DistinctCount => ("COUNT(DISTINCT json_extract(data, ?))".into(), vec![path()]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::odata::parse_filter;
+    use crate::item_query::TWO_POW_63;
+
+    #[test]
+    fn numbers_bind_as_integer_when_integral_and_in_range() {
+        assert_eq!(number_param(1.0), Bind::Integer(1));
+        assert_eq!(number_param(-0.0), Bind::Integer(0));
+        assert_eq!(number_param(1.5), Bind::Real(1.5));
+        assert_eq!(number_param(1e19), Bind::Real(1e19));
+        assert_eq!(number_param(-TWO_POW_63), Bind::Integer(i64::MIN));
+    }
+
+    #[test]
+    fn sql_shape_and_binds() {
+        let mut binds = Vec::new();
+        let sql = filter_sql(&parse_filter("a eq 1").unwrap(), "data", &mut binds);
+        assert_eq!(
+            sql,
+            "((json_type(data, ?) IN ('integer', 'real') AND json_extract(data, ?) = ?) IS 1)"
+        );
+        assert_eq!(
+            binds,
+            vec![
+                Bind::Text("$.\"a\"".into()),
+                Bind::Text("$.\"a\"".into()),
+                Bind::Integer(1)
+            ]
+        );
+
+        let mut binds = Vec::new();
+        let sql = filter_sql(
+            &parse_filter("not (b ne null or c eq true)").unwrap(),
+            "t.data",
+            &mut binds,
+        );
+        assert_eq!(
+            sql,
+            "(NOT ((coalesce(json_type(t.data, ?), 'null') <> 'null') OR \
+             ((json_type(t.data, ?) IN ('true', 'false') AND json_extract(t.data, ?) = ?) IS 1)))"
+        );
+        assert_eq!(binds.len(), 4);
+        assert_eq!(binds[3], Bind::Integer(1));
+
+        let mut binds = Vec::new();
+        let sql = filter_sql(&parse_filter("endswith(n,'é')").unwrap(), "d", &mut binds);
+        assert_eq!(sql.matches('?').count(), binds.len());
+        assert_eq!(binds[2], Bind::Integer(-2)); // UTF-8 byte length
+        assert_eq!(field_path("firstName"), "$.\"firstName\"");
+    }
+
+    #[test]
+    fn sql_never_contains_user_text() {
+        let text = "evil_field eq 'x''); DROP TABLE items; --' or contains(other_f, 'q?u''ote') \
+                    or startswith(third, 'zz') or fourth ne -12.5 or fifth eq null";
+        let expr = parse_filter(text).unwrap();
+        let mut binds = Vec::new();
+        let sql = filter_sql(&expr, "data", &mut binds);
+        for needle in [
+            "evil", "DROP", "other_f", "q?u", "third", "zz", "fourth", "12", "fifth",
+        ] {
+            assert!(!sql.contains(needle), "{needle} in {sql}");
+        }
+        assert_eq!(sql.matches('?').count(), binds.len());
+        assert!(binds.contains(&Bind::Text("x'); DROP TABLE items; --".into())));
+        assert!(binds.contains(&Bind::Real(-12.5)));
+    }
+
+    /// The SQL keeps exactly the items that `Expr::matches` keeps.
+    #[tokio::test]
+    async fn sql_and_in_memory_evaluation_agree() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY, data TEXT NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let items = [
+            r#"{"a": 1, "s": "Ann", "b": true}"#,
+            r#"{"a": 1.5, "s": "ann", "b": false}"#,
+            r#"{"a": -3, "s": "Bob-Ann", "b": null}"#,
+            r#"{"a": "1", "s": 7}"#,
+            r#"{"a": 9223372036854775807, "s": ""}"#,
+            r#"{"a": [1], "s": {"x": 1}, "b": "true"}"#,
+            r#"{}"#,
+            r#"[1, 2]"#,
+        ];
+        for (n, item) in items.iter().enumerate() {
+            sqlx::query("INSERT INTO t (n, data) VALUES (?, ?)")
+                .bind(n as i64)
+                .bind(*item)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let filters = [
+            "a eq 1",
+            "a ne 1",
+            "a gt 1",
+            "a ge 1",
+            "a lt 1.5",
+            "a le -3",
+            "a eq null",
+            "a ne null",
+            "s eq 'Ann'",
+            "s lt 'a'",
+            "s gt ''",
+            "b eq true",
+            "b ne false",
+            "contains(s,'Ann')",
+            "startswith(s,'B')",
+            "endswith(s,'nn')",
+            "contains(s,'')",
+            "not (a gt 0 or s eq 'x')",
+            "a gt 1 and b eq false",
+            "not b eq null",
+            "a lt 9223372036854775807",
+        ];
+        for text in filters {
+            let expr = parse_filter(text).unwrap();
+            let mut binds = Vec::new();
+            let sql = format!(
+                "SELECT n FROM t WHERE {} ORDER BY n",
+                filter_sql(&expr, "data", &mut binds)
+            );
+            let kept: Vec<i64> = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| sqlx::Row::get(row, 0))
+                .collect();
+            let expected: Vec<i64> = items
+                .iter()
+                .enumerate()
+                .filter(|(_, item)| expr.matches(&serde_json::from_str(item).unwrap()))
+                .map(|(n, _)| n as i64)
+                .collect();
+            assert_eq!(kept, expected, "{text}");
+        }
+    }
+}
