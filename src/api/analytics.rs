@@ -12,7 +12,7 @@ use super::AppState;
 use crate::engine::jobs::Job;
 use crate::engine::measures::{Measure, NewMeasure};
 use crate::engine::segments::{NewSegment, Segment};
-use crate::engine::unify::UnificationConfig;
+use crate::engine::unification::UnificationConfig;
 use crate::engine::TenantId;
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {

@@ -9,10 +9,10 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::entities::CUSTOMER_ENTITY;
-use super::ingest::{self, Format, ParseFailure, SchemaBuilder};
-use super::instances::not_found;
+use super::ingest::{self, Format, ParseFailure};
 use super::jobs::{Job, JobKind};
-use super::{parse_name, Engine, EngineError, EngineResult, TenantId};
+use super::schema_inference::SchemaBuilder;
+use super::{not_found, parse_name, Engine, EngineError, EngineResult, TenantId};
 use crate::store::datasources::DataSourceRecord;
 use crate::store::Store;
 use crate::triggers::{DomainEvent, EventKind};

@@ -7,11 +7,11 @@ use utoipa::ToSchema;
 
 use std::sync::Arc;
 
-use super::instances::not_found;
 use super::odata;
 pub use super::reads::ItemsPage;
 use super::reads::{ReadKey, ReadValue};
-use super::{Engine, EngineError, EngineResult, TenantId};
+use super::schema_inference::widen_schema;
+use super::{not_found, Engine, EngineError, EngineResult, TenantId};
 use crate::item_query::{Expr, ItemQuery};
 use crate::store::entities::EntityRecord;
 
@@ -78,84 +78,6 @@ fn raw_object(data: String) -> Box<RawValue> {
         }
     }
     RawValue::from_string("{}".into()).expect("valid JSON")
-}
-
-/// The JSON type name a value contributes to an entity's schema.
-fn json_type(v: &Value) -> Option<&'static str> {
-    match v {
-        Value::Null => None,
-        Value::Bool(_) => Some("boolean"),
-        Value::Number(n) if n.is_i64() || n.is_u64() => Some("integer"),
-        Value::Number(_) => Some("number"),
-        Value::String(_) => Some("string"),
-        Value::Array(_) => Some("array"),
-        Value::Object(_) => Some("object"),
-    }
-}
-
-fn combine(a: &str, b: &str) -> &'static str {
-    match (a, b) {
-        _ if a == b => match a {
-            "boolean" => "boolean",
-            "integer" => "integer",
-            "number" => "number",
-            "array" => "array",
-            "object" => "object",
-            _ => "string",
-        },
-        ("integer", "number") | ("number", "integer") => "number",
-        _ => "string",
-    }
-}
-
-/// Widens a JSON Schema object so it describes `item` too (fields are added, types generalised).
-pub fn widen_schema(schema: &mut Value, item: &Map<String, Value>) {
-    if !schema.is_object() {
-        *schema = empty_schema();
-    }
-    let props = schema
-        .as_object_mut()
-        .expect("object")
-        .entry("properties")
-        .or_insert_with(|| json!({}));
-    let Some(props) = props.as_object_mut() else {
-        return;
-    };
-    for (field, value) in item {
-        let Some(t) = json_type(value) else {
-            // An explicit null: the field stays (or becomes) known, and may be null.
-            let p = props
-                .entry(field.clone())
-                .or_insert_with(|| new_property(field, "string"));
-            p["x-nullable"] = json!(true);
-            continue;
-        };
-        match props.get_mut(field) {
-            Some(existing) => {
-                let old = existing.get("type").and_then(Value::as_str).unwrap_or(t);
-                let new = combine(old, t);
-                if new != old {
-                    existing["type"] = json!(new);
-                }
-            }
-            None => {
-                props.insert(field.clone(), new_property(field, t));
-            }
-        }
-    }
-}
-
-fn new_property(field: &str, t: &str) -> Value {
-    let mut p =
-        json!({ "type": t, "x-ms-summary": field, "description": format!("The {field} field.") });
-    if t == "array" {
-        p["items"] = json!({});
-    }
-    p
-}
-
-pub fn empty_schema() -> Value {
-    json!({ "type": "object", "properties": {} })
 }
 
 /// Field names an entity's items can be queried by.
@@ -502,41 +424,4 @@ pub fn key_text(key_field: &str, v: &Value) -> EngineResult<String> {
         )));
     }
     Ok(text)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn widened(items: &[Value]) -> Value {
-        let mut schema = empty_schema();
-        for item in items {
-            widen_schema(&mut schema, item.as_object().unwrap());
-        }
-        schema
-    }
-
-    #[test]
-    fn explicit_nulls_mark_a_field_nullable_without_changing_its_type() {
-        let schema = widened(&[json!({"age": 41, "name": "Ann"}), json!({"age": null})]);
-        assert_eq!(schema["properties"]["age"]["type"], "integer");
-        assert_eq!(schema["properties"]["age"]["x-nullable"], true);
-        assert!(schema["properties"]["name"].get("x-nullable").is_none());
-
-        let only_null = widened(&[json!({"note": null})]);
-        assert_eq!(only_null["properties"]["note"]["type"], "string");
-        assert_eq!(only_null["properties"]["note"]["x-nullable"], true);
-    }
-
-    #[test]
-    fn types_widen_integer_to_number_and_mixes_to_string() {
-        let schema = widened(&[
-            json!({"a": 1, "b": 1, "c": [1]}),
-            json!({"a": 2.5, "b": "x", "c": [2]}),
-        ]);
-        assert_eq!(schema["properties"]["a"]["type"], "number");
-        assert_eq!(schema["properties"]["b"]["type"], "string");
-        assert_eq!(schema["properties"]["c"]["type"], "array");
-        assert_eq!(schema["properties"]["c"]["items"], json!({}));
-    }
 }

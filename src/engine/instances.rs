@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{parse_name, Engine, EngineError, EngineResult, TenantId};
-use crate::store::{InstanceRecord, StoreError};
+use super::{not_found, parse_name, Engine, EngineError, EngineResult, TenantId};
+use crate::store::InstanceRecord;
 
 /// A workspace that holds data sources, entities, segments, measures and trigger subscriptions.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -108,13 +108,5 @@ impl Engine {
             .delete_instance(tenant.as_str(), instance_id)
             .await
             .map_err(|e| not_found(e, "instance", instance_id))
-    }
-}
-
-/// Maps a store NotFound to a message naming what was missing.
-pub(crate) fn not_found(e: StoreError, what: &str, id: &str) -> EngineError {
-    match e {
-        StoreError::NotFound => EngineError::NotFound(format!("{what} '{id}' was not found")),
-        other => other.into(),
     }
 }

@@ -11,8 +11,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use utoipa::ToSchema;
 
-use super::instances::not_found;
-use super::{Engine, EngineError, EngineResult, TenantId};
+use super::{not_found, Engine, EngineError, EngineResult, TenantId};
 use crate::store::jobs::JobRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -6,11 +6,10 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::entities::parse_filter_for;
-use super::instances::not_found;
 use super::jobs::{Job, JobKind};
-use super::{odata, parse_name, Engine, EngineError, EngineResult, TenantId};
+use super::{not_found, odata, parse_name, Engine, EngineError, EngineResult, TenantId};
 use crate::item_query::Aggregate;
-use crate::store::analytics::MeasureRecord;
+use crate::store::measures::MeasureRecord;
 use crate::store::{Store, StoreError};
 use crate::triggers::{DomainEvent, EventKind};
 

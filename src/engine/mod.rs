@@ -6,7 +6,9 @@
 
 pub mod datasources;
 pub mod entities;
+pub mod entity_resolution;
 mod epoch_cache;
+pub mod full_refresh;
 pub mod ingest;
 pub mod instances;
 pub mod jobs;
@@ -14,9 +16,9 @@ pub mod measures;
 pub mod odata;
 mod reads;
 pub mod schedule;
+pub mod schema_inference;
 pub mod segments;
 pub mod unification;
-pub mod unify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -127,6 +129,14 @@ impl Engine {
     /// Call after a commit that recorded events.
     pub fn events_committed(&self) {
         self.inner.outbox_signal.notify_one();
+    }
+}
+
+/// Maps a store NotFound to a message naming what was missing.
+pub fn not_found(e: StoreError, what: &str, id: &str) -> EngineError {
+    match e {
+        StoreError::NotFound => EngineError::NotFound(format!("{what} '{id}' was not found")),
+        other => other.into(),
     }
 }
 

@@ -6,10 +6,9 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use super::entities::{parse_filter_for, CUSTOMER_ENTITY, DEFAULT_TOP, MAX_TOP};
-use super::instances::not_found;
 use super::jobs::{Job, JobKind};
-use super::{odata, parse_name, Engine, EngineError, EngineResult, TenantId};
-use crate::store::analytics::SegmentRecord;
+use super::{not_found, odata, parse_name, Engine, EngineError, EngineResult, TenantId};
+use crate::store::segments::SegmentRecord;
 use crate::store::{Store, StoreError};
 use crate::triggers::{DomainEvent, EventKind};
 

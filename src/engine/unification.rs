@@ -1,18 +1,18 @@
-//! Unification (map → match → merge) into the `Customer` entity, and the full refresh.
+//! Running unification: reading the mapped source entities, handing their records to the
+//! entity-resolution algorithm ([`super::entity_resolution`]) and writing its profiles as the
+//! next generation of the `Customer` entity, with the configuration's validation and storage.
 
-use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::entities::{widen_schema, CUSTOMER_ENTITY};
+use super::entities::CUSTOMER_ENTITY;
+pub use super::entity_resolution::UnificationConfig;
+use super::entity_resolution::{self as resolution, CUSTOMER_ID};
 use super::jobs::{Job, JobKind};
-use super::unify::{self, UnificationConfig};
+use super::schema_inference::{empty_schema, widen_schema};
 use super::{Engine, EngineError, EngineResult, TenantId};
 use crate::store::{Store, StoreError};
-use crate::triggers::notifications::FullRefreshStage;
 use crate::triggers::{DomainEvent, EventKind};
 
-/// Key field of `Customer` items.
-pub const CUSTOMER_ID: &str = "CustomerId";
 const PAGE: i64 = 10_000;
 const BATCH: usize = 5_000;
 
@@ -42,8 +42,8 @@ impl Engine {
             None => Ok(UnificationConfig {
                 sources: vec![],
                 rules: vec![],
-                merge: unify::MergeConfig {
-                    policy: unify::MergePolicy::SourcePriority,
+                merge: resolution::MergeConfig {
+                    policy: resolution::MergePolicy::SourcePriority,
                 },
             }),
         }
@@ -157,7 +157,7 @@ impl Engine {
         let mapper = tokio::task::spawn_blocking(move || {
             let mut records =
                 Vec::with_capacity(usize::try_from(total_items.min(1 << 24)).unwrap_or(0));
-            let mappers: Vec<_> = sources.iter().map(unify::RecordMapper::new).collect();
+            let mappers: Vec<_> = sources.iter().map(resolution::RecordMapper::new).collect();
             let mut busy = std::time::Duration::ZERO;
             while let Some((i, page)) = rx.blocking_recv() {
                 let started = std::time::Instant::now();
@@ -168,7 +168,7 @@ impl Engine {
                     };
                     let updated_at = TIMESTAMP_FIELDS
                         .iter()
-                        .find_map(|f| item.get(*f).and_then(unify::parse_timestamp));
+                        .find_map(|f| item.get(*f).and_then(resolution::parse_timestamp));
                     records.push(mapper.record(key, item, updated_at));
                 }
                 busy += started.elapsed();
@@ -188,7 +188,7 @@ impl Engine {
         // Match and merge on a blocking thread (CPU-bound).
         let t_unify = std::time::Instant::now();
         let cfg = config.clone();
-        let outcome = tokio::task::spawn_blocking(move || unify::unify(&cfg, records))
+        let outcome = tokio::task::spawn_blocking(move || resolution::unify(&cfg, records))
             .await
             .map_err(|e| EngineError::Internal(format!("unification crashed: {e}")))?;
         let stats = UnificationStats {
@@ -208,7 +208,7 @@ impl Engine {
         // A blocking thread builds the items' JSON while this task writes the previous batch.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(String, String)>>(2);
         let builder = tokio::task::spawn_blocking(move || {
-            let mut schema = super::entities::empty_schema();
+            let mut schema = empty_schema();
             let mut batch = Vec::with_capacity(BATCH);
             for profile in outcome.profiles {
                 let mut item = Map::new();
@@ -308,120 +308,5 @@ impl Engine {
             "unification finished"
         );
         Ok(Ok(stats))
-    }
-
-    pub async fn start_full_refresh(
-        &self,
-        tenant: &TenantId,
-        instance_id: &str,
-    ) -> EngineResult<Job> {
-        self.instance(tenant, instance_id).await?;
-        self.enqueue_job(instance_id, JobKind::FullRefresh, None)
-            .await
-    }
-
-    /// All data sources → unification (if configured) → measures → segments. A failing stage
-    /// does not stop the others (they use the last good data); the job fails if any stage did.
-    pub(crate) async fn full_refresh_now(
-        &self,
-        instance_id: &str,
-        job_id: &str,
-        started_at: DateTime<Utc>,
-    ) -> EngineResult<()> {
-        let mut stages: Vec<FullRefreshStage> = Vec::new();
-        let mut all_ok = true;
-        let mut stage =
-            |kind: &str, id: Option<&str>, name: &str, outcome: Result<Value, String>| {
-                let (status, detail, error) = match outcome {
-                    Ok(detail) => ("succeeded", Some(detail), None),
-                    Err(e) => {
-                        all_ok = false;
-                        ("failed", None, Some(e))
-                    }
-                };
-                stages.push(FullRefreshStage {
-                    stage: kind.into(),
-                    name: name.into(),
-                    id: id.map(String::from),
-                    status: status.into(),
-                    detail,
-                    error,
-                });
-            };
-
-        for source in self.store().list_data_sources(instance_id).await? {
-            let outcome = self
-                .refresh_data_source_now(instance_id, &source.id, None)
-                .await?;
-            stage(
-                "dataSource",
-                Some(&source.id),
-                &source.name,
-                outcome.map(|rows| json!({"rowsIngested": rows})),
-            );
-        }
-        if self
-            .store()
-            .get_unification_config(instance_id)
-            .await?
-            .is_some()
-        {
-            let outcome = self.run_unification_now(instance_id, None, job_id).await?;
-            stage(
-                "unification",
-                None,
-                "unification",
-                outcome.map(|s| {
-                    json!({"sourceRecords": s.source_records, "unifiedProfiles": s.unified_profiles, "matchedRecords": s.matched_records})
-                }),
-            );
-        }
-        for measure in self.store().list_measures(instance_id).await? {
-            let outcome = self
-                .refresh_measure_now(instance_id, &measure.id, None)
-                .await?;
-            stage(
-                "measure",
-                Some(&measure.id),
-                &measure.name,
-                outcome.map(|v| json!({"value": v})),
-            );
-        }
-        for segment in self.store().list_segments(instance_id).await? {
-            let outcome = self
-                .refresh_segment_now(instance_id, &segment.id, None)
-                .await?;
-            stage(
-                "segment",
-                Some(&segment.id),
-                &segment.name,
-                outcome.map(|c| json!({"memberCount": c})),
-            );
-        }
-
-        let status = if all_ok { "succeeded" } else { "failed" };
-        let failed: Vec<String> = stages
-            .iter()
-            .filter(|s| s.status == "failed")
-            .map(|s| format!("{} '{}'", s.stage, s.name))
-            .collect();
-        let result = json!({"status": status, "stages": stages});
-        let error = (!all_ok).then(|| format!("failed stages: {}", failed.join(", ")));
-        let event = DomainEvent::new(
-            instance_id,
-            EventKind::FullRefreshCompleted {
-                job_id: job_id.to_string(),
-                status: status.into(),
-                started_at,
-                completed_at: super::now(),
-                stages,
-            },
-        );
-        let mut tx = self.store().begin().await?;
-        Store::record_event(&mut tx, &event).await?;
-        Store::finish_job(&mut tx, job_id, all_ok, Some(&result), error.as_deref()).await?;
-        self.store().commit(tx).await?;
-        self.events_committed();
-        Ok(())
     }
 }

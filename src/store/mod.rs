@@ -1,15 +1,17 @@
 //! Persistence. Handlers never see SQL: the engine and the webhook module call the methods here,
 //! so a PostgreSQL backend can replace this module without touching the HTTP layer.
 
-pub mod analytics;
 pub mod datasources;
 pub mod entities;
 mod instances;
 mod item_sql;
 pub mod jobs;
 mod keys;
+pub mod measures;
 pub mod outbox;
+pub mod segments;
 pub mod subscriptions;
+pub mod unification;
 
 pub use instances::InstanceRecord;
 pub use keys::ApiKeyRecord;

@@ -11,11 +11,10 @@ use utoipa::{PartialSchema, ToSchema};
 
 use super::signing::SigningSecret;
 use super::ssrf::CallbackPolicy;
-use crate::engine::{Engine, EngineError, EngineResult, TenantId};
+use crate::engine::{not_found, Engine, EngineError, EngineResult, TenantId};
 use crate::openapi_fields::{annotated, array_of, string_enum};
 use crate::store::outbox::{AttemptRecord, DeliveryRecord, Requeue};
 use crate::store::subscriptions::SubscriptionRecord;
-use crate::store::StoreError;
 use crate::triggers::inputs::{
     DataSourceTriggerInput, MeasureTriggerInput, PlainTriggerInput, SegmentTriggerInput,
 };
@@ -333,13 +332,6 @@ pub struct DeliveryList {
 }
 
 // ----- operations -----
-
-fn not_found(e: StoreError, what: &str, id: &str) -> EngineError {
-    match e {
-        StoreError::NotFound => EngineError::NotFound(format!("{what} '{id}' was not found")),
-        other => other.into(),
-    }
-}
 
 /// Subscribes (or returns the identical existing subscription).
 pub async fn subscribe(

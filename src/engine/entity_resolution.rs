@@ -41,7 +41,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// Name of the profile key the caller adds; no source may map a profile field with this name.
-pub const CUSTOMER_ID_FIELD: &str = "CustomerId";
+pub const CUSTOMER_ID: &str = "CustomerId";
 
 /// At most this many characters of a value take part in a fuzzy comparison (bounds the cost of a
 /// Jaro-Winkler comparison, which is quadratic in the length).
@@ -225,9 +225,9 @@ impl UnificationConfig {
                         "sources[{i}] ('{name}'): a profile field name is empty"
                     ));
                 }
-                if field == CUSTOMER_ID_FIELD {
+                if field == CUSTOMER_ID {
                     return Err(format!(
-                        "sources[{i}] ('{name}'): '{CUSTOMER_ID_FIELD}' is reserved and cannot be mapped"
+                        "sources[{i}] ('{name}'): '{CUSTOMER_ID}' is reserved and cannot be mapped"
                     ));
                 }
                 if column.trim().is_empty() {
