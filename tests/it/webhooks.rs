@@ -5,16 +5,15 @@
 //! depend on the engine, except `engine_refreshes_fire_every_trigger_end_to_end` and
 //! `kill_9_and_restart_lose_no_notification`, which drive the engine over HTTP.
 
-mod common;
-mod receiver;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{spawn_app, spawn_app_in, spawn_app_with, TestApp, KEY_A, KEY_B};
+use crate::common::{spawn_app, spawn_app_in, spawn_app_with, TestApp, KEY_A, KEY_B};
+use crate::receiver::{Received, Receiver, Reply};
 use insights_connector::store::events::{record_event, DomainEvent, EventKind, Trigger};
 use insights_connector::webhooks::retry::RetryPolicy;
 use insights_connector::webhooks::{notification_schema_json, TRIGGERS};
-use receiver::{Received, Receiver, Reply};
 use reqwest::Method;
 use serde_json::{json, Value};
 
