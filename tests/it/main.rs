@@ -6,6 +6,7 @@
 mod common;
 mod receiver;
 
+mod architecture;
 mod contract;
 mod engine;
 mod foundation;
