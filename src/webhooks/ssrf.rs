@@ -25,6 +25,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::{Ipv4Net, Ipv6Net};
 use url::{Host, Url};
 
 /// How long name resolution may take before the host counts as unresolvable.
@@ -246,49 +247,61 @@ fn classify_ip(ip: IpAddr) -> Option<(Class, &'static str)> {
     Some((Class::NonPublic, reason))
 }
 
-fn in_v4(ip: Ipv4Addr, net: [u8; 4], prefix: u32) -> bool {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix)
-    };
-    u32::from(ip) & mask == u32::from(Ipv4Addr::from(net)) & mask
+/// `a.b.c.d/prefix` (checked at compile time).
+const fn net4(octets: [u8; 4], prefix: u8) -> Ipv4Net {
+    let [a, b, c, d] = octets;
+    Ipv4Net::new_assert(Ipv4Addr::new(a, b, c, d), prefix)
 }
+
+/// An IPv6 network from its eight segments and prefix (checked at compile time).
+const fn net6(segments: [u16; 8], prefix: u8) -> Ipv6Net {
+    let [a, b, c, d, e, f, g, h] = segments;
+    Ipv6Net::new_assert(Ipv6Addr::new(a, b, c, d, e, f, g, h), prefix)
+}
+
+/// Non-public IPv4 ranges, most specific reason first.
+const V4_RANGES: &[(Ipv4Net, &str)] = &[
+    (net4([0, 0, 0, 0], 32), "unspecified"),
+    (net4([255, 255, 255, 255], 32), "broadcast"),
+    (net4([0, 0, 0, 0], 8), "in 'this network' 0.0.0.0/8"),
+    (net4([127, 0, 0, 0], 8), "loopback"),
+    (net4([10, 0, 0, 0], 8), "private (RFC 1918)"),
+    (net4([172, 16, 0, 0], 12), "private (RFC 1918)"),
+    (net4([192, 168, 0, 0], 16), "private (RFC 1918)"),
+    (net4([169, 254, 0, 0], 16), "link-local"),
+    (net4([100, 64, 0, 0], 10), "carrier-grade NAT (RFC 6598)"),
+    (
+        net4([192, 0, 0, 0], 24),
+        "reserved for IETF protocol assignments",
+    ),
+    (net4([192, 0, 2, 0], 24), "documentation (TEST-NET-1)"),
+    (net4([198, 51, 100, 0], 24), "documentation (TEST-NET-2)"),
+    (net4([203, 0, 113, 0], 24), "documentation (TEST-NET-3)"),
+    (net4([192, 88, 99, 0], 24), "reserved (6to4 relay anycast)"),
+    (net4([198, 18, 0, 0], 15), "reserved for benchmarking"),
+    (net4([224, 0, 0, 0], 4), "multicast"),
+    (net4([240, 0, 0, 0], 4), "reserved (240.0.0.0/4)"),
+];
 
 fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
-    const TABLE: &[([u8; 4], u32, &str)] = &[
-        ([0, 0, 0, 0], 32, "unspecified"),
-        ([255, 255, 255, 255], 32, "broadcast"),
-        ([0, 0, 0, 0], 8, "in 'this network' 0.0.0.0/8"),
-        ([127, 0, 0, 0], 8, "loopback"),
-        ([10, 0, 0, 0], 8, "private (RFC 1918)"),
-        ([172, 16, 0, 0], 12, "private (RFC 1918)"),
-        ([192, 168, 0, 0], 16, "private (RFC 1918)"),
-        ([169, 254, 0, 0], 16, "link-local"),
-        ([100, 64, 0, 0], 10, "carrier-grade NAT (RFC 6598)"),
-        ([192, 0, 0, 0], 24, "reserved for IETF protocol assignments"),
-        ([192, 0, 2, 0], 24, "documentation (TEST-NET-1)"),
-        ([198, 51, 100, 0], 24, "documentation (TEST-NET-2)"),
-        ([203, 0, 113, 0], 24, "documentation (TEST-NET-3)"),
-        ([192, 88, 99, 0], 24, "reserved (6to4 relay anycast)"),
-        ([198, 18, 0, 0], 15, "reserved for benchmarking"),
-        ([224, 0, 0, 0], 4, "multicast"),
-        ([240, 0, 0, 0], 4, "reserved (240.0.0.0/4)"),
-    ];
-    TABLE
+    V4_RANGES
         .iter()
-        .find(|(net, prefix, _)| in_v4(ip, *net, *prefix))
-        .map(|(_, _, reason)| *reason)
+        .find(|(net, _)| net.contains(&ip))
+        .map(|(_, reason)| *reason)
 }
 
-fn in_v6(ip: Ipv6Addr, net: [u16; 8], prefix: u32) -> bool {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u128::MAX << (128 - prefix)
-    };
-    u128::from(ip) & mask == u128::from(Ipv6Addr::from(net)) & mask
-}
+/// IPv4-mapped `::ffff:0:0/96`.
+const V4_MAPPED: Ipv6Net = net6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96);
+/// IPv4-translated `::ffff:0:0:0/96`.
+const V4_TRANSLATED: Ipv6Net = net6([0, 0, 0, 0, 0xffff, 0, 0, 0], 96);
+/// NAT64 well-known prefix `64:ff9b::/96`.
+const NAT64: Ipv6Net = net6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96);
+/// IPv4-compatible `::/96` (deprecated).
+const V4_COMPATIBLE: Ipv6Net = net6([0; 8], 96);
+/// 6to4 `2002::/16`.
+const SIX_TO_FOUR: Ipv6Net = net6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16);
+/// Global unicast `2000::/3`.
+const GLOBAL_UNICAST: Ipv6Net = net6([0x2000, 0, 0, 0, 0, 0, 0, 0], 3);
 
 /// IPv4 address carried inside an IPv6 address whose destination is effectively that
 /// IPv4 address: IPv4-mapped `::ffff:a.b.c.d`, IPv4-translated `::ffff:0:a.b.c.d`,
@@ -297,17 +310,14 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let bits = u128::from(ip);
     let low32 = Ipv4Addr::from(bits as u32);
     let s = ip.segments();
-    if in_v6(ip, [0, 0, 0, 0, 0, 0xffff, 0, 0], 96)
-        || in_v6(ip, [0, 0, 0, 0, 0xffff, 0, 0, 0], 96)
-        || in_v6(ip, [0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96)
-    {
+    if V4_MAPPED.contains(&ip) || V4_TRANSLATED.contains(&ip) || NAT64.contains(&ip) {
         return Some(low32);
     }
     // IPv4-compatible, but not :: and ::1 themselves.
-    if in_v6(ip, [0; 8], 96) && bits > 1 {
+    if V4_COMPATIBLE.contains(&ip) && bits > 1 {
         return Some(low32);
     }
-    if s[0] == 0x2002 {
+    if SIX_TO_FOUR.contains(&ip) {
         return Some(Ipv4Addr::new(
             (s[1] >> 8) as u8,
             s[1] as u8,
@@ -318,36 +328,49 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     None
 }
 
+/// Non-public IPv6 ranges (besides those embedding an IPv4 address), most specific first.
+const V6_RANGES: &[(Ipv6Net, &str)] = &[
+    (net6([0, 0, 0, 0, 0, 0, 0, 0], 128), "unspecified"),
+    (net6([0, 0, 0, 0, 0, 0, 0, 1], 128), "loopback"),
+    (net6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), "multicast"),
+    (net6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), "link-local"),
+    (
+        net6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),
+        "site-local (deprecated)",
+    ),
+    (
+        net6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),
+        "unique-local (private)",
+    ),
+    (
+        net6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),
+        "local-use NAT64",
+    ),
+    (net6([0x100, 0, 0, 0, 0, 0, 0, 0], 64), "discard-only"),
+    (net6([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16), "reserved for SRv6"),
+    (net6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), "documentation"),
+    (net6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20), "documentation"),
+    (
+        net6([0x2001, 0x2, 0, 0, 0, 0, 0, 0], 48),
+        "reserved for benchmarking",
+    ),
+    (net6([0x2001, 0, 0, 0, 0, 0, 0, 0], 32), "Teredo tunnelling"),
+    (
+        net6([0x2001, 0x10, 0, 0, 0, 0, 0, 0], 28),
+        "reserved (ORCHID)",
+    ),
+    (
+        net6([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28),
+        "reserved (ORCHIDv2)",
+    ),
+];
+
 fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
-    const TABLE: &[([u16; 8], u32, &str)] = &[
-        ([0, 0, 0, 0, 0, 0, 0, 0], 128, "unspecified"),
-        ([0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback"),
-        ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, "multicast"),
-        ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, "link-local"),
-        ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10, "site-local (deprecated)"),
-        ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7, "unique-local (private)"),
-        ([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48, "local-use NAT64"),
-        ([0x100, 0, 0, 0, 0, 0, 0, 0], 64, "discard-only"),
-        ([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16, "reserved for SRv6"),
-        ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32, "documentation"),
-        ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20, "documentation"),
-        (
-            [0x2001, 0x2, 0, 0, 0, 0, 0, 0],
-            48,
-            "reserved for benchmarking",
-        ),
-        ([0x2001, 0, 0, 0, 0, 0, 0, 0], 32, "Teredo tunnelling"),
-        ([0x2001, 0x10, 0, 0, 0, 0, 0, 0], 28, "reserved (ORCHID)"),
-        ([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28, "reserved (ORCHIDv2)"),
-    ];
-    if let Some((_, _, reason)) = TABLE
-        .iter()
-        .find(|(net, prefix, _)| in_v6(ip, *net, *prefix))
-    {
+    if let Some((_, reason)) = V6_RANGES.iter().find(|(net, _)| net.contains(&ip)) {
         return Some(reason);
     }
     // Everything outside global unicast 2000::/3 is reserved.
-    if !in_v6(ip, [0x2000, 0, 0, 0, 0, 0, 0, 0], 3) {
+    if !GLOBAL_UNICAST.contains(&ip) {
         return Some("reserved (outside global unicast 2000::/3)");
     }
     None

@@ -2,7 +2,7 @@
 //! Microsoft's schemas and the connector lint, and the Swagger 2.0 definition corresponds
 //! one-to-one with the OpenAPI 3.1 document.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;

@@ -3,8 +3,15 @@
 //! declared schema and declared required headers (Location on 201/202) are present. It also
 //! records which operations the tests exercised.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::sync::{Mutex, OnceLock};
+
+thread_local! {
+    /// The operations checked on this thread. A `#[tokio::test]` (current-thread runtime) runs
+    /// on its own thread, so this is what that one test exercised, whatever else the binary runs.
+    static EXERCISED_ON_THIS_THREAD: RefCell<BTreeSet<String>> = const { RefCell::new(BTreeSet::new()) };
+}
 
 use serde_json::Value;
 
@@ -70,6 +77,13 @@ impl Contract {
         self.exercised.lock().unwrap().clone()
     }
 
+    /// The operations checked on the calling thread (by the current-thread test running there):
+    /// every integration test shares this binary, so [`Contract::exercised`] also holds what
+    /// other tests exercised.
+    pub fn exercised_on_this_thread(&self) -> BTreeSet<String> {
+        EXERCISED_ON_THIS_THREAD.with(|set| set.borrow().clone())
+    }
+
     /// The operation serving `method path` (literal segments beat parameters).
     pub fn operation(&self, method: &str, path: &str) -> Option<&Value> {
         let parts: Vec<&str> = path.split('/').collect();
@@ -102,6 +116,7 @@ impl Contract {
         };
         let op_id = op["operationId"].as_str().unwrap_or("?").to_string();
         self.exercised.lock().unwrap().insert(op_id.clone());
+        EXERCISED_ON_THIS_THREAD.with(|set| set.borrow_mut().insert(op_id.clone()));
         let responses = &op["responses"];
         let response = responses
             .get(status.to_string())

@@ -1,14 +1,14 @@
 //! The whole surface against the spec: route ↔ spec parity, every operation served, and a tour
 //! that exercises every operation of `openapi/openapi.json` (each response validated by the
-//! shared helper in `tests/common/contract.rs`).
+//! shared helper in `tests/it/common/contract.rs`).
 
-mod common;
-mod receiver;
+use crate::common;
+use crate::receiver;
 
 use std::collections::BTreeSet;
 
-use common::contract::contract;
-use common::{spawn_app, TestApp};
+use crate::common::contract::contract;
+use crate::common::{spawn_app, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -306,9 +306,10 @@ async fn a_tour_exercises_every_operation() {
     let r = app.delete(&i).await;
     assert_eq!(r.status, 204);
 
+    // What this test exercised (the binary's other tests exercise operations too, concurrently).
     let missing: Vec<String> = contract()
         .operation_ids()
-        .difference(&contract().exercised())
+        .difference(&contract().exercised_on_this_thread())
         .cloned()
         .collect();
     assert!(

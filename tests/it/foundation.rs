@@ -1,8 +1,8 @@
 //! The service foundation: auth, tenancy, persistence, error shapes, operational endpoints.
 
-mod common;
+use crate::common;
 
-use common::{spawn_app, spawn_app_in, spawn_app_with, KEY_A, KEY_B};
+use crate::common::{spawn_app, spawn_app_in, spawn_app_with, KEY_A, KEY_B};
 use reqwest::Method;
 use serde_json::json;
 

@@ -7,17 +7,14 @@
 //! its trigger's `x-ms-notification-content`, sweep every dynamic extension and every pageable
 //! operation, then unsubscribe through the `Location`s and check that deliveries stop.
 
-mod common;
-#[path = "power_automate/connector.rs"]
 mod connector;
-mod receiver;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{spawn_app, KEY_A};
+use crate::common::{spawn_app, KEY_A};
+use crate::receiver::{Received, Receiver};
 use connector::{Connector, Subscription, DYNAMIC_SCHEMA, DYNAMIC_VALUES};
-use receiver::{Received, Receiver};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);

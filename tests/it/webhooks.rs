@@ -1,21 +1,20 @@
 //! Webhook triggers end to end: subscribe/unsubscribe, matching, payloads, delivery outcomes,
 //! signatures, SSRF refusals and crash safety, against a real receiver on 127.0.0.1.
 //!
-//! Events are injected with `record_event` (the engine's own outbox call) so these tests do not
+//! Events are injected with `Store::record_event` (the engine's own outbox call) so these tests do not
 //! depend on the engine, except `engine_refreshes_fire_every_trigger_end_to_end` and
 //! `kill_9_and_restart_lose_no_notification`, which drive the engine over HTTP.
 
-mod common;
-mod receiver;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{spawn_app, spawn_app_in, spawn_app_with, TestApp, KEY_A, KEY_B};
+use crate::common::{spawn_app, spawn_app_in, spawn_app_with, TestApp, KEY_A, KEY_B};
+use crate::receiver::{Received, Receiver, Reply};
 use insights_connector::store::Store;
 use insights_connector::triggers::{notification_schema_json, TRIGGERS};
 use insights_connector::triggers::{DomainEvent, EventKind, Trigger};
 use insights_connector::webhooks::retry::RetryPolicy;
-use receiver::{Received, Receiver, Reply};
 use reqwest::Method;
 use serde_json::{json, Value};
 

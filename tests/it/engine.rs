@@ -1,11 +1,11 @@
 //! The audience-insights engine over HTTP: ingestion, items and OData, unification, segments,
 //! measures, full refresh, jobs and events.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
-use common::{spawn_app, spawn_app_in, TestApp};
+use crate::common::{spawn_app, spawn_app_in, TestApp};
 use serde_json::{json, Value};
 use sqlx::Row;
 

@@ -1,11 +1,11 @@
 //! README.md's table of actions and triggers is generated from `openapi/openapi.json` (itself
-//! generated from the code and checked for drift by `tests/spec.rs`), so it cannot drift either.
+//! generated from the code and checked for drift by `tests/it/spec.rs`), so it cannot drift either.
 //!
 //! The block between [`START`] and [`END`] must equal [`operations_table`]. To rewrite it after
 //! the API changed:
 //!
 //! ```sh
-//! UPDATE_README=1 cargo test --test readme
+//! UPDATE_README=1 cargo test --test it readme::
 //! ```
 
 use std::path::PathBuf;
@@ -105,7 +105,7 @@ fn readme_operations_table_matches_the_spec() {
     }
     panic!(
         "README.md's table of actions and triggers differs from openapi/openapi.json.\n\
-         Regenerate it with `UPDATE_README=1 cargo test --test readme`. Expected block:\n{expected}"
+         Regenerate it with `UPDATE_README=1 cargo test --test it readme::`. Expected block:\n{expected}"
     );
 }
 
