@@ -1,4 +1,5 @@
-//! Settings for `serve`: every flag has an environment fallback (DESIGN §6).
+//! Settings for `serve`: every flag has an environment fallback (`CONNECTOR_…`), so a container
+//! or a service manager configures the service without a command line.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,3 +1,6 @@
+//! The `insights-connector` binary: `serve` (the default), `export` and `keys`. Parses the
+//! command line and hands over to [`insights_connector::startup`] and the library's modules.
+
 use std::path::PathBuf;
 
 /// mimalloc instead of glibc malloc: with a large heap of small objects (unification holds

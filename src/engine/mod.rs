@@ -1,8 +1,9 @@
 //! The audience-insights domain: instances, data sources and ingestion, entities and items,
 //! unification, segments, measures, refresh jobs and the domain events they record.
 //!
-//! No HTTP types live here. Domain types derive `utoipa::ToSchema` because their JSON shape is
-//! the public contract; that is schema metadata, not transport.
+//! The middle layer: it may use the store, the trigger catalog and the typed item query; never
+//! HTTP types or SQL. Domain types derive `utoipa::ToSchema` because their JSON shape is the
+//! public contract; that is schema metadata, not transport.
 
 pub mod datasources;
 pub mod entities;

@@ -1,3 +1,5 @@
+//! Data sources: their definitions and the outcome of their last refresh.
+
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;

@@ -1,3 +1,5 @@
+//! Instances: a tenant's workspaces, and deleting one with everything in it.
+
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;

@@ -1,3 +1,6 @@
+//! Jobs: queued, claimed by a worker (one running job per instance), finished with their
+//! result inside the domain transaction that produced it, and failed when interrupted.
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;

@@ -1,3 +1,5 @@
+//! API keys: stored as hashes, looked up by the hash of the presented key.
+
 use sqlx::Row;
 
 use super::{ts, Store, StoreResult};

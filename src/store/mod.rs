@@ -1,5 +1,10 @@
-//! Persistence. Handlers never see SQL: the engine and the webhook module call the methods here,
-//! so a PostgreSQL backend can replace this module without touching the HTTP layer.
+//! Persistence: every SQL statement of the service lives in this module. The engine and the
+//! webhooks module call [`Store`]'s methods with typed values (records, the typed item query,
+//! domain events) and an opaque unit of work ([`Tx`]); no sqlx type leaves the module, so a
+//! second backend replaces this module alone.
+//!
+//! The bottom layer: it may use the leaf vocabularies ([`crate::item_query`], [`crate::triggers`])
+//! and nothing else of the crate.
 
 pub mod datasources;
 pub mod entities;
