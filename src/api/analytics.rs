@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::entities::{encode, Item};
 use super::jobs::accepted;
 use super::problem::{ApiError, Problem};
-use super::AppState;
+use super::state::AppState;
 use crate::engine::jobs::Job;
 use crate::engine::measures::{Measure, NewMeasure};
 use crate::engine::segments::{NewSegment, Segment};

@@ -4,7 +4,7 @@ use utoipa::ToSchema;
 
 use super::jobs::accepted;
 use super::problem::{ApiError, Problem};
-use super::AppState;
+use super::state::AppState;
 use crate::engine::datasources::{DataSource, NewDataSource};
 use crate::engine::jobs::Job;
 use crate::engine::TenantId;

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::problem::{ApiError, Problem};
-use super::AppState;
+use super::state::AppState;
 use crate::engine::entities::{Entity, ItemsQuery};
 use crate::engine::TenantId;
 

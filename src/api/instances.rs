@@ -3,7 +3,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::problem::{ApiError, Problem};
-use super::AppState;
+use super::state::AppState;
 use crate::engine::instances::{Instance, NewInstance};
 use crate::engine::TenantId;
 

@@ -1,7 +1,7 @@
 use actix_web::{get, http::header, web, HttpResponse};
 
 use super::problem::{ApiError, Problem};
-use super::AppState;
+use super::state::AppState;
 use crate::engine::jobs::Job;
 use crate::engine::TenantId;
 

@@ -1,20 +1,10 @@
 //! Operational endpoints: health, readiness, metrics, the OpenAPI document, Swagger UI and the
 //! connector package. They need no key and are not part of the documented API.
 
-use std::collections::BTreeMap;
-
 use actix_web::{http::header, web, HttpResponse};
 use serde_json::json;
 
-use super::AppState;
-
-/// Generated documents served as they are.
-#[derive(Debug, Clone, Default)]
-pub struct Documents {
-    pub openapi_json: String,
-    /// File name → (content type, bytes) of the connector package.
-    pub connector: BTreeMap<String, (&'static str, Vec<u8>)>,
-}
+use super::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))

@@ -5,7 +5,7 @@ use actix_web::{delete, get, http::header, post, web, HttpResponse};
 use serde::Deserialize;
 
 use super::problem::{ApiError, Problem};
-use super::AppState;
+use super::state::AppState;
 use crate::engine::TenantId;
 use crate::store::events::Trigger;
 use crate::webhooks::subscriptions::{

@@ -223,12 +223,9 @@ pub fn to_stable_json(value: &Value) -> String {
 
 /// The documents the service serves: the 3.1 document and the connector package for its own
 /// public URL (plain `http://127.0.0.1:…` gives `schemes: ["http"]`).
-pub fn documents(
-    doc: &OpenApi,
-    public_url: &str,
-) -> anyhow::Result<crate::api::operational::Documents> {
+pub fn documents(doc: &OpenApi, public_url: &str) -> anyhow::Result<crate::api::state::Documents> {
     let published = document(doc)?;
-    Ok(crate::api::operational::Documents {
+    Ok(crate::api::state::Documents {
         openapi_json: to_stable_json(&published),
         connector: connector::package(&published, public_url, false)?,
     })
