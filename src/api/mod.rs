@@ -2,18 +2,23 @@
 //! Registering a handler in [`configure`] registers it in the OpenAPI document too
 //! (utoipa-actix-web), so the served routes and the spec cannot drift apart.
 
-pub mod analytics;
 pub mod auth;
 pub mod datasources;
 pub mod entities;
 pub mod instances;
 pub mod jobs;
+pub mod measures;
 pub mod middleware;
 pub mod operational;
+pub mod params;
 pub mod problem;
+pub mod refresh;
 pub mod routes;
+pub mod segments;
 pub mod state;
 pub mod triggers;
+pub mod unification;
+pub mod urls;
 
 use actix_web::web;
 
@@ -26,7 +31,10 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     instances::configure(cfg);
     entities::configure(cfg);
     datasources::configure(cfg);
-    analytics::configure(cfg);
+    segments::configure(cfg);
+    measures::configure(cfg);
+    unification::configure(cfg);
+    refresh::configure(cfg);
     jobs::configure(cfg);
     triggers::configure(cfg);
 }
