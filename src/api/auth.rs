@@ -1,5 +1,7 @@
-//! API keys: `X-API-Key` header → tenant. Only SHA-256 hashes are stored; the comparison of the
-//! presented key's hash with the stored one is constant-time.
+//! HTTP layer: API keys (`X-API-Key` header → tenant) and the per-key rate limit. Only SHA-256
+//! hashes are stored; the comparison of the presented key's hash with the stored one is
+//! constant-time. May use engine and `api::problem`; it still reads the key table through
+//! `store::Store` directly, as the engine has no key API yet.
 
 use std::collections::HashMap;
 use std::future::{ready, Ready};

@@ -1,3 +1,4 @@
+//! HTTP layer: data sources (list, create, get, refresh). May use engine, never store.
 use actix_web::{get, post, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -1,3 +1,5 @@
+//! HTTP layer: entities and their items (schema, OData-queried pages, create, get, update). May
+//! use engine, never store.
 use std::sync::Arc;
 
 use actix_web::{get, http::header, patch, post, web, HttpResponse};

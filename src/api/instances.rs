@@ -1,3 +1,5 @@
+//! HTTP layer: instances (workspaces) of the caller's tenant: list, create, get, delete. May use
+//! engine, never store.
 use actix_web::{delete, get, post, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;

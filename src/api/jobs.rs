@@ -1,3 +1,5 @@
+//! HTTP layer: background jobs and the 202 answer that starts polling them. May use engine, never
+//! store.
 use actix_web::{get, http::header, web, HttpResponse};
 
 use super::params::JobPath;

@@ -1,6 +1,11 @@
-//! HTTP layer: handlers with their OpenAPI annotations, authentication and error mapping.
+//! HTTP layer: handlers with their OpenAPI annotations (one file per resource), middleware,
+//! shared state and error mapping. May use engine, webhooks and telemetry, never store (the
+//! exceptions are listed in [`auth`]).
+//!
 //! Registering a handler in [`configure`] registers it in the OpenAPI document too
-//! (utoipa-actix-web), so the served routes and the spec cannot drift apart.
+//! (utoipa-actix-web), so the served routes and the spec cannot drift apart. Annotations state
+//! per-operation facts only (summary, description, visibility, paging, trigger hint, responses);
+//! what is the same for every operation comes from the spec step's tables (`spec::dialect`).
 
 pub mod auth;
 pub mod datasources;

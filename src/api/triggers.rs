@@ -1,5 +1,6 @@
-//! Webhook triggers: the six subscribe operations and the subscription resource
-//! (unsubscribe, inspect, deliveries, redeliver).
+//! HTTP layer: webhook triggers, the six subscribe operations and the subscription resource
+//! (unsubscribe, inspect, deliveries, redeliver). May use engine and webhooks; it names the
+//! trigger vocabulary through `store::events` until that has a home outside the store.
 
 use actix_web::{delete, get, post, web, HttpResponse};
 use serde::Deserialize;
