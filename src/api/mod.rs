@@ -1,6 +1,6 @@
 //! HTTP layer: handlers with their OpenAPI annotations (one file per resource), middleware,
-//! shared state and error mapping. May use engine, webhooks and telemetry, never store (the
-//! exceptions are listed in [`auth`]).
+//! shared state and error mapping. May use engine, webhooks and telemetry, never store (two
+//! exceptions remain, named in the headers of [`auth`] and [`triggers`]).
 //!
 //! Registering a handler in [`configure`] registers it in the OpenAPI document too
 //! (utoipa-actix-web), so the served routes and the spec cannot drift apart. Annotations state
