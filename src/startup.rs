@@ -85,9 +85,9 @@ impl Application {
                         .config(Config::from("/openapi.json").validator_url("none")),
                 )
                 .default_service(web::to(api::fallback))
-                .wrap(from_fn(auth::authenticate))
-                .wrap(from_fn(api::catch_panic))
-                .wrap(from_fn(crate::telemetry::record_metrics))
+                .wrap(from_fn(api::middleware::authenticate))
+                .wrap(from_fn(api::middleware::catch_panic))
+                .wrap(from_fn(api::middleware::record_metrics))
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .into_utoipa_app()
                 .configure(api::configure)

@@ -1,12 +1,12 @@
-//! Logs (tracing, `RUST_LOG`) and Prometheus metrics.
+//! Logs (tracing, `RUST_LOG`) and Prometheus metrics: the subscriber, the metric registry and
+//! the root span of a request. A leaf: it uses external crates only, so every layer may use it
+//! (the middleware that feeds the metrics lives in `api::middleware`).
 
 use std::io::IsTerminal;
-use std::time::Instant;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::web;
 use actix_web::HttpMessage;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
@@ -86,39 +86,22 @@ impl Metrics {
         }
     }
 
+    /// Counts one answered request and observes its latency. `route` is the route template,
+    /// never the raw path, so label cardinality stays bounded.
+    pub fn observe_request(&self, method: &str, route: &str, status: &str, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[method, route, status])
+            .inc();
+        self.latency
+            .with_label_values(&[method, route])
+            .observe(elapsed.as_secs_f64());
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
-}
-
-/// Middleware: counts requests and observes latency by route template (never the raw path, so
-/// label cardinality stays bounded).
-pub async fn record_metrics(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let state = req.app_data::<web::Data<crate::api::AppState>>().cloned();
-    let res = next.call(req).await?;
-    if let Some(state) = state {
-        let request = res.request();
-        let method = request.method().as_str();
-        let route = state.routes.template(request.path()).unwrap_or("unmatched");
-        let status = res.status();
-        state
-            .metrics
-            .requests
-            .with_label_values(&[method, route, status.as_str()])
-            .inc();
-        state
-            .metrics
-            .latency
-            .with_label_values(&[method, route])
-            .observe(started.elapsed().as_secs_f64());
-    }
-    Ok(res)
 }
 
 /// The root span of every request: method, path and request id (what a log line needs to be

@@ -1,15 +1,15 @@
-//! API keys: `X-API-Key` header → tenant. Only SHA-256 hashes are stored; the comparison of the
-//! presented key's hash with the stored one is constant-time.
+//! HTTP layer: API keys (`X-API-Key` header → tenant) and the per-key rate limit. Only SHA-256
+//! hashes are stored; the comparison of the presented key's hash with the stored one is
+//! constant-time. May use engine and `api::problem`; it still reads the key table through
+//! `store::Store` directly, as the engine has no key API yet.
 
 use std::collections::HashMap;
 use std::future::{ready, Ready};
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use base64::Engine as _;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -18,7 +18,6 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::problem::ApiError;
-use super::AppState;
 use crate::configuration::RateLimit;
 use crate::engine::TenantId;
 use crate::store::{Store, StoreResult};
@@ -108,7 +107,7 @@ impl Throttle {
     }
 
     /// `Err(seconds to wait)` when the key's budget is spent.
-    fn check(&self, key_hash: &[u8; 32]) -> Result<(), u64> {
+    pub fn check(&self, key_hash: &[u8; 32]) -> Result<(), u64> {
         self.limiter.check_key(key_hash).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
@@ -125,45 +124,8 @@ pub fn is_operational(path: &str) -> bool {
         || path.starts_with("/connector/")
 }
 
-/// Middleware: authenticates every non-operational request and applies the rate limit.
-pub async fn authenticate(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if is_operational(req.path()) {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    }
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .cloned()
-        .expect("AppState is registered");
-    let presented = req
-        .headers()
-        .get(API_KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let refuse = |req: ServiceRequest, err: ApiError| {
-        let (http_req, _) = req.into_parts();
-        Ok(ServiceResponse::new(http_req, err.error_response()))
-    };
-    let Some(presented) = presented.filter(|k| !k.is_empty() && k.len() <= 512) else {
-        return refuse(req, ApiError::Unauthorized);
-    };
-    let tenant = match state.keys.resolve(&presented).await {
-        Ok(Some(t)) => t,
-        Ok(None) => return refuse(req, ApiError::Unauthorized),
-        Err(e) => return refuse(req, ApiError::Internal(e.to_string())),
-    };
-    if let Some(throttle) = &state.throttle {
-        if let Err(retry_after_secs) = throttle.check(&hash_key(&presented)) {
-            return refuse(req, ApiError::TooManyRequests { retry_after_secs });
-        }
-    }
-    req.extensions_mut().insert(tenant);
-    Ok(next.call(req).await?.map_into_boxed_body())
-}
-
-/// Handlers take the tenant as an argument; it was put there by [`authenticate`].
+/// Handlers take the tenant as an argument; it was put there by
+/// [`super::middleware::authenticate`].
 impl FromRequest for TenantId {
     type Error = ApiError;
     type Future = Ready<Result<Self, Self::Error>>;

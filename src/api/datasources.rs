@@ -1,10 +1,13 @@
-use actix_web::{get, http::header, post, web, HttpResponse};
+//! HTTP layer: data sources (list, create, get, refresh). May use engine, never store.
+use actix_web::{get, post, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::jobs::accepted;
+use super::params::{DataSourcePath, InstancePath};
 use super::problem::{ApiError, Problem};
-use super::AppState;
+use super::state::AppState;
+use super::urls;
 use crate::engine::datasources::{DataSource, NewDataSource};
 use crate::engine::jobs::Job;
 use crate::engine::TenantId;
@@ -29,7 +32,7 @@ pub struct DataSourceList {
 #[utoipa::path(
     operation_id = "ListDataSources",
     tag = "Data sources",
-    params(("instanceId" = String, Path, description = "The instance.")),
+    params(InstancePath),
     responses(
         (status = 200, description = "The data sources.", body = DataSourceList),
         (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
@@ -40,9 +43,12 @@ pub struct DataSourceList {
 async fn list_data_sources(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<String>,
+    path: web::Path<InstancePath>,
 ) -> Result<web::Json<DataSourceList>, ApiError> {
-    let value = state.engine.list_data_sources(&tenant, &path).await?;
+    let value = state
+        .engine
+        .list_data_sources(&tenant, &path.instance_id)
+        .await?;
     Ok(web::Json(DataSourceList { value }))
 }
 
@@ -52,7 +58,7 @@ async fn list_data_sources(
 #[utoipa::path(
     operation_id = "CreateDataSource",
     tag = "Data sources",
-    params(("instanceId" = String, Path, description = "The instance.")),
+    params(InstancePath),
     request_body(content = NewDataSource, description = "The data source to create."),
     responses(
         (status = 201, description = "The data source was created.", body = DataSource,
@@ -67,23 +73,15 @@ async fn list_data_sources(
 async fn create_data_source(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<String>,
+    path: web::Path<InstancePath>,
     body: web::Json<NewDataSource>,
 ) -> Result<HttpResponse, ApiError> {
-    let instance_id = path.into_inner();
     let source = state
         .engine
-        .create_data_source(&tenant, &instance_id, body.into_inner())
+        .create_data_source(&tenant, &path.instance_id, body.into_inner())
         .await?;
-    Ok(HttpResponse::Created()
-        .insert_header((
-            header::LOCATION,
-            state.url(&format!(
-                "/instances/{instance_id}/datasources/{}",
-                source.data_source_id
-            )),
-        ))
-        .json(source))
+    let location = urls::data_source(&path.instance_id, &source.data_source_id);
+    Ok(urls::created(&state, &location, &source))
 }
 
 /// Get a data source
@@ -92,10 +90,7 @@ async fn create_data_source(
 #[utoipa::path(
     operation_id = "GetDataSource",
     tag = "Data sources",
-    params(
-        ("instanceId" = String, Path, description = "The instance."),
-        ("dataSourceId" = String, Path, description = "The data source."),
-    ),
+    params(DataSourcePath),
     responses(
         (status = 200, description = "The data source.", body = DataSource),
         (status = 404, description = "No such instance or data source.", body = Problem, content_type = "application/problem+json"),
@@ -106,11 +101,13 @@ async fn create_data_source(
 async fn get_data_source(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<(String, String)>,
+    path: web::Path<DataSourcePath>,
 ) -> Result<web::Json<DataSource>, ApiError> {
-    let (instance_id, id) = path.into_inner();
     Ok(web::Json(
-        state.engine.data_source(&tenant, &instance_id, &id).await?,
+        state
+            .engine
+            .data_source(&tenant, &path.instance_id, &path.data_source_id)
+            .await?,
     ))
 }
 
@@ -120,10 +117,7 @@ async fn get_data_source(
 #[utoipa::path(
     operation_id = "RefreshDataSource",
     tag = "Data sources",
-    params(
-        ("instanceId" = String, Path, description = "The instance."),
-        ("dataSourceId" = String, Path, description = "The data source."),
-    ),
+    params(DataSourcePath),
     responses(
         (status = 202, description = "The refresh job was queued.", body = Job,
             headers(("Location" = String, description = "URL of the job to poll."), ("Retry-After" = i32, description = "Seconds to wait before polling."))),
@@ -135,12 +129,11 @@ async fn get_data_source(
 async fn refresh_data_source(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<(String, String)>,
+    path: web::Path<DataSourcePath>,
 ) -> Result<HttpResponse, ApiError> {
-    let (instance_id, id) = path.into_inner();
     let job = state
         .engine
-        .refresh_data_source(&tenant, &instance_id, &id)
+        .refresh_data_source(&tenant, &path.instance_id, &path.data_source_id)
         .await?;
     Ok(accepted(&state, &job))
 }

@@ -1,3 +1,5 @@
+//! HTTP layer: entities and their items (schema, OData-queried pages, create, get, update). May
+//! use engine, never store.
 use std::sync::Arc;
 
 use actix_web::{get, http::header, patch, post, web, HttpResponse};
@@ -6,8 +8,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use super::params::{EntityPath, InstancePath, ItemPath};
 use super::problem::{ApiError, Problem};
-use super::AppState;
+use super::state::AppState;
+use super::urls;
 use crate::engine::entities::{Entity, ItemsQuery};
 use crate::engine::TenantId;
 
@@ -66,7 +70,7 @@ pub struct ODataParams {
 #[utoipa::path(
     operation_id = "GetEntities",
     tag = "Entities",
-    params(("instanceId" = String, Path, description = "The instance.")),
+    params(InstancePath),
     responses(
         (status = 200, description = "The entities.", body = EntityList),
         (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
@@ -77,9 +81,12 @@ pub struct ODataParams {
 async fn get_entities(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<String>,
+    path: web::Path<InstancePath>,
 ) -> Result<web::Json<EntityList>, ApiError> {
-    let value = state.engine.list_entities(&tenant, &path).await?;
+    let value = state
+        .engine
+        .list_entities(&tenant, &path.instance_id)
+        .await?;
     Ok(web::Json(EntityList { value }))
 }
 
@@ -89,10 +96,7 @@ async fn get_entities(
 #[utoipa::path(
     operation_id = "GetEntitySchema",
     tag = "Entities",
-    params(
-        ("instanceId" = String, Path, description = "The instance."),
-        ("entityName" = String, Path, description = "The entity."),
-    ),
+    params(EntityPath),
     responses(
         (status = 200, description = "A JSON Schema object describing the items.", body = Object),
         (status = 404, description = "No such instance or entity.", body = Problem, content_type = "application/problem+json"),
@@ -103,13 +107,12 @@ async fn get_entities(
 async fn get_entity_schema(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<(String, String)>,
+    path: web::Path<EntityPath>,
 ) -> Result<web::Json<Value>, ApiError> {
-    let (instance_id, entity_name) = path.into_inner();
     Ok(web::Json(
         state
             .engine
-            .entity_schema(&tenant, &instance_id, &entity_name)
+            .entity_schema(&tenant, &path.instance_id, &path.entity_name)
             .await?,
     ))
 }
@@ -121,8 +124,7 @@ async fn get_entity_schema(
     operation_id = "GetItems",
     tag = "Entities",
     params(
-        ("instanceId" = String, Path, description = "The instance."),
-        ("entityName" = String, Path, description = "The entity."),
+        EntityPath,
         ("$filter" = Option<String>, Query, description = "OData filter, for example City eq 'Berlin' and Age gt 30."),
         ("$select" = Option<String>, Query, description = "Comma-separated fields to return."),
         ("$orderby" = Option<String>, Query, description = "Comma-separated fields to order by, each optionally followed by asc or desc."),
@@ -140,10 +142,13 @@ async fn get_entity_schema(
 async fn get_items(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<(String, String)>,
+    path: web::Path<EntityPath>,
     query: web::Query<ODataParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let (instance_id, entity_name) = path.into_inner();
+    let EntityPath {
+        instance_id,
+        entity_name,
+    } = path.into_inner();
     let q = query.into_inner();
     let page = state
         .engine
@@ -186,12 +191,8 @@ fn next_link(
     top: i64,
     skip: i64,
 ) -> String {
-    let mut url = url::Url::parse(&state.url(&format!(
-        "/instances/{}/entities/{}/items",
-        encode(instance_id),
-        encode(entity_name)
-    )))
-    .expect("public URL is absolute");
+    let mut url = url::Url::parse(&state.url(&urls::items(instance_id, entity_name)))
+        .expect("public URL is absolute");
     {
         let mut pairs = url.query_pairs_mut();
         for (name, value) in [
@@ -209,24 +210,13 @@ fn next_link(
     url.to_string()
 }
 
-/// Percent-encodes one path segment.
-pub fn encode(segment: &str) -> String {
-    url::form_urlencoded::byte_serialize(segment.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
 /// Get item
 ///
 /// Gets one item of an entity by its key.
 #[utoipa::path(
     operation_id = "GetItem",
     tag = "Entities",
-    params(
-        ("instanceId" = String, Path, description = "The instance."),
-        ("entityName" = String, Path, description = "The entity."),
-        ("itemId" = String, Path, description = "The item's key."),
-    ),
+    params(ItemPath),
     responses(
         (status = 200, description = "The item.", body = Item),
         (status = 404, description = "No such instance, entity or item.", body = Problem, content_type = "application/problem+json"),
@@ -237,13 +227,12 @@ pub fn encode(segment: &str) -> String {
 async fn get_item(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<(String, String, String)>,
+    path: web::Path<ItemPath>,
 ) -> Result<web::Json<Arc<RawValue>>, ApiError> {
-    let (instance_id, entity_name, item_id) = path.into_inner();
     Ok(web::Json(
         state
             .engine
-            .get_item(&tenant, &instance_id, &entity_name, &item_id)
+            .get_item(&tenant, &path.instance_id, &path.entity_name, &path.item_id)
             .await?,
     ))
 }
@@ -254,10 +243,7 @@ async fn get_item(
 #[utoipa::path(
     operation_id = "CreateItem",
     tag = "Entities",
-    params(
-        ("instanceId" = String, Path, description = "The instance."),
-        ("entityName" = String, Path, description = "The entity."),
-    ),
+    params(EntityPath),
     request_body(content = Item, description = "The item's fields."),
     responses(
         (status = 201, description = "The item was created.", body = Item,
@@ -272,25 +258,20 @@ async fn get_item(
 async fn create_item(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<(String, String)>,
+    path: web::Path<EntityPath>,
     body: web::Json<Item>,
 ) -> Result<HttpResponse, ApiError> {
-    let (instance_id, entity_name) = path.into_inner();
     let (key, item) = state
         .engine
-        .create_item(&tenant, &instance_id, &entity_name, body.into_inner().0)
+        .create_item(
+            &tenant,
+            &path.instance_id,
+            &path.entity_name,
+            body.into_inner().0,
+        )
         .await?;
-    Ok(HttpResponse::Created()
-        .insert_header((
-            header::LOCATION,
-            state.url(&format!(
-                "/instances/{}/entities/{}/items/{}",
-                encode(&instance_id),
-                encode(&entity_name),
-                encode(&key)
-            )),
-        ))
-        .json(item))
+    let location = urls::item(&path.instance_id, &path.entity_name, &key);
+    Ok(urls::created(&state, &location, &item))
 }
 
 /// Update item
@@ -299,11 +280,7 @@ async fn create_item(
 #[utoipa::path(
     operation_id = "UpdateItem",
     tag = "Entities",
-    params(
-        ("instanceId" = String, Path, description = "The instance."),
-        ("entityName" = String, Path, description = "The entity."),
-        ("itemId" = String, Path, description = "The item's key."),
-    ),
+    params(ItemPath),
     request_body(content = Item, description = "The fields to change."),
     responses(
         (status = 200, description = "The updated item.", body = Item),
@@ -316,18 +293,17 @@ async fn create_item(
 async fn update_item(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<(String, String, String)>,
+    path: web::Path<ItemPath>,
     body: web::Json<Item>,
 ) -> Result<web::Json<Value>, ApiError> {
-    let (instance_id, entity_name, item_id) = path.into_inner();
     Ok(web::Json(
         state
             .engine
             .update_item(
                 &tenant,
-                &instance_id,
-                &entity_name,
-                &item_id,
+                &path.instance_id,
+                &path.entity_name,
+                &path.item_id,
                 body.into_inner().0,
             )
             .await?,

@@ -1,9 +1,13 @@
-use actix_web::{delete, get, http::header, post, web, HttpResponse};
+//! HTTP layer: instances (workspaces) of the caller's tenant: list, create, get, delete. May use
+//! engine, never store.
+use actix_web::{delete, get, post, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::params::InstancePath;
 use super::problem::{ApiError, Problem};
-use super::AppState;
+use super::state::AppState;
+use super::urls;
 use crate::engine::instances::{Instance, NewInstance};
 use crate::engine::TenantId;
 
@@ -65,12 +69,8 @@ async fn create_instance(
         .engine
         .create_instance(&tenant, body.into_inner())
         .await?;
-    Ok(HttpResponse::Created()
-        .insert_header((
-            header::LOCATION,
-            state.url(&format!("/instances/{}", instance.instance_id)),
-        ))
-        .json(instance))
+    let location = urls::instance(&instance.instance_id);
+    Ok(urls::created(&state, &location, &instance))
 }
 
 /// Get an instance
@@ -79,7 +79,7 @@ async fn create_instance(
 #[utoipa::path(
     operation_id = "GetInstance",
     tag = "Instances",
-    params(("instanceId" = String, Path, description = "The instance.")),
+    params(InstancePath),
     responses(
         (status = 200, description = "The instance.", body = Instance),
         (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
@@ -90,9 +90,11 @@ async fn create_instance(
 async fn get_instance(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<String>,
+    path: web::Path<InstancePath>,
 ) -> Result<web::Json<Instance>, ApiError> {
-    Ok(web::Json(state.engine.instance(&tenant, &path).await?))
+    Ok(web::Json(
+        state.engine.instance(&tenant, &path.instance_id).await?,
+    ))
 }
 
 /// Delete an instance
@@ -101,7 +103,7 @@ async fn get_instance(
 #[utoipa::path(
     operation_id = "DeleteInstance",
     tag = "Instances",
-    params(("instanceId" = String, Path, description = "The instance.")),
+    params(InstancePath),
     responses(
         (status = 204, description = "The instance was deleted."),
         (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
@@ -112,8 +114,11 @@ async fn get_instance(
 async fn delete_instance(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<String>,
+    path: web::Path<InstancePath>,
 ) -> Result<HttpResponse, ApiError> {
-    state.engine.delete_instance(&tenant, &path).await?;
+    state
+        .engine
+        .delete_instance(&tenant, &path.instance_id)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

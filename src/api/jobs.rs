@@ -1,7 +1,11 @@
+//! HTTP layer: background jobs and the 202 answer that starts polling them. May use engine, never
+//! store.
 use actix_web::{get, http::header, web, HttpResponse};
 
+use super::params::JobPath;
 use super::problem::{ApiError, Problem};
-use super::AppState;
+use super::state::AppState;
+use super::urls;
 use crate::engine::jobs::Job;
 use crate::engine::TenantId;
 
@@ -18,10 +22,7 @@ pub fn accepted(state: &AppState, job: &Job) -> HttpResponse {
     HttpResponse::Accepted()
         .insert_header((
             header::LOCATION,
-            state.url(&format!(
-                "/instances/{}/jobs/{}",
-                job.instance_id, job.job_id
-            )),
+            state.url(&urls::job(&job.instance_id, &job.job_id)),
         ))
         .insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()))
         .json(job)
@@ -33,10 +34,7 @@ pub fn accepted(state: &AppState, job: &Job) -> HttpResponse {
 #[utoipa::path(
     operation_id = "GetJob",
     tag = "Jobs",
-    params(
-        ("instanceId" = String, Path, description = "The instance."),
-        ("jobId" = String, Path, description = "The job."),
-    ),
+    params(JobPath),
     responses(
         (status = 200, description = "The job has finished (succeeded or failed).", body = Job),
         (status = 202, description = "The job is queued or running; poll the Location again after Retry-After seconds.", body = Job,
@@ -49,10 +47,12 @@ pub fn accepted(state: &AppState, job: &Job) -> HttpResponse {
 async fn get_job(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<(String, String)>,
+    path: web::Path<JobPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let (instance_id, job_id) = path.into_inner();
-    let job = state.engine.job(&tenant, &instance_id, &job_id).await?;
+    let job = state
+        .engine
+        .job(&tenant, &path.instance_id, &path.job_id)
+        .await?;
     Ok(if job.is_finished() {
         HttpResponse::Ok().json(job)
     } else {

@@ -1,20 +1,12 @@
-//! Operational endpoints: health, readiness, metrics, the OpenAPI document, Swagger UI and the
-//! connector package. They need no key and are not part of the documented API.
-
-use std::collections::BTreeMap;
+//! HTTP layer: operational endpoints (health, readiness, metrics, the OpenAPI document, Swagger UI
+//! and the connector package). They need no key and are not part of the documented API. May use
+//! `api::state` and `api::problem`.
 
 use actix_web::{http::header, web, HttpResponse};
 use serde_json::json;
 
-use super::AppState;
-
-/// Generated documents served as they are.
-#[derive(Debug, Clone, Default)]
-pub struct Documents {
-    pub openapi_json: String,
-    /// File name → (content type, bytes) of the connector package.
-    pub connector: BTreeMap<String, (&'static str, Vec<u8>)>,
-}
+use super::problem::{ApiError, PROBLEM_JSON};
+use super::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
@@ -33,7 +25,7 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     match state.engine.store().ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ready"})),
         Err(e) => HttpResponse::ServiceUnavailable()
-            .content_type(super::problem::PROBLEM_JSON)
+            .content_type(PROBLEM_JSON)
             .json(json!({
                 "type": "urn:insights-connector:problem:not-ready",
                 "title": "Service Unavailable",
@@ -61,13 +53,16 @@ async fn docs_redirect() -> HttpResponse {
         .finish()
 }
 
-async fn connector_file(state: web::Data<AppState>, file: web::Path<String>) -> HttpResponse {
-    match state.documents.connector.get(file.as_str()) {
-        Some((content_type, bytes)) => HttpResponse::Ok()
-            .content_type(*content_type)
-            .body(bytes.clone()),
-        None => actix_web::ResponseError::error_response(&super::problem::ApiError::NotFound(
-            format!("no connector file named {file}"),
-        )),
-    }
+async fn connector_file(
+    state: web::Data<AppState>,
+    file: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (content_type, bytes) = state
+        .documents
+        .connector
+        .get(file.as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("no connector file named {file}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type(*content_type)
+        .body(bytes.clone()))
 }

@@ -1,4 +1,5 @@
-//! RFC 9457 problem details: the one error body of the whole API.
+//! HTTP layer: RFC 9457 problem details, the one error body of the whole API, and the mapping of
+//! engine and extractor errors onto it. May use engine only.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};

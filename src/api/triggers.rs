@@ -1,11 +1,14 @@
-//! Webhook triggers: the six subscribe operations and the subscription resource
-//! (unsubscribe, inspect, deliveries, redeliver).
+//! HTTP layer: webhook triggers, the six subscribe operations and the subscription resource
+//! (unsubscribe, inspect, deliveries, redeliver). May use engine, webhooks and the trigger
+//! catalog.
 
-use actix_web::{delete, get, http::header, post, web, HttpResponse};
+use actix_web::{delete, get, post, web, HttpResponse};
 use serde::Deserialize;
 
+use super::params::{DeliveryPath, InstancePath, SubscriptionPath};
 use super::problem::{ApiError, Problem};
-use super::AppState;
+use super::state::AppState;
+use super::urls;
 use crate::engine::TenantId;
 use crate::triggers::inputs::{
     DataSourceTriggerInput, MeasureTriggerInput, PlainTriggerInput, SegmentTriggerInput,
@@ -30,12 +33,6 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(redeliver_event);
 }
 
-/// The path of a subscription (the `Location` of a subscribe answer, and what the platform
-/// DELETEs to unsubscribe).
-pub fn subscription_path(instance_id: &str, subscription_id: &str) -> String {
-    format!("/instances/{instance_id}/subscriptions/{subscription_id}")
-}
-
 async fn subscribe(
     state: &AppState,
     tenant: &TenantId,
@@ -52,12 +49,8 @@ async fn subscribe(
         req,
     )
     .await?;
-    Ok(HttpResponse::Created()
-        .insert_header((
-            header::LOCATION,
-            state.url(&subscription_path(&sub.instance_id, &sub.subscription_id)),
-        ))
-        .json(sub))
+    let location = urls::subscription(&sub.instance_id, &sub.subscription_id);
+    Ok(urls::created(state, &location, &sub))
 }
 
 /// When a data source refresh fails
@@ -66,7 +59,7 @@ async fn subscribe(
 #[utoipa::path(
     operation_id = "OnDataSourceRefreshFailed",
     tag = "Triggers",
-    params(("instanceId" = String, Path, description = "The instance.")),
+    params(InstancePath),
     request_body(content = DataSourceTriggerInput, description = "The subscription."),
     responses(
         (status = 201, description = "Subscribed; DELETE the Location URL to unsubscribe.", body = TriggerSubscription,
@@ -74,21 +67,21 @@ async fn subscribe(
         (status = 400, description = "The input is not valid or the notification URL is not allowed.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such instance or data source.", body = Problem, content_type = "application/problem+json"),
     ),
-    extensions(("x-ms-visibility" = json!("important")), ("x-ms-trigger" = json!("single")),
+    extensions(("x-ms-visibility" = json!("important")),
         ("x-ms-trigger-hint" = json!("To see it work, refresh a data source whose file is missing or malformed.")))
 )]
 #[post("/instances/{instanceId}/triggers/datasource-refresh-failed")]
 async fn on_data_source_refresh_failed(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<String>,
+    path: web::Path<InstancePath>,
     body: web::Json<DataSourceTriggerInput>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner().into();
     subscribe(
         &state,
         &tenant,
-        &path,
+        &path.instance_id,
         Trigger::OnDataSourceRefreshFailed,
         req,
     )
@@ -101,7 +94,7 @@ async fn on_data_source_refresh_failed(
 #[utoipa::path(
     operation_id = "OnDataSourceRefreshSucceeded",
     tag = "Triggers",
-    params(("instanceId" = String, Path, description = "The instance.")),
+    params(InstancePath),
     request_body(content = DataSourceTriggerInput, description = "The subscription."),
     responses(
         (status = 201, description = "Subscribed; DELETE the Location URL to unsubscribe.", body = TriggerSubscription,
@@ -109,21 +102,21 @@ async fn on_data_source_refresh_failed(
         (status = 400, description = "The input is not valid or the notification URL is not allowed.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such instance or data source.", body = Problem, content_type = "application/problem+json"),
     ),
-    extensions(("x-ms-visibility" = json!("important")), ("x-ms-trigger" = json!("single")),
+    extensions(("x-ms-visibility" = json!("important")),
         ("x-ms-trigger-hint" = json!("To see it work, refresh a data source.")))
 )]
 #[post("/instances/{instanceId}/triggers/datasource-refresh-succeeded")]
 async fn on_data_source_refresh_succeeded(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<String>,
+    path: web::Path<InstancePath>,
     body: web::Json<DataSourceTriggerInput>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner().into();
     subscribe(
         &state,
         &tenant,
-        &path,
+        &path.instance_id,
         Trigger::OnDataSourceRefreshSucceeded,
         req,
     )
@@ -136,7 +129,7 @@ async fn on_data_source_refresh_succeeded(
 #[utoipa::path(
     operation_id = "OnSegmentThresholdCrossed",
     tag = "Triggers",
-    params(("instanceId" = String, Path, description = "The instance.")),
+    params(InstancePath),
     request_body(content = SegmentTriggerInput, description = "The subscription."),
     responses(
         (status = 201, description = "Subscribed; DELETE the Location URL to unsubscribe.", body = TriggerSubscription,
@@ -144,21 +137,21 @@ async fn on_data_source_refresh_succeeded(
         (status = 400, description = "The input is not valid or the notification URL is not allowed.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such instance or segment.", body = Problem, content_type = "application/problem+json"),
     ),
-    extensions(("x-ms-visibility" = json!("important")), ("x-ms-trigger" = json!("single")),
+    extensions(("x-ms-visibility" = json!("important")),
         ("x-ms-trigger-hint" = json!("To see it work, refresh the segment after its member count has grown above the threshold.")))
 )]
 #[post("/instances/{instanceId}/triggers/segment-threshold")]
 async fn on_segment_threshold_crossed(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<String>,
+    path: web::Path<InstancePath>,
     body: web::Json<SegmentTriggerInput>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner().into();
     subscribe(
         &state,
         &tenant,
-        &path,
+        &path.instance_id,
         Trigger::OnSegmentThresholdCrossed,
         req,
     )
@@ -171,7 +164,7 @@ async fn on_segment_threshold_crossed(
 #[utoipa::path(
     operation_id = "OnMeasureThresholdCrossed",
     tag = "Triggers",
-    params(("instanceId" = String, Path, description = "The instance.")),
+    params(InstancePath),
     request_body(content = MeasureTriggerInput, description = "The subscription."),
     responses(
         (status = 201, description = "Subscribed; DELETE the Location URL to unsubscribe.", body = TriggerSubscription,
@@ -179,21 +172,21 @@ async fn on_segment_threshold_crossed(
         (status = 400, description = "The input is not valid or the notification URL is not allowed.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such instance or measure.", body = Problem, content_type = "application/problem+json"),
     ),
-    extensions(("x-ms-visibility" = json!("important")), ("x-ms-trigger" = json!("single")),
+    extensions(("x-ms-visibility" = json!("important")),
         ("x-ms-trigger-hint" = json!("To see it work, refresh the measure after its value has grown above the threshold.")))
 )]
 #[post("/instances/{instanceId}/triggers/measure-threshold")]
 async fn on_measure_threshold_crossed(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<String>,
+    path: web::Path<InstancePath>,
     body: web::Json<MeasureTriggerInput>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner().try_into()?;
     subscribe(
         &state,
         &tenant,
-        &path,
+        &path.instance_id,
         Trigger::OnMeasureThresholdCrossed,
         req,
     )
@@ -206,7 +199,7 @@ async fn on_measure_threshold_crossed(
 #[utoipa::path(
     operation_id = "OnFullRefreshCompleted",
     tag = "Triggers",
-    params(("instanceId" = String, Path, description = "The instance.")),
+    params(InstancePath),
     request_body(content = PlainTriggerInput, description = "The subscription."),
     responses(
         (status = 201, description = "Subscribed; DELETE the Location URL to unsubscribe.", body = TriggerSubscription,
@@ -214,18 +207,25 @@ async fn on_measure_threshold_crossed(
         (status = 400, description = "The input is not valid or the notification URL is not allowed.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
     ),
-    extensions(("x-ms-visibility" = json!("important")), ("x-ms-trigger" = json!("single")),
+    extensions(("x-ms-visibility" = json!("important")),
         ("x-ms-trigger-hint" = json!("To see it work, start a full refresh of the instance.")))
 )]
 #[post("/instances/{instanceId}/triggers/full-refresh-completed")]
 async fn on_full_refresh_completed(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<String>,
+    path: web::Path<InstancePath>,
     body: web::Json<PlainTriggerInput>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner().into();
-    subscribe(&state, &tenant, &path, Trigger::OnFullRefreshCompleted, req).await
+    subscribe(
+        &state,
+        &tenant,
+        &path.instance_id,
+        Trigger::OnFullRefreshCompleted,
+        req,
+    )
+    .await
 }
 
 /// When a unification run completes
@@ -234,7 +234,7 @@ async fn on_full_refresh_completed(
 #[utoipa::path(
     operation_id = "OnUnificationCompleted",
     tag = "Triggers",
-    params(("instanceId" = String, Path, description = "The instance.")),
+    params(InstancePath),
     request_body(content = PlainTriggerInput, description = "The subscription."),
     responses(
         (status = 201, description = "Subscribed; DELETE the Location URL to unsubscribe.", body = TriggerSubscription,
@@ -242,18 +242,25 @@ async fn on_full_refresh_completed(
         (status = 400, description = "The input is not valid or the notification URL is not allowed.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
     ),
-    extensions(("x-ms-visibility" = json!("important")), ("x-ms-trigger" = json!("single")),
+    extensions(("x-ms-visibility" = json!("important")),
         ("x-ms-trigger-hint" = json!("To see it work, run unification for the instance.")))
 )]
 #[post("/instances/{instanceId}/triggers/unification-completed")]
 async fn on_unification_completed(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<String>,
+    path: web::Path<InstancePath>,
     body: web::Json<PlainTriggerInput>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner().into();
-    subscribe(&state, &tenant, &path, Trigger::OnUnificationCompleted, req).await
+    subscribe(
+        &state,
+        &tenant,
+        &path.instance_id,
+        Trigger::OnUnificationCompleted,
+        req,
+    )
+    .await
 }
 
 /// List trigger subscriptions
@@ -262,7 +269,7 @@ async fn on_unification_completed(
 #[utoipa::path(
     operation_id = "ListTriggerSubscriptions",
     tag = "Triggers",
-    params(("instanceId" = String, Path, description = "The instance.")),
+    params(InstancePath),
     responses(
         (status = 200, description = "The subscriptions of the instance.", body = TriggerSubscriptionList),
         (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
@@ -273,9 +280,9 @@ async fn on_unification_completed(
 async fn list_trigger_subscriptions(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<String>,
+    path: web::Path<InstancePath>,
 ) -> Result<web::Json<TriggerSubscriptionList>, ApiError> {
-    let value = subs::list(&state.engine, &tenant, &path).await?;
+    let value = subs::list(&state.engine, &tenant, &path.instance_id).await?;
     Ok(web::Json(TriggerSubscriptionList { value }))
 }
 
@@ -285,10 +292,7 @@ async fn list_trigger_subscriptions(
 #[utoipa::path(
     operation_id = "GetTriggerSubscription",
     tag = "Triggers",
-    params(
-        ("instanceId" = String, Path, description = "The instance."),
-        ("subscriptionId" = String, Path, description = "The subscription."),
-    ),
+    params(SubscriptionPath),
     responses(
         (status = 200, description = "The subscription.", body = TriggerSubscription),
         (status = 404, description = "No such subscription.", body = Problem, content_type = "application/problem+json"),
@@ -299,11 +303,16 @@ async fn list_trigger_subscriptions(
 async fn get_trigger_subscription(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<(String, String)>,
+    path: web::Path<SubscriptionPath>,
 ) -> Result<web::Json<TriggerSubscription>, ApiError> {
-    let (instance_id, subscription_id) = path.into_inner();
     Ok(web::Json(
-        subs::get(&state.engine, &tenant, &instance_id, &subscription_id).await?,
+        subs::get(
+            &state.engine,
+            &tenant,
+            &path.instance_id,
+            &path.subscription_id,
+        )
+        .await?,
     ))
 }
 
@@ -313,10 +322,7 @@ async fn get_trigger_subscription(
 #[utoipa::path(
     operation_id = "DeleteTriggerSubscription",
     tag = "Triggers",
-    params(
-        ("instanceId" = String, Path, description = "The instance."),
-        ("subscriptionId" = String, Path, description = "The subscription."),
-    ),
+    params(SubscriptionPath),
     responses(
         (status = 204, description = "The subscription is gone."),
     ),
@@ -326,10 +332,15 @@ async fn get_trigger_subscription(
 async fn delete_trigger_subscription(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<(String, String)>,
+    path: web::Path<SubscriptionPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let (instance_id, subscription_id) = path.into_inner();
-    subs::delete(&state.engine, &tenant, &instance_id, &subscription_id).await?;
+    subs::delete(
+        &state.engine,
+        &tenant,
+        &path.instance_id,
+        &path.subscription_id,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -349,12 +360,9 @@ struct DeliveryQuery {
     operation_id = "ListDeliveries",
     tag = "Triggers",
     params(
-        ("instanceId" = String, Path, description = "The instance."),
-        ("subscriptionId" = String, Path, description = "The subscription."),
-        ("status" = inline(Option<DeliveryStatus>), Query, description = "Only deliveries in this state: pending, delivered, failed or dead.",
-            extensions(("x-ms-summary" = json!("Status")))),
-        ("$top" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Most deliveries to return (1 to 500, default 100).",
-            extensions(("x-ms-summary" = json!("Top")))),
+        SubscriptionPath,
+        ("status" = inline(Option<DeliveryStatus>), Query, description = "Only deliveries in this state: pending, delivered, failed or dead."),
+        ("$top" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Most deliveries to return (1 to 500, default 100)."),
     ),
     responses(
         (status = 200, description = "The deliveries.", body = DeliveryList),
@@ -367,10 +375,9 @@ struct DeliveryQuery {
 async fn list_deliveries(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<(String, String)>,
+    path: web::Path<SubscriptionPath>,
     query: web::Query<DeliveryQuery>,
 ) -> Result<web::Json<DeliveryList>, ApiError> {
-    let (instance_id, subscription_id) = path.into_inner();
     let top = query.top.unwrap_or(100);
     if !(1..=500).contains(&top) {
         return Err(ApiError::BadRequest(
@@ -380,8 +387,8 @@ async fn list_deliveries(
     let value = subs::list_deliveries(
         &state.engine,
         &tenant,
-        &instance_id,
-        &subscription_id,
+        &path.instance_id,
+        &path.subscription_id,
         query.status,
         top,
     )
@@ -395,11 +402,7 @@ async fn list_deliveries(
 #[utoipa::path(
     operation_id = "RedeliverEvent",
     tag = "Triggers",
-    params(
-        ("instanceId" = String, Path, description = "The instance."),
-        ("subscriptionId" = String, Path, description = "The subscription."),
-        ("deliveryId" = String, Path, description = "The delivery."),
-    ),
+    params(DeliveryPath),
     responses(
         (status = 200, description = "The delivery, queued again (status pending).", body = Delivery),
         (status = 404, description = "No such subscription or delivery.", body = Problem, content_type = "application/problem+json"),
@@ -411,15 +414,14 @@ async fn list_deliveries(
 async fn redeliver_event(
     state: web::Data<AppState>,
     tenant: TenantId,
-    path: web::Path<(String, String, String)>,
+    path: web::Path<DeliveryPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let (instance_id, subscription_id, delivery_id) = path.into_inner();
     let delivery = subs::redeliver(
         &state.engine,
         &tenant,
-        &instance_id,
-        &subscription_id,
-        &delivery_id,
+        &path.instance_id,
+        &path.subscription_id,
+        &path.delivery_id,
     )
     .await?;
     // 200, not 202: in Power Automate 202 means "poll the Location", and there is nothing to

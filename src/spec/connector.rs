@@ -1,13 +1,21 @@
-//! The Power Automate connector package (`connector-definition/`), built from the published
-//! OpenAPI 3.1 document: `apiDefinition.swagger.json` (our 3.1 → 2.0 converter plus the export
-//! step [`single_schema_responses`]), `apiProperties.json`, `settings.json`, `icon.png` and
-//! `readme.md`.
+//! Spec step: the Power Automate connector package (`connector-definition/`), built from the
+//! published OpenAPI 3.1 document: `apiDefinition.swagger.json` (our 3.1 → 2.0 converter plus the
+//! export step [`single_schema_responses`]), `apiProperties.json`, `settings.json`, `icon.png`
+//! and `readme.md`. May use `spec::swagger2` and `spec::lint`, nothing outside `spec`.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::{lint, swagger2, to_stable_json};
+use super::{lint, swagger2};
+
+/// Pretty JSON with sorted keys (serde_json's map is a `BTreeMap`; the `preserve_order`
+/// feature must stay off) and a final newline, so the output is byte-stable.
+pub fn to_stable_json(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("JSON serializes");
+    text.push('\n');
+    text
+}
 
 /// The connector's display name (`info.title`, ≤ 30 characters, no "API"/"Connector").
 pub const TITLE: &str = "Audience Insights";
@@ -16,7 +24,7 @@ pub const CONTACT_URL: &str = "https://insights-connector.example.com/support";
 pub const CONTACT_EMAIL: &str = "support@insights-connector.example.com";
 pub const WEBSITE: &str = "https://insights-connector.example.com";
 pub const PRIVACY_POLICY: &str = "https://insights-connector.example.com/privacy";
-/// At most two, from the allowed list (connector-rules §3.8).
+/// At most two, from the certification's category list ([`super::lint::ALLOWED_CATEGORIES`]).
 pub const CATEGORIES: &str = "Data;Marketing";
 /// `x-ms-api-annotation.status` of the definition.
 pub const API_STATUS: &str = "Preview";
@@ -88,7 +96,7 @@ pub fn api_definition(openapi: &Value, public_url: &str) -> anyhow::Result<Value
 /// * an action keeps the schema of its first (lowest) 2xx response that has one; every other
 ///   response loses `schema` and `examples` (status, description and headers stay);
 /// * a webhook trigger (`x-ms-trigger` without polling metadata) keeps no response schema: its
-///   outputs are the path-level `x-ms-notification-content` (rule W5,
+///   outputs are the path-level `x-ms-notification-content` (the validator's
 ///   `SchemaDefinitionSetIncorrectly`); the 201 keeps its `Location` header;
 /// * the operation-level `produces` that the converter adds for `application/problem+json` is
 ///   removed: the root `produces` lists both JSON media types, because every error body is

@@ -1,7 +1,11 @@
-//! The Power Automate connector dialect (`x-ms-*`), applied to the OpenAPI 3.1 document from
-//! small tables. This is the one place where the dialect lives besides what handlers declare
-//! themselves (operation `x-ms-visibility`, `x-ms-pageable` and field `x-ms-summary` in
-//! `#[utoipa::path(extensions(...))]` / `#[schema(extensions(...))]`).
+//! Spec step: the Power Automate connector dialect (`x-ms-*`), applied to the OpenAPI 3.1
+//! document from small tables. May use the trigger catalog, nothing of `api`.
+//!
+//! Each table-driven fact lives here once. Handlers declare only what is particular to one
+//! operation or field: operation `x-ms-visibility`, `x-ms-pageable` and `x-ms-trigger-hint` in
+//! `#[utoipa::path(extensions(...))]`, and a field's `x-ms-summary` only where it differs from
+//! the derived display name (step 4). Annotating anything the steps below set is dead text: the
+//! table overwrites it.
 //!
 //! [`apply`] runs on the JSON of the assembled document (a `Modify` over `serde_json::Value`:
 //! utoipa's typed `Ref` cannot carry extensions, and several rules below need them next to a
@@ -11,8 +15,8 @@
 //!
 //! What it does, in order:
 //! 1. **Parameters** ([`PATH_PARAMETERS`], [`QUERY_PARAMETERS`]): `x-ms-summary`, one shared
-//!    `description` per path parameter name (connector rule W8: same-named parameters are
-//!    identical across operations), `x-ms-url-encoding: single` on path parameters and the
+//!    `description` per path parameter name (Power Automate requires same-named parameters to
+//!    be identical across operations), `x-ms-url-encoding: single` on path parameters and the
 //!    pickers (`x-ms-dynamic-values`). Operations that *feed* a picker or the dynamic schema
 //!    ([`picker_sources`]) get no pickers on their own parameters.
 //! 2. **Dynamic item schemas** ([`DYNAMIC_SCHEMAS`]): the item bodies and outputs of the item
@@ -74,7 +78,8 @@ impl Picker {
     }
 }
 
-/// Dialect of one path parameter name (the same for every operation, rule W8).
+/// Dialect of one path parameter name (the same for every operation, as Power Automate requires
+/// of same-named parameters).
 #[derive(Debug, Clone, Copy)]
 pub struct PathParameter {
     pub name: &'static str,
@@ -97,7 +102,8 @@ const fn list(
     })
 }
 
-/// Every path parameter of the API (DESIGN §5: these names are contract).
+/// Every path parameter of the API. The names are part of the published contract: renaming one
+/// breaks every flow that uses the operation.
 pub const PATH_PARAMETERS: &[PathParameter] = &[
     PathParameter {
         name: "instanceId",
@@ -269,7 +275,8 @@ const WORD_DISPLAY: &[(&str, &str)] = &[
     ("jsonl", "JSON Lines"),
 ];
 
-/// `dataSourceId` → "Data Source ID" (title case, connector-rules §3.9).
+/// `dataSourceId` → "Data Source ID" (title case, as Power Automate's string guidance asks of
+/// display names).
 pub fn display_name(property: &str) -> String {
     let mut words: Vec<String> = Vec::new();
     let mut current = String::new();
@@ -787,7 +794,7 @@ mod tests {
             assert!(p.get("x-ms-dynamic-values").is_none(), "{path}");
             assert_eq!(
                 p["description"], instance["description"],
-                "W8: same description"
+                "same-named parameters share one description"
             );
             assert_eq!(p["x-ms-url-encoding"], "single");
         }

@@ -1,5 +1,6 @@
-//! Connector lint: the offline-checkable Power Automate connector rules (connector-rules.md §3
-//! and §8, webhook rules W1–W7 of §1.2) that a JSON schema cannot express.
+//! Spec step: the connector lint, the offline-checkable Power Automate connector rules
+//! (certification, swagger validator and webhook trigger rules) that a JSON schema cannot
+//! express. Works on the Swagger 2.0 JSON alone; may use `spec::swagger2` in tests only.
 //!
 //! Rule names follow Microsoft's swagger validator where one is documented
 //! (e.g. `OperationIdSanitized`, `DefaultResponseHasSchema`); the others are ours.
@@ -11,13 +12,14 @@
 //!   valid in Swagger 2.0 connectors) and must resolve; nothing may sit next to a `$ref`.
 //! * An operation with `x-ms-trigger` is treated as a webhook trigger unless it declares
 //!   `x-ms-trigger-metadata.mode == "polling"`.
-//! * W7 is checked generically: some `delete` operation marked `x-ms-visibility: internal` must
-//!   exist in the document.
+//! * The unsubscribe rule (a webhook's `Location` must have a DELETE to answer it) is checked
+//!   generically: some `delete` operation marked `x-ms-visibility: internal` must exist in the
+//!   document.
 //! * `operationId` must be ASCII alphanumeric (no `_`), and path parameters must use
 //!   `x-ms-url-encoding: "single"` exactly.
 //! * The file size limit is 1,000,000 bytes (decimal "1 MB", the stricter reading).
 //! * The `x-ms-*` whitelist is positional (root, info, path item, operation, parameter, schema,
-//!   response, header), per the extension table of connector-rules.md §2.
+//!   response, header): each extension only where Microsoft's extension reference allows it.
 
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -42,7 +44,7 @@ pub const MAX_OPERATIONS: usize = 256;
 pub const MAX_TITLE_CHARS: usize = 30;
 pub const MAX_SUMMARY_CHARS: usize = 80;
 
-/// Allowed values of the `Categories` connector metadata (connector-rules.md §3.8).
+/// Allowed values of the `Categories` connector metadata (the certification's list).
 pub const ALLOWED_CATEGORIES: [&str; 19] = [
     "AI",
     "Business Management",

@@ -1,5 +1,6 @@
-//! The OpenAPI 3.1 document (assembled from the handlers' annotations) and the Power Automate
-//! connector package exported from it.
+//! Spec step: the OpenAPI 3.1 document (assembled from the handlers' annotations) and the Power
+//! Automate connector package exported from it. May use `api` (to register the handlers and for
+//! the problem type) and the trigger vocabulary of `webhooks`; nothing in `api` uses it.
 //!
 //! Pipeline, one source of truth:
 //! 1. [`openapi`]: utoipa-actix-web collects every handler registered in
@@ -16,6 +17,8 @@ pub mod connector;
 pub mod dialect;
 pub mod lint;
 pub mod swagger2;
+
+pub use connector::to_stable_json;
 
 use actix_web::App;
 use serde_json::{json, Value};
@@ -213,22 +216,11 @@ pub fn document(doc: &OpenApi) -> anyhow::Result<Value> {
     Ok(value)
 }
 
-/// Pretty JSON with sorted keys (serde_json's map is a `BTreeMap`; the `preserve_order`
-/// feature must stay off) and a final newline, so the output is byte-stable.
-pub fn to_stable_json(value: &Value) -> String {
-    let mut text = serde_json::to_string_pretty(value).expect("JSON serializes");
-    text.push('\n');
-    text
-}
-
 /// The documents the service serves: the 3.1 document and the connector package for its own
 /// public URL (plain `http://127.0.0.1:…` gives `schemes: ["http"]`).
-pub fn documents(
-    doc: &OpenApi,
-    public_url: &str,
-) -> anyhow::Result<crate::api::operational::Documents> {
+pub fn documents(doc: &OpenApi, public_url: &str) -> anyhow::Result<crate::api::state::Documents> {
     let published = document(doc)?;
-    Ok(crate::api::operational::Documents {
+    Ok(crate::api::state::Documents {
         openapi_json: to_stable_json(&published),
         connector: connector::package(&published, public_url, false)?,
     })

@@ -1,5 +1,5 @@
-//! OpenAPI 3.1 (as emitted by utoipa 6) → Swagger 2.0 converter for the Power Automate
-//! connector definition (`apiDefinition.swagger.json`).
+//! Spec step: OpenAPI 3.1 (as emitted by utoipa 6) → Swagger 2.0 converter for the Power
+//! Automate connector definition (`apiDefinition.swagger.json`). Depends on nothing in the crate.
 //!
 //! The converter handles the subset of OpenAPI 3.1 that utoipa emits for this service and
 //! **fails loudly** (`ConvertError::Unsupported`, carrying the JSON pointer of the offending

@@ -1,0 +1,164 @@
+//! HTTP layer: the middleware around every handler (metrics, panic catching, authentication and
+//! the rate limit) and the fallback service for requests no handler takes. May use the rest of
+//! `api` and `telemetry`, never the store.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use futures_util::FutureExt;
+
+use super::auth::{hash_key, API_KEY_HEADER};
+use super::problem::ApiError;
+use super::state::AppState;
+
+/// Middleware: counts requests and observes latency by route template (never the raw path, so
+/// label cardinality stays bounded).
+pub async fn record_metrics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let res = next.call(req).await?;
+    if let Some(state) = state {
+        let request = res.request();
+        let route = state.routes.template(request.path()).unwrap_or("unmatched");
+        state.metrics.observe_request(
+            request.method().as_str(),
+            route,
+            res.status().as_str(),
+            started.elapsed(),
+        );
+    }
+    Ok(res)
+}
+
+/// Middleware: a panicking handler answers 500 problem+json instead of dropping the connection
+/// (and never takes the worker down).
+pub async fn catch_panic(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // Cloning the request here would break routing (it needs the only reference), so a panic is
+    // turned into an error, which actix renders through `ApiError::error_response`.
+    match std::panic::AssertUnwindSafe(next.call(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(res) => Ok(res?.map_into_boxed_body()),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(ApiError::Internal(format!("handler panicked: {message}")).into())
+        }
+    }
+}
+
+/// Middleware: authenticates every non-operational request and applies the rate limit.
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if super::auth::is_operational(req.path()) {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .expect("AppState is registered");
+    let presented = req
+        .headers()
+        .get(API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let refuse = |req: ServiceRequest, err: ApiError| {
+        let (http_req, _) = req.into_parts();
+        Ok(ServiceResponse::new(http_req, err.error_response()))
+    };
+    let Some(presented) = presented.filter(|k| !k.is_empty() && k.len() <= 512) else {
+        return refuse(req, ApiError::Unauthorized);
+    };
+    let tenant = match state.keys.resolve(&presented).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return refuse(req, ApiError::Unauthorized),
+        Err(e) => return refuse(req, ApiError::Internal(e.to_string())),
+    };
+    if let Some(throttle) = &state.throttle {
+        if let Err(retry_after_secs) = throttle.check(&hash_key(&presented)) {
+            return refuse(req, ApiError::TooManyRequests { retry_after_secs });
+        }
+    }
+    req.extensions_mut().insert(tenant);
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// Fallback: 405 with `Allow` for a known path, otherwise 404 — both problem+json.
+pub async fn fallback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Err(match state.routes.allowed(req.path()) {
+        Some(mut methods) => {
+            methods.sort();
+            ApiError::MethodNotAllowed {
+                method: req.method().to_string(),
+                allow: methods.join(", "),
+            }
+        }
+        None => ApiError::NotFound(format!("no resource at {}", req.path())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::middleware::from_fn;
+    use actix_web::{test, web, App, HttpResponse};
+
+    #[actix_web::test]
+    async fn a_panicking_handler_answers_500_problem_and_the_service_keeps_serving() {
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(super::catch_panic))
+                .route(
+                    "/boom",
+                    web::get().to(|| async {
+                        if true {
+                            panic!("boom");
+                        }
+                        HttpResponse::Ok().finish()
+                    }),
+                )
+                .route(
+                    "/fine",
+                    web::get().to(|| async { HttpResponse::Ok().finish() }),
+                ),
+        )
+        .await;
+        // The HTTP dispatcher renders a middleware error through `error_response`; do the same.
+        let err = test::try_call_service(&app, test::TestRequest::get().uri("/boom").to_request())
+            .await
+            .expect_err("the panic becomes an error");
+        let res = err.error_response();
+        assert_eq!(res.status(), 500);
+        assert_eq!(
+            res.headers().get("content-type").unwrap(),
+            crate::api::problem::PROBLEM_JSON
+        );
+        let bytes = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["status"], 500);
+        assert!(
+            !body["detail"].as_str().unwrap().contains("boom"),
+            "no internals leak"
+        );
+        let res =
+            test::call_service(&app, test::TestRequest::get().uri("/fine").to_request()).await;
+        assert_eq!(res.status(), 200);
+    }
+}
