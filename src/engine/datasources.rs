@@ -42,13 +42,11 @@ impl From<DataFormat> for Format {
 #[serde(rename_all = "camelCase")]
 pub struct RefreshStatus {
     /// succeeded or failed.
-    #[schema(extensions(("x-ms-summary" = json!("Status"))))]
     pub status: String,
     /// Rows ingested by the refresh (0 when it failed).
     #[schema(extensions(("x-ms-summary" = json!("Rows ingested"))))]
     pub rows_ingested: i64,
     /// Why the refresh failed (with the line number for malformed rows).
-    #[schema(extensions(("x-ms-summary" = json!("Error"))))]
     pub error: Option<String>,
     /// When the refresh started.
     #[schema(extensions(("x-ms-summary" = json!("Started at"))))]
@@ -66,19 +64,16 @@ pub struct DataSource {
     #[schema(extensions(("x-ms-summary" = json!("Data source ID"))))]
     pub data_source_id: String,
     /// Display name.
-    #[schema(extensions(("x-ms-summary" = json!("Name"))))]
     pub name: String,
     /// The entity its rows are ingested into.
     #[schema(extensions(("x-ms-summary" = json!("Entity name"))))]
     pub entity_name: String,
     /// csv or jsonl.
-    #[schema(extensions(("x-ms-summary" = json!("Format"))))]
     pub format: DataFormat,
     /// The field that identifies a row.
     #[schema(extensions(("x-ms-summary" = json!("Key field"))))]
     pub key_field: String,
     /// Server-side file path relative to the data directory, when the data is not inline.
-    #[schema(extensions(("x-ms-summary" = json!("Path"))))]
     pub path: Option<String>,
     /// Whether the data is stored inline.
     #[schema(extensions(("x-ms-summary" = json!("Has inline content"))))]
@@ -124,24 +119,22 @@ impl From<DataSourceRecord> for DataSource {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewDataSource {
     /// Display name.
-    #[schema(min_length = 1, max_length = 200, extensions(("x-ms-summary" = json!("Name"))))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// The entity to ingest into (letters, digits and underscores, starting with a letter).
     #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z][A-Za-z0-9_]*$", extensions(("x-ms-summary" = json!("Entity name"))))]
     pub entity_name: String,
     /// csv or jsonl.
-    #[schema(extensions(("x-ms-summary" = json!("Format"))))]
     pub format: DataFormat,
     /// The field (CSV column) that identifies a row.
     #[schema(min_length = 1, max_length = 200, extensions(("x-ms-summary" = json!("Key field"))))]
     pub key_field: String,
     /// The file's content, inline.
     #[serde(default)]
-    #[schema(extensions(("x-ms-summary" = json!("Content"))))]
     pub content: Option<String>,
     /// A file path relative to the service's data directory.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 1024, extensions(("x-ms-summary" = json!("Path")), ("x-ms-visibility" = json!("advanced"))))]
+    #[schema(min_length = 1, max_length = 1024, extensions(("x-ms-visibility" = json!("advanced"))))]
     pub path: Option<String>,
 }
 

@@ -35,7 +35,6 @@ pub struct Entity {
     #[schema(extensions(("x-ms-summary" = json!("Entity name"))))]
     pub name: String,
     /// `source` for entities ingested from data sources or written by actions, `unified` for the profiles built by unification.
-    #[schema(extensions(("x-ms-summary" = json!("Kind"))))]
     pub kind: EntityKind,
     /// The field that identifies an item.
     #[schema(extensions(("x-ms-summary" = json!("Key field"))))]

@@ -12,10 +12,8 @@ use crate::store::InstanceRecord;
 #[serde(rename_all = "camelCase")]
 pub struct Instance {
     /// Unique identifier of the instance.
-    #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
     pub instance_id: String,
     /// Display name of the instance.
-    #[schema(extensions(("x-ms-summary" = json!("Name"))))]
     pub name: String,
     /// Cron expression (UTC) of the automatic full refresh, if any.
     #[schema(extensions(("x-ms-summary" = json!("Refresh schedule"))))]
@@ -30,7 +28,7 @@ pub struct Instance {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewInstance {
     /// Display name of the instance (1–200 characters).
-    #[schema(min_length = 1, max_length = 200, extensions(("x-ms-summary" = json!("Name"))))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Optional cron expression (UTC, seconds optional) for automatic full refreshes, e.g. `0 0 3 * * *`.
     #[serde(default)]

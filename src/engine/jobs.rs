@@ -62,19 +62,14 @@ pub enum JobStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     /// Unique identifier of the job.
-    #[schema(extensions(("x-ms-summary" = json!("Job ID"))))]
     pub job_id: String,
     /// The instance the job runs in.
-    #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
     pub instance_id: String,
     /// What the job does.
-    #[schema(extensions(("x-ms-summary" = json!("Kind"))))]
     pub kind: JobKind,
     /// The data source, segment or measure the job works on, if any.
-    #[schema(extensions(("x-ms-summary" = json!("Target ID"))))]
     pub target_id: Option<String>,
     /// queued, running, succeeded or failed.
-    #[schema(extensions(("x-ms-summary" = json!("Status"))))]
     pub status: JobStatus,
     /// When the job was queued.
     #[schema(extensions(("x-ms-summary" = json!("Created at"))))]
@@ -86,10 +81,9 @@ pub struct Job {
     #[schema(extensions(("x-ms-summary" = json!("Completed at"))))]
     pub completed_at: Option<DateTime<Utc>>,
     /// The job's result once finished (its shape depends on the kind).
-    #[schema(value_type = Option<Object>, extensions(("x-ms-summary" = json!("Result"))))]
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     /// Why the job failed.
-    #[schema(extensions(("x-ms-summary" = json!("Error"))))]
     pub error: Option<String>,
 }
 

@@ -18,25 +18,19 @@ use crate::triggers::{DomainEvent, EventKind};
 #[serde(rename_all = "camelCase")]
 pub struct Measure {
     /// Unique identifier of the measure.
-    #[schema(extensions(("x-ms-summary" = json!("Measure ID"))))]
     pub measure_id: String,
     /// Display name.
-    #[schema(extensions(("x-ms-summary" = json!("Name"))))]
     pub name: String,
     /// The entity aggregated over.
     #[schema(extensions(("x-ms-summary" = json!("Entity name"))))]
     pub entity_name: String,
     /// count, sum, avg, min, max or distinctCount.
-    #[schema(extensions(("x-ms-summary" = json!("Aggregate"))))]
     pub aggregate: Aggregate,
     /// The aggregated field (optional for count).
-    #[schema(extensions(("x-ms-summary" = json!("Field"))))]
     pub field: Option<String>,
     /// Optional OData filter over the entity's items.
-    #[schema(extensions(("x-ms-summary" = json!("Filter"))))]
     pub filter: Option<String>,
     /// Value at the last refresh (absent before it, or when no item had a value).
-    #[schema(extensions(("x-ms-summary" = json!("Value"))))]
     pub value: Option<f64>,
     /// When the measure was last refreshed.
     #[schema(extensions(("x-ms-summary" = json!("Last refreshed at"))))]
@@ -67,21 +61,18 @@ impl From<MeasureRecord> for Measure {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewMeasure {
     /// Display name.
-    #[schema(min_length = 1, max_length = 200, extensions(("x-ms-summary" = json!("Name"))))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// The entity to aggregate over.
     #[schema(min_length = 1, extensions(("x-ms-summary" = json!("Entity name"))))]
     pub entity_name: String,
     /// count, sum, avg, min, max or distinctCount.
-    #[schema(extensions(("x-ms-summary" = json!("Aggregate"))))]
     pub aggregate: Aggregate,
     /// The field to aggregate (required except for count).
     #[serde(default)]
-    #[schema(extensions(("x-ms-summary" = json!("Field"))))]
     pub field: Option<String>,
     /// Optional OData filter over the entity's items.
     #[serde(default)]
-    #[schema(extensions(("x-ms-summary" = json!("Filter"))))]
     pub filter: Option<String>,
 }
 

@@ -17,13 +17,10 @@ use crate::triggers::{DomainEvent, EventKind};
 #[serde(rename_all = "camelCase")]
 pub struct Segment {
     /// Unique identifier of the segment.
-    #[schema(extensions(("x-ms-summary" = json!("Segment ID"))))]
     pub segment_id: String,
     /// Display name.
-    #[schema(extensions(("x-ms-summary" = json!("Name"))))]
     pub name: String,
     /// OData filter over the Customer entity.
-    #[schema(extensions(("x-ms-summary" = json!("Filter"))))]
     pub filter: String,
     /// Members at the last refresh (absent before the first refresh).
     #[schema(extensions(("x-ms-summary" = json!("Member count"))))]
@@ -54,10 +51,10 @@ impl From<SegmentRecord> for Segment {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewSegment {
     /// Display name.
-    #[schema(min_length = 1, max_length = 200, extensions(("x-ms-summary" = json!("Name"))))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// OData filter over the Customer entity, for example city eq 'Berlin'.
-    #[schema(min_length = 1, extensions(("x-ms-summary" = json!("Filter"))))]
+    #[schema(min_length = 1)]
     pub filter: String,
 }
 

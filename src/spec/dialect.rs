@@ -542,7 +542,7 @@ pub fn apply_triggers(doc: &mut Value, triggers: &[(Trigger, &str, &str)]) -> Re
         let id = trigger.as_str();
         let Some(schema) = doc.pointer(&format!("/components/schemas/{schema_name}")) else {
             return fail(format!(
-                "notification schema `{schema_name}` of {id} is not in the components; register it in spec::NOTIFICATION_SCHEMAS"
+                "notification schema `{schema_name}` of {id} is not in the components; give it as the payload of its trigger catalog entry"
             ));
         };
         let description = schema
@@ -880,7 +880,7 @@ mod tests {
             )],
         )
         .unwrap_err();
-        assert!(err.to_string().contains("NOTIFICATION_SCHEMAS"), "{err}");
+        assert!(err.to_string().contains("trigger catalog entry"), "{err}");
 
         let mut d = doc();
         let err = apply_with_triggers(

@@ -39,18 +39,6 @@ pub const DEFAULT_PUBLIC_URL: &str = "https://insights-connector.example.com";
 pub const OPENAPI_FILE: &str = "openapi/openapi.json";
 pub const CONNECTOR_DIR: &str = "connector-definition";
 
-/// Component schemas that no handler references but the document needs: the trigger
-/// notification bodies named in [`crate::webhooks::TRIGGERS`] (e.g.
-/// `add_schema::<crate::webhooks::SegmentThresholdEvent>`). The dialect fails if a trigger's
-/// notification schema is missing from the components.
-pub const NOTIFICATION_SCHEMAS: &[fn(&mut OpenApi)] = &[
-    add_schema::<crate::triggers::notifications::DataSourceRefreshNotification>,
-    add_schema::<crate::triggers::notifications::SegmentThresholdNotification>,
-    add_schema::<crate::triggers::notifications::MeasureThresholdNotification>,
-    add_schema::<crate::triggers::notifications::FullRefreshNotification>,
-    add_schema::<crate::triggers::notifications::UnificationNotification>,
-];
-
 /// The OpenAPI 3.1 document of every action and trigger, as utoipa assembles it (without the
 /// connector dialect, see [`document`]).
 pub fn openapi() -> OpenApi {
@@ -91,10 +79,12 @@ fn decorate(doc: &mut OpenApi) {
     )]));
 
     add_schema::<Problem>(doc);
-    for register in NOTIFICATION_SCHEMAS {
-        register(doc);
-    }
     let components = doc.components.get_or_insert_with(Default::default);
+    // The trigger notification bodies: no handler references them (they are the path-level
+    // `x-ms-notification-content`), so the catalog brings them in.
+    for (name, schema) in crate::triggers::notification_schemas() {
+        components.schemas.insert(name, schema);
+    }
     components.add_security_scheme(
         "api_key",
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(

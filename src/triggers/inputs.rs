@@ -9,11 +9,10 @@ use utoipa::ToSchema;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataSourceTriggerInput {
     /// Callback URL that receives the notifications (filled in by Power Automate).
-    #[schema(extensions(("x-ms-notification-url" = json!(true)), ("x-ms-visibility" = json!("internal")), ("x-ms-summary" = json!("Notification URL"))))]
+    #[schema(extensions(("x-ms-notification-url" = json!(true))))]
     pub notification_url: String,
     /// Only refreshes of this data source trigger the flow; leave empty for every data source of the instance.
     #[serde(default)]
-    #[schema(extensions(("x-ms-summary" = json!("Data Source"))))]
     pub data_source_id: Option<String>,
     /// Standard Webhooks signing secret (`whsec_` followed by base64 of 24 to 64 random bytes); when set, every notification is signed.
     #[serde(default)]
@@ -26,13 +25,12 @@ pub struct DataSourceTriggerInput {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SegmentTriggerInput {
     /// Callback URL that receives the notifications (filled in by Power Automate).
-    #[schema(extensions(("x-ms-notification-url" = json!(true)), ("x-ms-visibility" = json!("internal")), ("x-ms-summary" = json!("Notification URL"))))]
+    #[schema(extensions(("x-ms-notification-url" = json!(true))))]
     pub notification_url: String,
     /// The segment to watch.
-    #[schema(extensions(("x-ms-summary" = json!("Segment"))))]
     pub segment_id: String,
     /// The flow runs when a refresh moves the member count from at most this number to above it.
-    #[schema(minimum = 0, extensions(("x-ms-summary" = json!("Threshold"))))]
+    #[schema(minimum = 0)]
     pub threshold: u64,
     /// Standard Webhooks signing secret (`whsec_` followed by base64 of 24 to 64 random bytes); when set, every notification is signed.
     #[serde(default)]
@@ -45,13 +43,11 @@ pub struct SegmentTriggerInput {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MeasureTriggerInput {
     /// Callback URL that receives the notifications (filled in by Power Automate).
-    #[schema(extensions(("x-ms-notification-url" = json!(true)), ("x-ms-visibility" = json!("internal")), ("x-ms-summary" = json!("Notification URL"))))]
+    #[schema(extensions(("x-ms-notification-url" = json!(true))))]
     pub notification_url: String,
     /// The measure to watch.
-    #[schema(extensions(("x-ms-summary" = json!("Measure"))))]
     pub measure_id: String,
     /// The flow runs when a refresh moves the measure's value from at most this number to above it.
-    #[schema(extensions(("x-ms-summary" = json!("Threshold"))))]
     pub threshold: f64,
     /// Standard Webhooks signing secret (`whsec_` followed by base64 of 24 to 64 random bytes); when set, every notification is signed.
     #[serde(default)]
@@ -64,7 +60,7 @@ pub struct MeasureTriggerInput {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlainTriggerInput {
     /// Callback URL that receives the notifications (filled in by Power Automate).
-    #[schema(extensions(("x-ms-notification-url" = json!(true)), ("x-ms-visibility" = json!("internal")), ("x-ms-summary" = json!("Notification URL"))))]
+    #[schema(extensions(("x-ms-notification-url" = json!(true))))]
     pub notification_url: String,
     /// Standard Webhooks signing secret (`whsec_` followed by base64 of 24 to 64 random bytes); when set, every notification is signed.
     #[serde(default)]
@@ -79,19 +75,16 @@ pub struct PlainTriggerInput {
 pub struct SubscriptionInputs {
     /// Data source filter of a data source trigger (absent = every data source).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(extensions(("x-ms-summary" = json!("Data Source ID"))))]
     pub data_source_id: Option<String>,
     /// Segment of a segment threshold trigger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(extensions(("x-ms-summary" = json!("Segment ID"))))]
     pub segment_id: Option<String>,
     /// Measure of a measure threshold trigger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(extensions(("x-ms-summary" = json!("Measure ID"))))]
     pub measure_id: Option<String>,
     /// Threshold of a segment (integer) or measure (number) threshold trigger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<f64>, extensions(("x-ms-summary" = json!("Threshold"))))]
+    #[schema(value_type = Option<f64>)]
     pub threshold: Option<serde_json::Number>,
 }
 

@@ -16,38 +16,27 @@ use crate::openapi_fields::{array_of, free_object};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataSourceRefreshNotification {
     /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
-    #[schema(extensions(("x-ms-summary" = json!("Event ID"))))]
     pub event_id: String,
     /// Kind of event: `dataSourceRefreshFailed` or `dataSourceRefreshSucceeded`.
-    #[schema(extensions(("x-ms-summary" = json!("Event Type"))))]
     pub event_type: String,
     /// When the event happened (UTC).
-    #[schema(extensions(("x-ms-summary" = json!("Occurred At"))))]
     pub occurred_at: DateTime<Utc>,
     /// Identifier of the instance the data source belongs to.
-    #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
     pub instance_id: String,
     /// Identifier of the refreshed data source.
-    #[schema(extensions(("x-ms-summary" = json!("Data Source ID"))))]
     pub data_source_id: String,
     /// Name of the refreshed data source.
-    #[schema(extensions(("x-ms-summary" = json!("Data Source Name"))))]
     pub data_source_name: String,
     /// Outcome of the refresh: `succeeded` or `failed`.
-    #[schema(extensions(("x-ms-summary" = json!("Status"))))]
     pub status: String,
     /// Number of rows ingested by the refresh (0 when it failed).
-    #[schema(extensions(("x-ms-summary" = json!("Rows Ingested"))))]
     pub rows_ingested: u64,
     /// Why the refresh failed (only present when it failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(extensions(("x-ms-summary" = json!("Error"))))]
     pub error: Option<String>,
     /// When the refresh started (UTC).
-    #[schema(extensions(("x-ms-summary" = json!("Started At"))))]
     pub started_at: DateTime<Utc>,
     /// When the refresh completed (UTC).
-    #[schema(extensions(("x-ms-summary" = json!("Completed At"))))]
     pub completed_at: DateTime<Utc>,
 }
 
@@ -56,31 +45,22 @@ pub struct DataSourceRefreshNotification {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SegmentThresholdNotification {
     /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
-    #[schema(extensions(("x-ms-summary" = json!("Event ID"))))]
     pub event_id: String,
     /// Kind of event: `segmentThresholdCrossed`.
-    #[schema(extensions(("x-ms-summary" = json!("Event Type"))))]
     pub event_type: String,
     /// When the event happened (UTC).
-    #[schema(extensions(("x-ms-summary" = json!("Occurred At"))))]
     pub occurred_at: DateTime<Utc>,
     /// Identifier of the instance the segment belongs to.
-    #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
     pub instance_id: String,
     /// Identifier of the segment.
-    #[schema(extensions(("x-ms-summary" = json!("Segment ID"))))]
     pub segment_id: String,
     /// Name of the segment.
-    #[schema(extensions(("x-ms-summary" = json!("Segment Name"))))]
     pub segment_name: String,
     /// The threshold of the subscription that was crossed.
-    #[schema(extensions(("x-ms-summary" = json!("Threshold"))))]
     pub threshold: u64,
     /// Member count before the refresh (0 if the segment had never been refreshed).
-    #[schema(extensions(("x-ms-summary" = json!("Previous Count"))))]
     pub previous_count: i64,
     /// Member count after the refresh.
-    #[schema(extensions(("x-ms-summary" = json!("Current Count"))))]
     pub current_count: i64,
 }
 
@@ -89,31 +69,22 @@ pub struct SegmentThresholdNotification {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MeasureThresholdNotification {
     /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
-    #[schema(extensions(("x-ms-summary" = json!("Event ID"))))]
     pub event_id: String,
     /// Kind of event: `measureThresholdCrossed`.
-    #[schema(extensions(("x-ms-summary" = json!("Event Type"))))]
     pub event_type: String,
     /// When the event happened (UTC).
-    #[schema(extensions(("x-ms-summary" = json!("Occurred At"))))]
     pub occurred_at: DateTime<Utc>,
     /// Identifier of the instance the measure belongs to.
-    #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
     pub instance_id: String,
     /// Identifier of the measure.
-    #[schema(extensions(("x-ms-summary" = json!("Measure ID"))))]
     pub measure_id: String,
     /// Name of the measure.
-    #[schema(extensions(("x-ms-summary" = json!("Measure Name"))))]
     pub measure_name: String,
     /// The threshold of the subscription that was crossed.
-    #[schema(extensions(("x-ms-summary" = json!("Threshold"))))]
     pub threshold: f64,
     /// Value before the refresh (0 if the measure had never been computed).
-    #[schema(extensions(("x-ms-summary" = json!("Previous Value"))))]
     pub previous_value: f64,
     /// Value after the refresh.
-    #[schema(extensions(("x-ms-summary" = json!("Current Value"))))]
     pub current_value: f64,
 }
 
@@ -122,28 +93,20 @@ pub struct MeasureThresholdNotification {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FullRefreshNotification {
     /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
-    #[schema(extensions(("x-ms-summary" = json!("Event ID"))))]
     pub event_id: String,
     /// Kind of event: `fullRefreshCompleted`.
-    #[schema(extensions(("x-ms-summary" = json!("Event Type"))))]
     pub event_type: String,
     /// When the event happened (UTC).
-    #[schema(extensions(("x-ms-summary" = json!("Occurred At"))))]
     pub occurred_at: DateTime<Utc>,
     /// Identifier of the instance that was refreshed.
-    #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
     pub instance_id: String,
     /// Identifier of the full refresh job.
-    #[schema(extensions(("x-ms-summary" = json!("Job ID"))))]
     pub job_id: String,
     /// Final status of the job, e.g. `succeeded` or `failed`.
-    #[schema(extensions(("x-ms-summary" = json!("Status"))))]
     pub status: String,
     /// When the job started (UTC).
-    #[schema(extensions(("x-ms-summary" = json!("Started At"))))]
     pub started_at: DateTime<Utc>,
     /// When the job completed (UTC).
-    #[schema(extensions(("x-ms-summary" = json!("Completed At"))))]
     pub completed_at: DateTime<Utc>,
     /// Outcome of each stage, in the order they ran: data sources, unification, measures, segments.
     #[schema(schema_with = stages_schema)]
@@ -155,7 +118,6 @@ pub struct FullRefreshNotification {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FullRefreshStage {
     /// Kind of stage: `dataSource`, `unification`, `measure` or `segment`.
-    #[schema(extensions(("x-ms-summary" = json!("Stage"))))]
     pub stage: String,
     /// Name of the data source, measure or segment (`unification` for the unification stage).
     #[schema(extensions(("x-ms-summary" = json!("Stage Name"))))]
@@ -182,31 +144,22 @@ pub struct FullRefreshStage {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UnificationNotification {
     /// Unique identifier of the event; the same on every retry, so duplicates can be dropped.
-    #[schema(extensions(("x-ms-summary" = json!("Event ID"))))]
     pub event_id: String,
     /// Kind of event: `unificationCompleted`.
-    #[schema(extensions(("x-ms-summary" = json!("Event Type"))))]
     pub event_type: String,
     /// When the event happened (UTC).
-    #[schema(extensions(("x-ms-summary" = json!("Occurred At"))))]
     pub occurred_at: DateTime<Utc>,
     /// Identifier of the instance that was unified.
-    #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
     pub instance_id: String,
     /// Identifier of the job that ran the unification (a full refresh job when it ran in one).
-    #[schema(extensions(("x-ms-summary" = json!("Job ID"))))]
     pub job_id: String,
     /// Number of source records that went into unification.
-    #[schema(extensions(("x-ms-summary" = json!("Source Records"))))]
     pub source_records: u64,
     /// Number of unified customer profiles produced.
-    #[schema(extensions(("x-ms-summary" = json!("Unified Profiles"))))]
     pub unified_profiles: u64,
     /// Number of source records that matched at least one other record.
-    #[schema(extensions(("x-ms-summary" = json!("Matched Records"))))]
     pub matched_records: u64,
     /// When the unification completed (UTC).
-    #[schema(extensions(("x-ms-summary" = json!("Completed At"))))]
     pub completed_at: DateTime<Utc>,
 }
 
@@ -446,8 +399,10 @@ mod tests {
 
     #[test]
     fn every_property_has_a_description_and_a_summary() {
-        for (name, schema) in notification_schemas() {
-            let schema = serde_json::to_value(schema).unwrap();
+        // As published: the spec step derives the summaries a field does not state itself.
+        let doc = crate::spec::document(&crate::spec::openapi()).unwrap();
+        for (name, _) in notification_schemas() {
+            let schema = doc["components"]["schemas"][&name].clone();
             assert!(
                 schema["description"].is_string(),
                 "{name} has no description"

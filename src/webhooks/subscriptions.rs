@@ -158,13 +158,10 @@ pub enum SubscriptionStatus {
 #[serde(rename_all = "camelCase")]
 pub struct TriggerSubscription {
     /// Unique identifier of the subscription.
-    #[schema(extensions(("x-ms-summary" = json!("Subscription ID"))))]
     pub subscription_id: String,
     /// The trigger (its operation ID), e.g. `OnSegmentThresholdCrossed`.
-    #[schema(extensions(("x-ms-summary" = json!("Trigger"))))]
     pub trigger: String,
     /// Identifier of the instance the subscription watches.
-    #[schema(extensions(("x-ms-summary" = json!("Instance ID"))))]
     pub instance_id: String,
     /// The trigger inputs.
     #[schema(schema_with = subscription_inputs)]
@@ -173,19 +170,14 @@ pub struct TriggerSubscription {
     #[schema(schema_with = subscription_status)]
     pub status: SubscriptionStatus,
     /// Whether notifications are signed (a secret was given).
-    #[schema(extensions(("x-ms-summary" = json!("Signed"))))]
     pub signed: bool,
     /// When the subscription was created.
-    #[schema(extensions(("x-ms-summary" = json!("Created At"))))]
     pub created_at: DateTime<Utc>,
     /// When a notification was last sent to the callback, whatever the outcome.
-    #[schema(extensions(("x-ms-summary" = json!("Last Delivery At"))))]
     pub last_delivery_at: Option<DateTime<Utc>>,
     /// Failed attempts since the last successful delivery.
-    #[schema(extensions(("x-ms-summary" = json!("Consecutive Failures"))))]
     pub consecutive_failures: i64,
     /// The error of the last failed attempt, cleared by a successful delivery.
-    #[schema(extensions(("x-ms-summary" = json!("Last Error"))))]
     pub last_error: Option<String>,
 }
 
@@ -259,19 +251,15 @@ impl DeliveryStatus {
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryAttempt {
     /// When the attempt was made.
-    #[schema(extensions(("x-ms-summary" = json!("Attempted At"))))]
     pub attempted_at: DateTime<Utc>,
     /// HTTP status the callback answered (absent when no answer came).
-    #[schema(extensions(("x-ms-summary" = json!("Status Code"))))]
     pub status_code: Option<i64>,
     /// Milliseconds from sending to the end of the answer (or the failure).
     #[schema(extensions(("x-ms-summary" = json!("Latency (ms)"))))]
     pub latency_ms: i64,
     /// The beginning of the callback's answer, truncated.
-    #[schema(extensions(("x-ms-summary" = json!("Response Excerpt"))))]
     pub response_excerpt: Option<String>,
     /// What went wrong, if anything.
-    #[schema(extensions(("x-ms-summary" = json!("Error"))))]
     pub error: Option<String>,
 }
 
@@ -292,31 +280,23 @@ impl From<AttemptRecord> for DeliveryAttempt {
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     /// Unique identifier of the delivery.
-    #[schema(extensions(("x-ms-summary" = json!("Delivery ID"))))]
     pub delivery_id: String,
     /// Identifier of the subscription.
-    #[schema(extensions(("x-ms-summary" = json!("Subscription ID"))))]
     pub subscription_id: String,
     /// Identifier of the event (the notification's `eventId` and `webhook-id`).
-    #[schema(extensions(("x-ms-summary" = json!("Event ID"))))]
     pub event_id: String,
     /// `pending`, `delivered`, `failed` (refused for good) or `dead` (dead-lettered).
     #[schema(schema_with = delivery_status)]
     pub status: DeliveryStatus,
     /// Attempts made since the delivery was last queued.
-    #[schema(extensions(("x-ms-summary" = json!("Attempts"))))]
     pub attempts: i64,
     /// When the next attempt is due (pending deliveries only).
-    #[schema(extensions(("x-ms-summary" = json!("Next Attempt At"))))]
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// When the delivery was queued.
-    #[schema(extensions(("x-ms-summary" = json!("Created At"))))]
     pub created_at: DateTime<Utc>,
     /// When the delivery last changed.
-    #[schema(extensions(("x-ms-summary" = json!("Updated At"))))]
     pub updated_at: DateTime<Utc>,
     /// The error of the last failed attempt.
-    #[schema(extensions(("x-ms-summary" = json!("Last Error"))))]
     pub last_error: Option<String>,
     /// The most recent attempts, newest first.
     #[schema(schema_with = recent_attempts)]
