@@ -35,8 +35,9 @@ pub enum Literal {
     String(String),
 }
 
-/// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A comparison operator; its string form is the OData keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum CompareOp {
     Eq,
     Ne,
@@ -49,14 +50,7 @@ pub enum CompareOp {
 impl CompareOp {
     /// The OData keyword of the operator.
     pub fn as_str(self) -> &'static str {
-        match self {
-            CompareOp::Eq => "eq",
-            CompareOp::Ne => "ne",
-            CompareOp::Gt => "gt",
-            CompareOp::Ge => "ge",
-            CompareOp::Lt => "lt",
-            CompareOp::Le => "le",
-        }
+        self.into()
     }
 
     /// Whether an ordering between a field value and a literal satisfies the operator
@@ -73,8 +67,9 @@ impl CompareOp {
     }
 }
 
-/// A string function usable as a boolean expression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A string function usable as a boolean expression; its string form is the OData name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum StringFunction {
     Contains,
     StartsWith,
@@ -84,11 +79,7 @@ pub enum StringFunction {
 impl StringFunction {
     /// The OData name of the function.
     pub fn as_str(self) -> &'static str {
-        match self {
-            StringFunction::Contains => "contains",
-            StringFunction::StartsWith => "startswith",
-            StringFunction::EndsWith => "endswith",
-        }
+        self.into()
     }
 }
 

@@ -14,8 +14,20 @@ use utoipa::ToSchema;
 use super::{not_found, Engine, EngineError, EngineResult, TenantId};
 use crate::store::jobs::JobRecord;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "camelCase")]
+#[strum(serialize_all = "camelCase")]
 pub enum JobKind {
     DataSourceRefresh,
     SegmentRefresh,
@@ -26,25 +38,11 @@ pub enum JobKind {
 
 impl JobKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::DataSourceRefresh => "dataSourceRefresh",
-            JobKind::SegmentRefresh => "segmentRefresh",
-            JobKind::MeasureRefresh => "measureRefresh",
-            JobKind::Unification => "unification",
-            JobKind::FullRefresh => "fullRefresh",
-        }
+        self.into()
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [
-            JobKind::DataSourceRefresh,
-            JobKind::SegmentRefresh,
-            JobKind::MeasureRefresh,
-            JobKind::Unification,
-            JobKind::FullRefresh,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        s.parse().ok()
     }
 }
 

@@ -84,24 +84,11 @@ impl std::error::Error for ODataError {}
 // Lexer
 
 fn compare_op(word: &str) -> Option<CompareOp> {
-    Some(match word {
-        "eq" => CompareOp::Eq,
-        "ne" => CompareOp::Ne,
-        "gt" => CompareOp::Gt,
-        "ge" => CompareOp::Ge,
-        "lt" => CompareOp::Lt,
-        "le" => CompareOp::Le,
-        _ => return None,
-    })
+    word.parse().ok()
 }
 
 fn string_function(name: &str) -> Option<StringFunction> {
-    Some(match name {
-        "contains" => StringFunction::Contains,
-        "startswith" => StringFunction::StartsWith,
-        "endswith" => StringFunction::EndsWith,
-        _ => return None,
-    })
+    name.parse().ok()
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use rand::Rng as _;
 
 /// Minimum wait after a 429 without a usable `Retry-After`, and the value the delivery
@@ -158,20 +158,11 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     Some((when - now).to_std().unwrap_or(Duration::ZERO))
 }
 
+/// The three forms of RFC 9110 (IMF-fixdate, obsolete RFC 850, asctime).
 fn parse_http_date(value: &str) -> Option<DateTime<Utc>> {
-    // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
-    if let Ok(naive) = NaiveDateTime::parse_from_str(value, "%a, %d %b %Y %H:%M:%S GMT") {
-        return Some(naive.and_utc());
-    }
-    // Obsolete RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT".
-    if let Ok(naive) = NaiveDateTime::parse_from_str(value, "%A, %d-%b-%y %H:%M:%S GMT") {
-        return Some(naive.and_utc());
-    }
-    // asctime: "Sun Nov  6 08:49:37 1994".
-    if let Ok(naive) = NaiveDateTime::parse_from_str(value, "%a %b %e %H:%M:%S %Y") {
-        return Some(naive.and_utc());
-    }
-    None
+    httpdate::parse_http_date(value)
+        .ok()
+        .map(DateTime::<Utc>::from)
 }
 
 #[cfg(test)]

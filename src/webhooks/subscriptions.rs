@@ -213,8 +213,20 @@ pub struct TriggerSubscriptionList {
 }
 
 /// State of a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum DeliveryStatus {
     /// Queued, waiting for its next attempt or being attempted.
     Pending,
@@ -228,21 +240,12 @@ pub enum DeliveryStatus {
 
 impl DeliveryStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
-            DeliveryStatus::Dead => "dead",
-        }
+        self.into()
     }
 
+    /// A stored status; anything unknown reads as pending (it will be attempted).
     fn parse(s: &str) -> Self {
-        match s {
-            "delivered" => DeliveryStatus::Delivered,
-            "failed" => DeliveryStatus::Failed,
-            "dead" => DeliveryStatus::Dead,
-            _ => DeliveryStatus::Pending,
-        }
+        s.parse().unwrap_or(DeliveryStatus::Pending)
     }
 }
 
