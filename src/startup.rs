@@ -116,12 +116,12 @@ impl Application {
             Some(metrics.deliveries.clone()),
         );
 
-        // Outbox retention (ends with the engine's shutdown signal).
-        crate::webhooks::retention::spawn(
+        // Outbox retention (ends with the engine's shutdown).
+        engine.spawn_background(crate::webhooks::retention::run(
             store.clone(),
             settings.retention,
-            engine.shutdown_signal(),
-        );
+            engine.shutdown_token(),
+        ));
 
         Ok(Self {
             port,
@@ -171,10 +171,13 @@ impl Application {
         signals.abort();
         self.engine.shut_down();
         // The dispatcher lets attempts in flight finish (or cut at their deadline) before the
-        // database closes.
+        // database closes; so do the background loops, within a grace period.
         if let Some(dispatcher) = self.dispatcher {
             dispatcher.shutdown().await;
         }
+        self.engine
+            .background_stopped(std::time::Duration::from_secs(5))
+            .await;
         self.store.close().await;
         result
     }

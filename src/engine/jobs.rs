@@ -173,16 +173,16 @@ impl Engine {
         self.store().sweep_stale_generations().await?;
         for worker in 0..workers {
             let engine = self.clone();
-            tokio::spawn(async move { engine.job_worker(worker).await });
+            self.spawn_background(async move { engine.job_worker(worker).await });
         }
         Ok(())
     }
 
     async fn job_worker(self, worker: usize) {
         let signal: Arc<Notify> = self.job_signal();
-        let shutdown = self.shutdown_signal();
+        let shutdown = self.shutdown_token();
         loop {
-            if *shutdown.borrow() {
+            if shutdown.is_cancelled() {
                 return;
             }
             match self.store().claim_next_job().await {
@@ -204,8 +204,11 @@ impl Engine {
                     signal.notify_one();
                 }
                 Ok(None) => {
-                    let _ =
-                        tokio::time::timeout(Duration::from_millis(500), signal.notified()).await;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = signal.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot claim jobs");

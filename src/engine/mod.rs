@@ -24,6 +24,9 @@ pub mod unification;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use crate::store::{Store, StoreError};
 
 /// The tenant a request acts for (from its API key).
@@ -77,8 +80,10 @@ struct EngineInner {
     outbox_signal: Arc<tokio::sync::Notify>,
     /// Woken when a job is queued or finishes.
     job_signal: Arc<tokio::sync::Notify>,
-    /// Becomes true when the service stops; background loops end.
-    shutdown: tokio::sync::watch::Sender<bool>,
+    /// Cancelled when the service stops; background loops end.
+    shutdown: CancellationToken,
+    /// The background loops (job workers, scheduler, retention), awaited at shutdown.
+    background: TaskTracker,
 }
 
 impl Engine {
@@ -91,7 +96,8 @@ impl Engine {
                 reads: reads::ReadCache::new(read_cache_bytes),
                 outbox_signal: Arc::new(tokio::sync::Notify::new()),
                 job_signal: Arc::new(tokio::sync::Notify::new()),
-                shutdown: tokio::sync::watch::channel(false).0,
+                shutdown: CancellationToken::new(),
+                background: TaskTracker::new(),
             }),
         }
     }
@@ -113,14 +119,34 @@ impl Engine {
         self.inner.outbox_signal.clone()
     }
 
-    /// Tells background loops (job workers, scheduler, dispatcher) to stop.
+    /// Tells background loops (job workers, scheduler, dispatcher, retention) to stop.
     pub fn shut_down(&self) {
-        self.inner.shutdown.send_replace(true);
+        self.inner.shutdown.cancel();
     }
 
-    /// A receiver that changes to `true` when the service stops.
-    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.inner.shutdown.subscribe()
+    /// Cancelled when the service stops.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Runs a background loop that ends when [`Self::shut_down`] is called.
+    pub fn spawn_background<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.background.spawn(task);
+    }
+
+    /// After [`Self::shut_down`]: waits up to `grace` for the background loops to end (a job
+    /// that is running finishes its current step; one cut off is failed at the next start).
+    pub async fn background_stopped(&self, grace: std::time::Duration) {
+        self.inner.background.close();
+        if tokio::time::timeout(grace, self.inner.background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks still running at shutdown");
+        }
     }
 
     pub(crate) fn job_signal(&self) -> Arc<tokio::sync::Notify> {

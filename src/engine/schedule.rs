@@ -13,15 +13,15 @@ impl Engine {
     /// Starts the scheduler task; it checks every `tick`.
     pub fn start_scheduler(&self, tick: Duration) {
         let engine = self.clone();
-        tokio::spawn(async move {
+        self.spawn_background(async move {
             let mut last_check = Utc::now();
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut shutdown = engine.shutdown_signal();
+            let shutdown = engine.shutdown_token();
             loop {
                 tokio::select! {
                     _ = interval.tick() => {}
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.cancelled() => return,
                 }
                 let now = Utc::now();
                 if let Err(e) = engine.run_due_schedules(last_check, now).await {

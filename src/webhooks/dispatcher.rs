@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use prometheus::IntCounterVec;
-use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::retry::{classify_status, Outcome, RetryPolicy, OVERLOAD_PENALTY};
 use super::signing::{self, SigningSecret};
@@ -68,7 +69,7 @@ impl DispatcherConfig {
 
 /// Running dispatcher; [`shutdown`](Self::shutdown) stops it.
 pub struct DispatcherHandle {
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -76,7 +77,7 @@ impl DispatcherHandle {
     /// Stops claiming, lets attempts in flight finish (they are bounded by their deadline),
     /// and returns. Attempts cut short are redelivered after a restart (lease).
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let _ = self.task.await;
     }
 }
@@ -88,7 +89,7 @@ pub fn spawn(
     config: DispatcherConfig,
     metrics: Option<IntCounterVec>,
 ) -> DispatcherHandle {
-    let (stop, stopped) = watch::channel(false);
+    let stop = CancellationToken::new();
     let client = build_client(config.policy.clone(), config.timeout);
     let write_turn = Arc::new(Mutex::new(()));
     let (recorder, recorder_task) = Recorder::spawn(store.clone(), write_turn.clone());
@@ -100,7 +101,7 @@ pub fn spawn(
         config: Arc::new(config),
         metrics,
     };
-    let task = tokio::spawn(worker.run(signal, stopped, recorder_task));
+    let task = tokio::spawn(worker.run(signal, stop.clone(), recorder_task));
     DispatcherHandle { stop, task }
 }
 
@@ -191,7 +192,7 @@ impl Worker {
     async fn run(
         self,
         signal: Arc<Notify>,
-        mut stopped: watch::Receiver<bool>,
+        stopped: CancellationToken,
         recorder_task: tokio::task::JoinHandle<()>,
     ) {
         let per_sub = self.config.per_subscription();
@@ -201,14 +202,14 @@ impl Worker {
         let mut due = VecDeque::new();
         tracing::debug!(concurrency, per_sub, "webhook dispatcher started");
         loop {
-            if *stopped.borrow() {
+            if stopped.is_cancelled() {
                 break;
             }
             let wait = self
                 .claim_and_spawn(concurrency, per_sub, &mut in_flight, &mut slots, &mut due)
                 .await;
             tokio::select! {
-                _ = stopped.changed() => {}
+                _ = stopped.cancelled() => {}
                 // New deliveries were committed: look at the outbox again.
                 _ = signal.notified() => due.clear(),
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {

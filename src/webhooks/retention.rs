@@ -4,34 +4,26 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
 
 /// How often the outbox is pruned (also once at start).
 const EVERY: Duration = Duration::from_secs(3600);
 
-/// Prunes once now and then every hour until `stop` turns true. `keep` of zero keeps everything.
-pub fn spawn(
-    store: Store,
-    keep: Duration,
-    mut stop: watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
+/// Prunes once now and then every hour until `stop` is cancelled. `keep` of zero keeps
+/// everything (then there is nothing to run).
+pub async fn run(store: Store, keep: Duration, stop: CancellationToken) {
     if keep.is_zero() {
-        return None;
+        return;
     }
-    Some(tokio::spawn(async move {
-        loop {
-            prune(&store, keep).await;
-            tokio::select! {
-                _ = stop.changed() => break,
-                _ = tokio::time::sleep(EVERY) => {}
-            }
-            if *stop.borrow() {
-                break;
-            }
+    loop {
+        prune(&store, keep).await;
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(EVERY) => {}
         }
-    }))
+    }
 }
 
 /// One pass: what finished more than `keep` ago goes.
