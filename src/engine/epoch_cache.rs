@@ -49,15 +49,19 @@ impl<K: Eq + Hash + Clone + Weigh, V: Clone + Weigh> EpochCache<K, V> {
         Self { cache }
     }
 
-    /// The cached value for `key` if it was read at `epoch`.
-    pub(crate) fn get(&self, key: &K, epoch: u64) -> Option<V> {
+    /// The cached value for `key` if it was read at `epoch`. Without an epoch (the store cannot
+    /// tell when data changed) nothing is ever cached.
+    pub(crate) fn get(&self, key: &K, epoch: Option<u64>) -> Option<V> {
+        let epoch = epoch?;
         let entry = self.cache.as_ref()?.get(key)?;
         (entry.epoch == epoch).then_some(entry.value)
     }
 
     /// Remembers `value`, read after the epoch was `epoch`.
-    pub(crate) fn put(&self, key: K, epoch: u64, value: V) {
-        let Some(cache) = &self.cache else { return };
+    pub(crate) fn put(&self, key: K, epoch: Option<u64>, value: V) {
+        let (Some(cache), Some(epoch)) = (&self.cache, epoch) else {
+            return;
+        };
         let weight = (key.weight() + value.weight() + ENTRY_OVERHEAD) as u64;
         cache.insert(
             key,
@@ -105,31 +109,31 @@ mod tests {
     #[test]
     fn an_entry_counts_only_at_the_epoch_it_was_read() {
         let cache = EpochCache::new(1 << 20);
-        cache.put(item_key("1"), 7, raw(r#"{"a":1}"#));
+        cache.put(item_key("1"), Some(7), raw(r#"{"a":1}"#));
         assert_eq!(
-            text(cache.get(&item_key("1"), 7)).as_deref(),
+            text(cache.get(&item_key("1"), Some(7))).as_deref(),
             Some(r#"{"a":1}"#)
         );
         assert!(
-            cache.get(&item_key("1"), 8).is_none(),
+            cache.get(&item_key("1"), Some(8)).is_none(),
             "a later epoch misses"
         );
-        assert!(cache.get(&item_key("2"), 7).is_none());
+        assert!(cache.get(&item_key("2"), Some(7)).is_none());
     }
 
     #[test]
     fn keys_of_other_tenants_do_not_match() {
         let cache = EpochCache::new(1 << 20);
-        cache.put(item_key("1"), 1, raw("{}"));
+        cache.put(item_key("1"), Some(1), raw("{}"));
         let other = Key("u".into(), "1".into());
-        assert!(cache.get(&other, 1).is_none());
+        assert!(cache.get(&other, Some(1)).is_none());
     }
 
     #[test]
     fn zero_capacity_caches_nothing() {
         let cache = EpochCache::new(0);
-        cache.put(item_key("1"), 1, raw("{}"));
-        assert!(cache.get(&item_key("1"), 1).is_none());
+        cache.put(item_key("1"), Some(1), raw("{}"));
+        assert!(cache.get(&item_key("1"), Some(1)).is_none());
     }
 
     #[test]
@@ -137,10 +141,10 @@ mod tests {
         let cache = EpochCache::new(64 * 1024);
         let big = format!(r#"{{"x":"{}"}}"#, "y".repeat(1000));
         for i in 0..1000 {
-            cache.put(item_key(&i.to_string()), 1, raw(&big));
+            cache.put(item_key(&i.to_string()), Some(1), raw(&big));
         }
         let kept = (0..1000)
-            .filter(|i| cache.get(&item_key(&i.to_string()), 1).is_some())
+            .filter(|i| cache.get(&item_key(&i.to_string()), Some(1)).is_some())
             .count();
         assert!(
             kept > 0 && kept < 100,

@@ -2,13 +2,11 @@
 //! entity's current generation; a refresh stages the next one in batches and switches to it in
 //! one transaction, so a failed refresh leaves the old items untouched.
 
+use super::postgres::PgDb;
+use super::sqlite::SqliteDb;
+use super::{Db, Store, StoreResult, Tx};
+use crate::item_query::ItemQuery;
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
-
-use super::item_sql::{bind_all, field_path, filter_sql, Bind};
-use super::{Store, StoreError, StoreResult, Tx};
-use crate::item_query::{ItemQuery, SortDirection};
 
 #[derive(Debug, Clone)]
 pub struct EntityRecord {
@@ -22,40 +20,19 @@ pub struct EntityRecord {
     pub schema: Value,
 }
 
-fn entity_from_row(r: SqliteRow) -> StoreResult<EntityRecord> {
-    let schema: String = r.get("schema");
-    Ok(EntityRecord {
-        id: r.get("id"),
-        instance_id: r.get("instance_id"),
-        name: r.get("name"),
-        kind: r.get("kind"),
-        key_field: r.get("key_field"),
-        generation: r.get("generation"),
-        item_count: r.get("item_count"),
-        schema: serde_json::from_str(&schema)
-            .map_err(|e| StoreError::Corrupt(format!("entity schema: {e}")))?,
-    })
-}
-
 impl Store {
     pub async fn list_entities(&self, instance_id: &str) -> StoreResult<Vec<EntityRecord>> {
-        sqlx::query("SELECT * FROM entities WHERE instance_id = ? ORDER BY name")
-            .bind(instance_id)
-            .fetch_all(&self.reader)
-            .await?
-            .into_iter()
-            .map(entity_from_row)
-            .collect()
+        match &self.db {
+            Db::Sqlite(db) => db.list_entities(instance_id).await,
+            Db::Postgres(db) => db.list_entities(instance_id).await,
+        }
     }
 
     pub async fn entity(&self, instance_id: &str, name: &str) -> StoreResult<EntityRecord> {
-        let row = sqlx::query("SELECT * FROM entities WHERE instance_id = ? AND name = ?")
-            .bind(instance_id)
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        entity_from_row(row)
+        match &self.db {
+            Db::Sqlite(db) => db.entity(instance_id, name).await,
+            Db::Postgres(db) => db.entity(instance_id, name).await,
+        }
     }
 
     /// The entity if it exists in an instance of `tenant` (one query for the hot read paths;
@@ -66,17 +43,10 @@ impl Store {
         instance_id: &str,
         name: &str,
     ) -> StoreResult<Option<EntityRecord>> {
-        sqlx::query(
-            "SELECT e.* FROM entities e JOIN instances i ON i.id = e.instance_id
-             WHERE i.tenant = ? AND e.instance_id = ? AND e.name = ?",
-        )
-        .bind(tenant)
-        .bind(instance_id)
-        .bind(name)
-        .fetch_optional(&self.reader)
-        .await?
-        .map(entity_from_row)
-        .transpose()
+        match &self.db {
+            Db::Sqlite(db) => db.tenant_entity(tenant, instance_id, name).await,
+            Db::Postgres(db) => db.tenant_entity(tenant, instance_id, name).await,
+        }
     }
 
     /// The entity, created empty if it does not exist yet.
@@ -87,18 +57,10 @@ impl Store {
         kind: &str,
         key_field: &str,
     ) -> StoreResult<EntityRecord> {
-        sqlx::query(
-            "INSERT INTO entities (instance_id, name, kind, key_field) VALUES (?, ?, ?, ?)
-             ON CONFLICT (instance_id, name) DO NOTHING",
-        )
-        .bind(instance_id)
-        .bind(name)
-        .bind(kind)
-        .bind(key_field)
-        .execute(&self.writer)
-        .await?;
-        self.data_changed();
-        self.entity(instance_id, name).await
+        match &self.db {
+            Db::Sqlite(db) => db.ensure_entity(instance_id, name, kind, key_field).await,
+            Db::Postgres(db) => db.ensure_entity(instance_id, name, kind, key_field).await,
+        }
     }
 
     /// One page of items (key, JSON text) of the current generation.
@@ -107,44 +69,17 @@ impl Store {
         entity: &EntityRecord,
         query: &ItemQuery,
     ) -> StoreResult<Vec<(String, String)>> {
-        let mut sql =
-            String::from("SELECT item_key, data FROM items WHERE entity_id = ? AND generation = ?");
-        let mut binds = vec![Bind::Integer(entity.id), Bind::Integer(entity.generation)];
-        if let Some(filter) = &query.filter {
-            sql.push_str(" AND ");
-            sql.push_str(&filter_sql(filter, "data", &mut binds));
+        match &self.db {
+            Db::Sqlite(db) => db.query_items(entity, query).await,
+            Db::Postgres(db) => db.query_items(entity, query).await,
         }
-        sql.push_str(" ORDER BY ");
-        for key in &query.order_by {
-            sql.push_str("json_extract(data, ?)");
-            sql.push_str(match key.direction {
-                SortDirection::Desc => " DESC, ",
-                SortDirection::Asc => " ASC, ",
-            });
-            binds.push(Bind::Text(field_path(&key.field)));
-        }
-        sql.push_str("item_key LIMIT ? OFFSET ?");
-        binds.push(Bind::Integer(query.limit));
-        binds.push(Bind::Integer(query.offset));
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.get("item_key"), r.get("data")))
-            .collect())
     }
 
     pub async fn get_item(&self, entity: &EntityRecord, key: &str) -> StoreResult<String> {
-        sqlx::query_scalar(
-            "SELECT data FROM items WHERE entity_id = ? AND generation = ? AND item_key = ?",
-        )
-        .bind(entity.id)
-        .bind(entity.generation)
-        .bind(key)
-        .fetch_optional(&self.reader)
-        .await?
-        .ok_or(StoreError::NotFound)
+        match &self.db {
+            Db::Sqlite(db) => db.get_item(entity, key).await,
+            Db::Postgres(db) => db.get_item(entity, key).await,
+        }
     }
 
     /// Creates (`create`) or rewrites an item of the current generation in one write
@@ -160,78 +95,18 @@ impl Store {
         create: bool,
         change: impl FnOnce(Option<&str>, Value) -> Result<(String, Value), E>,
     ) -> StoreResult<Result<String, E>> {
-        let mut tx = self.begin().await?;
-        // Re-read inside the transaction: a refresh may have switched the generation, and
-        // another write may have widened the schema.
-        let row = sqlx::query("SELECT generation, schema FROM entities WHERE id = ?")
-            .bind(entity.id)
-            .fetch_optional(tx.connection())
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let generation: i64 = row.get("generation");
-        let schema_text: String = row.get("schema");
-        let schema: Value = serde_json::from_str(&schema_text)
-            .map_err(|e| StoreError::Corrupt(format!("entity schema: {e}")))?;
-        let current: Option<String> = sqlx::query_scalar(
-            "SELECT data FROM items WHERE entity_id = ? AND generation = ? AND item_key = ?",
-        )
-        .bind(entity.id)
-        .bind(generation)
-        .bind(key)
-        .fetch_optional(tx.connection())
-        .await?;
-        match (create, &current) {
-            (true, Some(_)) => {
-                return Err(StoreError::Conflict(format!(
-                    "an item with key '{key}' already exists"
-                )))
-            }
-            (false, None) => return Err(StoreError::NotFound),
-            _ => {}
+        match &self.db {
+            Db::Sqlite(db) => db.write_item(entity, key, create, change).await,
+            Db::Postgres(db) => db.write_item(entity, key, create, change).await,
         }
-        let (data, schema) = match change(current.as_deref(), schema) {
-            Ok(changed) => changed,
-            Err(refused) => return Ok(Err(refused)),
-        };
-        if create {
-            sqlx::query(
-                "INSERT INTO items (entity_id, generation, item_key, data) VALUES (?, ?, ?, ?)",
-            )
-            .bind(entity.id)
-            .bind(generation)
-            .bind(key)
-            .bind(&data)
-            .execute(tx.connection())
-            .await?;
-            sqlx::query("UPDATE entities SET item_count = item_count + 1 WHERE id = ?")
-                .bind(entity.id)
-                .execute(tx.connection())
-                .await?;
-        } else {
-            sqlx::query(
-                "UPDATE items SET data = ? WHERE entity_id = ? AND generation = ? AND item_key = ?",
-            )
-            .bind(&data)
-            .bind(entity.id)
-            .bind(generation)
-            .bind(key)
-            .execute(tx.connection())
-            .await?;
-        }
-        sqlx::query("UPDATE entities SET schema = ? WHERE id = ?")
-            .bind(schema.to_string())
-            .bind(entity.id)
-            .execute(tx.connection())
-            .await?;
-        self.commit(tx).await?;
-        Ok(Ok(data))
     }
 
     /// Starts staging a new generation: removes leftovers of an interrupted earlier attempt.
     pub async fn begin_generation(&self, entity: &EntityRecord) -> StoreResult<i64> {
-        let next = entity.generation + 1;
-        self.drop_generation(entity.id, next).await?;
-        Ok(next)
+        match &self.db {
+            Db::Sqlite(db) => db.begin_generation(entity).await,
+            Db::Postgres(db) => db.begin_generation(entity).await,
+        }
     }
 
     /// Writes one batch of staged items in one transaction.
@@ -241,25 +116,10 @@ impl Store {
         generation: i64,
         rows: &[(String, String)],
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        for chunk in rows.chunks(200) {
-            let mut sql =
-                String::from("INSERT INTO items (entity_id, generation, item_key, data) VALUES ");
-            for i in 0..chunk.len() {
-                sql.push_str(if i == 0 {
-                    "(?, ?, ?, ?)"
-                } else {
-                    ", (?, ?, ?, ?)"
-                });
-            }
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (key, data) in chunk {
-                q = q.bind(entity_id).bind(generation).bind(key).bind(data);
-            }
-            q.execute(tx.connection()).await?;
+        match &self.db {
+            Db::Sqlite(db) => db.stage_items(entity_id, generation, rows).await,
+            Db::Postgres(db) => db.stage_items(entity_id, generation, rows).await,
         }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Makes `generation` current inside the caller's transaction (which also records the event).
@@ -271,50 +131,34 @@ impl Store {
         key_field: &str,
         schema: &Value,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE entities SET generation = ?, item_count = ?, key_field = ?, schema = ? WHERE id = ?",
-        )
-        .bind(generation)
-        .bind(item_count)
-        .bind(key_field)
-        .bind(schema.to_string())
-        .bind(entity_id)
-        .execute(tx.connection())
-        .await?;
-        Ok(())
+        match tx {
+            Tx::Sqlite(tx) => {
+                SqliteDb::switch_generation(
+                    tx, entity_id, generation, item_count, key_field, schema,
+                )
+                .await
+            }
+            Tx::Postgres(tx) => {
+                PgDb::switch_generation(tx, entity_id, generation, item_count, key_field, schema)
+                    .await
+            }
+        }
     }
 
     /// Deletes every item of a generation, in batches so no single transaction grows huge.
     pub async fn drop_generation(&self, entity_id: i64, generation: i64) -> StoreResult<()> {
-        loop {
-            let done = sqlx::query(
-                "DELETE FROM items WHERE entity_id = ? AND generation = ? AND item_key IN
-                   (SELECT item_key FROM items WHERE entity_id = ? AND generation = ? LIMIT 20000)",
-            )
-            .bind(entity_id)
-            .bind(generation)
-            .bind(entity_id)
-            .bind(generation)
-            .execute(&self.writer)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Ok(());
-            }
+        match &self.db {
+            Db::Sqlite(db) => db.drop_generation(entity_id, generation).await,
+            Db::Postgres(db) => db.drop_generation(entity_id, generation).await,
         }
     }
 
     /// Removes items of generations that are not current (left by crashes or replaced data).
     pub async fn sweep_stale_generations(&self) -> StoreResult<()> {
-        let stale: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT DISTINCT i.entity_id, i.generation FROM items i JOIN entities e ON e.id = i.entity_id
-             WHERE i.generation <> e.generation",
-        )
-        .fetch_all(&self.reader)
-        .await?;
-        for (entity_id, generation) in stale {
-            self.drop_generation(entity_id, generation).await?;
+        match &self.db {
+            Db::Sqlite(db) => db.sweep_stale_generations().await,
+            Db::Postgres(db) => db.sweep_stale_generations().await,
         }
-        Ok(())
     }
 
     /// Streams all items of the current generation in key order, page by page.
@@ -324,19 +168,9 @@ impl Store {
         after_key: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT item_key, data FROM items WHERE entity_id = ? AND generation = ? AND item_key > ?
-             ORDER BY item_key LIMIT ?",
-        )
-        .bind(entity.id)
-        .bind(entity.generation)
-        .bind(after_key.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.get("item_key"), r.get("data")))
-            .collect())
+        match &self.db {
+            Db::Sqlite(db) => db.items_page_after(entity, after_key, limit).await,
+            Db::Postgres(db) => db.items_page_after(entity, after_key, limit).await,
+        }
     }
 }

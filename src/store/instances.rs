@@ -1,10 +1,7 @@
 //! Instances: a tenant's workspaces, and deleting one with everything in it.
 
+use super::{Db, Store, StoreResult};
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
-
-use super::{parse_ts, ts, Store, StoreError, StoreResult};
 
 #[derive(Debug, Clone)]
 pub struct InstanceRecord {
@@ -15,67 +12,34 @@ pub struct InstanceRecord {
     pub created_at: DateTime<Utc>,
 }
 
-fn instance_from_row(r: SqliteRow) -> StoreResult<InstanceRecord> {
-    Ok(InstanceRecord {
-        id: r.get("id"),
-        tenant: r.get("tenant"),
-        name: r.get("name"),
-        refresh_schedule: r.get("refresh_schedule"),
-        created_at: parse_ts(r.get::<&str, _>("created_at"))?,
-    })
-}
-
-const INSTANCE_COLUMNS: &str = "id, tenant, name, refresh_schedule, created_at";
-
 impl Store {
     pub async fn insert_instance(&self, rec: &InstanceRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO instances (id, tenant, name, refresh_schedule, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&rec.id)
-        .bind(&rec.tenant)
-        .bind(&rec.name)
-        .bind(&rec.refresh_schedule)
-        .bind(ts(rec.created_at))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        match &self.db {
+            Db::Sqlite(db) => db.insert_instance(rec).await,
+            Db::Postgres(db) => db.insert_instance(rec).await,
+        }
     }
 
     pub async fn list_instances(&self, tenant: &str) -> StoreResult<Vec<InstanceRecord>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE tenant = ? ORDER BY created_at, id"
-        )))
-        .bind(tenant)
-        .fetch_all(&self.reader)
-        .await?
-        .into_iter()
-        .map(instance_from_row)
-        .collect()
+        match &self.db {
+            Db::Sqlite(db) => db.list_instances(tenant).await,
+            Db::Postgres(db) => db.list_instances(tenant).await,
+        }
     }
 
     /// Another tenant's instance is `NotFound`, exactly like a missing one.
     pub async fn get_instance(&self, tenant: &str, id: &str) -> StoreResult<InstanceRecord> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE tenant = ? AND id = ?"
-        )))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        instance_from_row(row)
+        match &self.db {
+            Db::Sqlite(db) => db.get_instance(tenant, id).await,
+            Db::Postgres(db) => db.get_instance(tenant, id).await,
+        }
     }
 
     pub async fn all_scheduled_instances(&self) -> StoreResult<Vec<InstanceRecord>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE refresh_schedule IS NOT NULL"
-        )))
-        .fetch_all(&self.reader)
-        .await?
-        .into_iter()
-        .map(instance_from_row)
-        .collect()
+        match &self.db {
+            Db::Sqlite(db) => db.all_scheduled_instances().await,
+            Db::Postgres(db) => db.all_scheduled_instances().await,
+        }
     }
 
     pub async fn update_instance(
@@ -85,42 +49,17 @@ impl Store {
         name: &str,
         refresh_schedule: Option<&str>,
     ) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE instances SET name = ?, refresh_schedule = ? WHERE tenant = ? AND id = ?",
-        )
-        .bind(name)
-        .bind(refresh_schedule)
-        .bind(tenant)
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+        match &self.db {
+            Db::Sqlite(db) => db.update_instance(tenant, id, name, refresh_schedule).await,
+            Db::Postgres(db) => db.update_instance(tenant, id, name, refresh_schedule).await,
         }
-        Ok(())
     }
 
     /// Deletes the instance and, through foreign keys, everything in it.
     pub async fn delete_instance(&self, tenant: &str, id: &str) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM instances WHERE tenant = ? AND id = ?")
-            .bind(tenant)
-            .bind(id)
-            .execute(tx.connection())
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+        match &self.db {
+            Db::Sqlite(db) => db.delete_instance(tenant, id).await,
+            Db::Postgres(db) => db.delete_instance(tenant, id).await,
         }
-        // Outbox rows reference the instance loosely (they must outlive nothing); drop them too.
-        sqlx::query("DELETE FROM deliveries WHERE instance_id = ?")
-            .bind(id)
-            .execute(tx.connection())
-            .await?;
-        sqlx::query("DELETE FROM events WHERE instance_id = ?")
-            .bind(id)
-            .execute(tx.connection())
-            .await?;
-        self.commit(tx).await?;
-        Ok(())
     }
 }

@@ -1,8 +1,6 @@
 //! API keys: stored as hashes, looked up by the hash of the presented key.
 
-use sqlx::Row;
-
-use super::{ts, Store, StoreResult};
+use super::{Db, Store, StoreResult};
 
 #[derive(Debug, Clone)]
 pub struct ApiKeyRecord {
@@ -13,36 +11,25 @@ pub struct ApiKeyRecord {
 
 impl Store {
     pub async fn count_api_keys(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
-            .fetch_one(&self.reader)
-            .await?)
+        match &self.db {
+            Db::Sqlite(db) => db.count_api_keys().await,
+            Db::Postgres(db) => db.count_api_keys().await,
+        }
     }
 
     /// Inserts a key hash; an already stored hash is left as it is (bootstrap keys are re-applied
     /// on every start).
     pub async fn insert_api_key(&self, tenant: &str, key_hash: &[u8]) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant, key_hash, created_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (key_hash) DO NOTHING",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(tenant)
-        .bind(key_hash)
-        .bind(ts(chrono::Utc::now()))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        match &self.db {
+            Db::Sqlite(db) => db.insert_api_key(tenant, key_hash).await,
+            Db::Postgres(db) => db.insert_api_key(tenant, key_hash).await,
+        }
     }
 
     pub async fn find_api_key(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>> {
-        let row = sqlx::query("SELECT id, tenant, key_hash FROM api_keys WHERE key_hash = ?")
-            .bind(key_hash)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.map(|r| ApiKeyRecord {
-            id: r.get("id"),
-            tenant: r.get("tenant"),
-            key_hash: r.get("key_hash"),
-        }))
+        match &self.db {
+            Db::Sqlite(db) => db.find_api_key(key_hash).await,
+            Db::Postgres(db) => db.find_api_key(key_hash).await,
+        }
     }
 }

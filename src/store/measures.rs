@@ -1,14 +1,13 @@
 //! Business measures: their definitions and last values, and the aggregate query that
 //! computes them.
 
+use super::postgres::PgDb;
+use super::sqlite::SqliteDb;
+use super::{Db, Store, StoreResult, Tx};
+use crate::item_query::Aggregate;
+use crate::item_query::Expr;
+use crate::store::entities::EntityRecord;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
-
-use super::entities::EntityRecord;
-use super::item_sql::{aggregate_sql, bind_all, filter_sql, Bind};
-use super::{parse_opt_ts, parse_ts, ts, Store, StoreError, StoreResult, Tx};
-use crate::item_query::{Aggregate, Expr};
 
 /// A stored measure.
 #[derive(Debug, Clone)]
@@ -25,58 +24,26 @@ pub struct MeasureRecord {
     pub created_at: DateTime<Utc>,
 }
 
-fn measure_from_row(r: SqliteRow) -> StoreResult<MeasureRecord> {
-    Ok(MeasureRecord {
-        id: r.get("id"),
-        instance_id: r.get("instance_id"),
-        name: r.get("name"),
-        entity_name: r.get("entity_name"),
-        aggregate: r.get("aggregate"),
-        field: r.get("field"),
-        filter: r.get("filter"),
-        value: r.get("value"),
-        last_refreshed_at: parse_opt_ts(r.get("last_refreshed_at"))?,
-        created_at: parse_ts(r.get::<&str, _>("created_at"))?,
-    })
-}
-
 impl Store {
     pub async fn insert_measure(&self, m: &MeasureRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO measures (id, instance_id, name, entity_name, aggregate, field, filter, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&m.id)
-        .bind(&m.instance_id)
-        .bind(&m.name)
-        .bind(&m.entity_name)
-        .bind(&m.aggregate)
-        .bind(&m.field)
-        .bind(&m.filter)
-        .bind(ts(m.created_at))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        match &self.db {
+            Db::Sqlite(db) => db.insert_measure(m).await,
+            Db::Postgres(db) => db.insert_measure(m).await,
+        }
     }
 
     pub async fn list_measures(&self, instance_id: &str) -> StoreResult<Vec<MeasureRecord>> {
-        sqlx::query("SELECT * FROM measures WHERE instance_id = ? ORDER BY created_at, id")
-            .bind(instance_id)
-            .fetch_all(&self.reader)
-            .await?
-            .into_iter()
-            .map(measure_from_row)
-            .collect()
+        match &self.db {
+            Db::Sqlite(db) => db.list_measures(instance_id).await,
+            Db::Postgres(db) => db.list_measures(instance_id).await,
+        }
     }
 
     pub async fn get_measure(&self, instance_id: &str, id: &str) -> StoreResult<MeasureRecord> {
-        let row = sqlx::query("SELECT * FROM measures WHERE instance_id = ? AND id = ?")
-            .bind(instance_id)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        measure_from_row(row)
+        match &self.db {
+            Db::Sqlite(db) => db.get_measure(instance_id, id).await,
+            Db::Postgres(db) => db.get_measure(instance_id, id).await,
+        }
     }
 
     /// Evaluates an aggregate of a field (or of the items) over an entity's current items,
@@ -88,19 +55,10 @@ impl Store {
         field: Option<&str>,
         filter: Option<&Expr>,
     ) -> StoreResult<Option<f64>> {
-        let (aggregate_sql, mut binds) = aggregate_sql(aggregate, field);
-        binds.push(Bind::Integer(entity.id));
-        binds.push(Bind::Integer(entity.generation));
-        let where_sql = filter
-            .map(|f| format!(" AND ({})", filter_sql(f, "data", &mut binds)))
-            .unwrap_or_default();
-        let sql = format!(
-            "SELECT CAST({aggregate_sql} AS REAL) FROM items WHERE entity_id = ? AND generation = ?{where_sql}"
-        );
-        let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
-            .fetch_one(&self.reader)
-            .await?;
-        Ok(row.get::<Option<f64>, _>(0))
+        match &self.db {
+            Db::Sqlite(db) => db.aggregate(entity, aggregate, field, filter).await,
+            Db::Postgres(db) => db.aggregate(entity, aggregate, field, filter).await,
+        }
     }
 
     pub async fn set_measure_value(
@@ -109,12 +67,9 @@ impl Store {
         value: Option<f64>,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE measures SET value = ?, last_refreshed_at = ? WHERE id = ?")
-            .bind(value)
-            .bind(ts(now))
-            .bind(measure_id)
-            .execute(tx.connection())
-            .await?;
-        Ok(())
+        match tx {
+            Tx::Sqlite(tx) => SqliteDb::set_measure_value(tx, measure_id, value, now).await,
+            Tx::Postgres(tx) => PgDb::set_measure_value(tx, measure_id, value, now).await,
+        }
     }
 }

@@ -1,7 +1,11 @@
 //! Persistence: every SQL statement of the service lives in this module. The engine and the
 //! webhooks module call [`Store`]'s methods with typed values (records, the typed item query,
-//! domain events) and an opaque unit of work ([`Tx`]); no sqlx type leaves the module, so a
-//! second backend replaces this module alone.
+//! domain events) and an opaque unit of work ([`Tx`]); no sqlx type leaves the module.
+//!
+//! Two backends, chosen by the database URL: embedded SQLite ([`sqlite`], the default: one
+//! file, nothing to install, one process) and PostgreSQL ([`postgres`]: any number of replicas
+//! on one database). Each has its own SQL and migrations; the files beside this one hold the
+//! records and the one interface both implement, each method a dispatch to the backend.
 //!
 //! The bottom layer: it may use the leaf vocabularies ([`crate::item_query`], [`crate::triggers`])
 //! and nothing else of the crate.
@@ -9,26 +13,23 @@
 pub mod datasources;
 pub mod entities;
 mod instances;
-mod item_sql;
 pub mod jobs;
 mod keys;
 pub mod measures;
 pub mod outbox;
+mod postgres;
 pub mod segments;
+mod sqlite;
 pub mod subscriptions;
 pub mod unification;
 
 pub use instances::InstanceRecord;
 pub use keys::ApiKeyRecord;
 
-use std::path::Path;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use postgres::{PgDb, PgTx};
+use sqlite::{SqliteDb, SqliteTx};
 
 /// Errors from the store. `NotFound` is a normal outcome; the rest are infrastructure failures.
 #[derive(Debug, thiserror::Error)]
@@ -47,190 +48,154 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Where the data lives, from `--database-url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An SQLite file (`sqlite://PATH`, or the data directory's `connector.db` when no URL is
+    /// given).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server (`postgres://…` or `postgresql://…`).
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// The URL given, or the embedded default under `data_dir`.
+    pub fn resolve(url: Option<&str>, data_dir: &Path) -> Result<Self, String> {
+        let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+            return Ok(Self::Sqlite(data_dir.join("connector.db")));
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_string()));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(
+                    "--database-url sqlite:// needs a file path (sqlite://./data/connector.db)"
+                        .into(),
+                );
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        Err(format!(
+            "--database-url '{}' is neither sqlite://PATH nor postgres://…",
+            url.split('@').next_back().unwrap_or(url)
+        ))
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+}
+
 /// A unit of work: one write transaction. Opaque outside the store: the engine gets one from
 /// [`Store::begin`], hands it to store functions and ends it with [`Store::commit`]; dropped
 /// without a commit, it rolls back.
-pub struct Tx<'a>(sqlx::Transaction<'a, sqlx::Sqlite>);
+pub enum Tx<'a> {
+    Sqlite(SqliteTx<'a>),
+    Postgres(PgTx<'a>),
+}
 
-impl Tx<'_> {
-    pub(in crate::store) fn connection(&mut self) -> &mut sqlx::SqliteConnection {
-        &mut self.0
-    }
-
-    /// Commits a transaction that changed nothing readers of entities and items can see.
-    pub(in crate::store) async fn commit(self) -> StoreResult<()> {
-        self.0.commit().await?;
-        Ok(())
-    }
+#[derive(Clone, Debug)]
+enum Db {
+    Sqlite(SqliteDb),
+    Postgres(PgDb),
 }
 
 /// Handle to the database (cheap to clone).
-///
-/// Writes go through one connection and queue for it in the application; reads use a pool of
-/// read-only connections, which WAL mode never blocks behind a writer. A task that holds a
-/// write transaction may read through the reader pool but can never wait for a second writer
-/// connection while writers waiting for the lock hold all the others: with one writer
-/// connection there are no others, and the mistake would hang every test that writes.
 #[derive(Clone, Debug)]
 pub struct Store {
-    writer: SqlitePool,
-    reader: SqlitePool,
-    /// Counts committed changes to what readers of entities and items can see; read caches
-    /// tag their entries with it (see [`Store::data_epoch`]).
-    epoch: Arc<AtomicU64>,
+    db: Db,
 }
 
 impl Store {
-    /// Opens (creating if needed) `connector.db` under `data_dir` and runs migrations.
+    /// Opens the database (creating an SQLite file if needed) and runs its migrations.
+    pub async fn connect(url: &DatabaseUrl) -> StoreResult<Self> {
+        let db = match url {
+            DatabaseUrl::Sqlite(path) => Db::Sqlite(SqliteDb::open(path).await?),
+            DatabaseUrl::Postgres(url) => Db::Postgres(PgDb::open(url).await?),
+        };
+        Ok(Self { db })
+    }
+
+    /// Opens (creating if needed) `connector.db` under `data_dir`: the embedded default.
     pub async fn open(data_dir: &Path) -> StoreResult<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Database(sqlx::Error::Io(std::io::Error::new(
-                e.kind(),
-                format!("cannot create data directory {}: {e}", data_dir.display()),
-            )))
-        })?;
-        let path = data_dir.join("connector.db");
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30))
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-65536")
-            .pragma("mmap_size", "268435456")
-            // A page of items (up to 1,001 rows) fits the row channel, so the connection's
-            // worker thread never waits for the reader halfway through a page (each wait is
-            // two thread hand-offs).
-            .row_buffer_size(1024);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            // No ping round trip to the connection's worker thread on every acquire: the
-            // database is a local file, a connection does not go stale (BENCHMARKS.md).
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.read_only(true))
-            .await?;
-        Ok(Self {
-            writer,
-            reader,
-            epoch: Arc::new(AtomicU64::new(0)),
-        })
+        Self::connect(&DatabaseUrl::Sqlite(data_dir.join("connector.db"))).await
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
     }
 
     /// Starts a write transaction (the engine commits a state change and its events in one).
-    ///
-    /// `BEGIN IMMEDIATE` takes SQLite's write lock up front. A deferred transaction that reads
-    /// and then writes fails at once with `SQLITE_BUSY` (the busy timeout does not apply) when
-    /// another connection committed in between; an immediate one waits its turn instead.
     pub async fn begin(&self) -> StoreResult<Tx<'static>> {
-        Ok(Tx(self.writer.begin_with("BEGIN IMMEDIATE").await?))
+        Ok(match &self.db {
+            Db::Sqlite(db) => Tx::Sqlite(db.begin().await?),
+            Db::Postgres(db) => Tx::Postgres(db.begin().await?),
+        })
     }
 
-    /// Commits a transaction that may have changed entities or items, then moves the data epoch.
+    /// Commits a transaction that may have changed entities or items.
     pub async fn commit(&self, tx: Tx<'_>) -> StoreResult<()> {
-        tx.commit().await?;
-        self.data_changed();
-        Ok(())
+        match (&self.db, tx) {
+            (Db::Sqlite(db), Tx::Sqlite(tx)) => db.commit(tx).await,
+            (Db::Postgres(db), Tx::Postgres(tx)) => db.commit(tx).await,
+            _ => unreachable!("a transaction is committed by the store that began it"),
+        }
     }
 
-    /// The data epoch: it moves after every commit that changes an entity or its visible items
-    /// (and after an instance is deleted). A value read *before* reading the data is a valid
-    /// tag for what was read: any later change moves the epoch past it. This process is the
-    /// database's only writer of entities and items, so the counter sees every such change.
-    pub fn data_epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+    /// The data epoch, where this process can know it: it moves after every commit that changes
+    /// an entity or its visible items (and after an instance is deleted). A value read *before*
+    /// reading the data is a valid tag for what was read: any later change moves the epoch past
+    /// it. On SQLite this process is the database's only writer, so an in-process counter sees
+    /// every change. On PostgreSQL other replicas write too: `None`, and read caches stay off.
+    pub fn data_epoch(&self) -> Option<u64> {
+        match &self.db {
+            Db::Sqlite(db) => Some(db.data_epoch()),
+            Db::Postgres(_) => None,
+        }
     }
 
-    fn data_changed(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+    /// The SQLite writer connection, for tests that run their own SQL (SQLite only).
+    pub fn pool(&self) -> &sqlx::SqlitePool {
+        match &self.db {
+            Db::Sqlite(db) => db.pool(),
+            Db::Postgres(_) => panic!("Store::pool is the SQLite writer; this store is PostgreSQL"),
+        }
     }
 
-    /// The writer connection, for tests and tools that run their own SQL.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.writer
+    /// The SQLite backend, for its own unit tests.
+    #[cfg(test)]
+    fn sqlite(&self) -> &SqliteDb {
+        match &self.db {
+            Db::Sqlite(db) => db,
+            Db::Postgres(_) => panic!("not SQLite"),
+        }
     }
 
     /// Readiness probe: a trivial query.
     pub async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
+        match &self.db {
+            Db::Sqlite(db) => db.ping().await,
+            Db::Postgres(db) => db.ping().await,
+        }
     }
 
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        match &self.db {
+            Db::Sqlite(db) => db.close().await,
+            Db::Postgres(db) => db.close().await,
+        }
     }
 }
 
-/// Timestamps are stored as RFC 3339 text with microseconds, so they sort lexicographically.
-pub fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
+/// Longest error text kept in `last_error` columns.
+pub(in crate::store) const MAX_ERROR_CHARS: usize = 500;
 
-pub fn parse_ts(s: &str) -> StoreResult<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| StoreError::Corrupt(format!("bad timestamp '{s}': {e}")))
-}
-
-pub fn parse_opt_ts(s: Option<String>) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
-    s.as_deref().map(parse_ts).transpose()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A transaction that reads and then writes must not fail because another connection
-    /// committed in between (what a deferred `BEGIN` does in WAL mode: `SQLITE_BUSY` at once).
-    #[tokio::test]
-    async fn a_read_then_write_transaction_survives_a_concurrent_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        sqlx::query("CREATE TABLE counters (n INTEGER)")
-            .execute(store.pool())
-            .await
-            .unwrap();
-
-        let mut tx = store.begin().await.unwrap();
-        let before: i64 = sqlx::query_scalar("SELECT count(*) FROM counters")
-            .fetch_one(tx.connection())
-            .await
-            .unwrap();
-        let other = {
-            let pool = store.pool().clone();
-            tokio::spawn(async move {
-                sqlx::query("INSERT INTO counters (n) VALUES (2)")
-                    .execute(&pool)
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        sqlx::query("INSERT INTO counters (n) VALUES (?)")
-            .bind(before + 1)
-            .execute(tx.connection())
-            .await
-            .expect("the write after a read must wait for its turn, not fail");
-        tx.commit().await.unwrap();
-        other
-            .await
-            .unwrap()
-            .expect("the concurrent writer waits too");
-
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM counters")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(rows, 2);
+/// `s` cut to `max` characters, with an ellipsis when cut.
+pub(in crate::store) fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }

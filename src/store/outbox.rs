@@ -11,16 +11,13 @@
 //! pushes `next_attempt_at` past the attempt's deadline. If the process dies mid-attempt, the
 //! delivery is simply due again once the lease runs out; nothing needs repairing at start-up.
 
-use std::collections::{HashMap, HashSet};
-
+use super::postgres::PgDb;
+use super::sqlite::SqliteDb;
+use super::{Db, Store, StoreResult, Tx};
+use crate::store::subscriptions::SubscriptionRecord;
+use crate::triggers::DomainEvent;
+use crate::triggers::EventKind;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
-
-use super::subscriptions::{subscription_from_row, SubscriptionRecord, SUBSCRIPTION_COLUMNS};
-use super::{parse_ts, ts, Store, StoreError, StoreResult, Tx};
-use crate::triggers::{Audience, DomainEvent, EventKind};
 
 /// A stored delivery (one event for one subscription).
 #[derive(Debug, Clone)]
@@ -111,108 +108,20 @@ pub enum Requeue {
     SubscriptionDead,
 }
 
-const DELIVERY_COLUMNS: &str =
-    "d.id, d.event_id, d.subscription_id, d.instance_id, d.status, d.attempts, \
-     d.next_attempt_at, d.created_at, d.updated_at, d.last_error";
-
-fn delivery_from_row(r: &SqliteRow) -> StoreResult<DeliveryRecord> {
-    Ok(DeliveryRecord {
-        id: r.get("id"),
-        event_id: r.get("event_id"),
-        subscription_id: r.get("subscription_id"),
-        instance_id: r.get("instance_id"),
-        status: r.get("status"),
-        attempts: r.get("attempts"),
-        next_attempt_at: r.get("next_attempt_at"),
-        created_at: parse_ts(r.get::<&str, _>("created_at"))?,
-        updated_at: parse_ts(r.get::<&str, _>("updated_at"))?,
-        last_error: r.get("last_error"),
-    })
-}
-
-/// Longest error text kept in `last_error` columns.
-const MAX_ERROR_CHARS: usize = 500;
-
-fn clip(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
 /// Milliseconds since the epoch: the outbox schedules by integer time.
 pub fn epoch_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
 impl Store {
-    // ----- the write side: an event and its deliveries, in the caller's transaction -----
-
     /// Records the event and queues one delivery per active subscription of its trigger in its
     /// instance that is in the event's [`Audience`], inside `tx`. Returns the deliveries queued.
     pub async fn record_event(tx: &mut Tx<'_>, event: &DomainEvent) -> StoreResult<u64> {
-        let now = Utc::now();
-        sqlx::query(
-            "INSERT INTO events (id, instance_id, event_type, payload, occurred_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&event.id)
-        .bind(&event.instance_id)
-        .bind(event.stored_name())
-        .bind(serde_json::to_string(&event.kind).expect("event serializes"))
-        .bind(ts(event.occurred_at))
-        .execute(tx.connection())
-        .await?;
-
-        const INSERT: &str = "INSERT INTO deliveries
-                (id, event_id, subscription_id, instance_id, status, attempts, next_attempt_at, created_at, updated_at)
-            SELECT lower(hex(randomblob(16))), ?, s.id, s.instance_id, 'pending', 0, ?, ?, ?
-            FROM subscriptions s
-            WHERE s.instance_id = ? AND s.trigger = ? AND s.status = 'active'";
-        let base = |sql: String| {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(event.id.clone())
-                .bind(epoch_ms(now))
-                .bind(ts(now))
-                .bind(ts(now))
-                .bind(event.instance_id.clone())
-                .bind(event.trigger().as_str())
-        };
-        // Each arm is the SQL form of `Audience::includes` (the tests hold the two together).
-        let done = match event.audience() {
-            Audience::Nobody => return Ok(0),
-            Audience::All => base(INSERT.to_string()).execute(tx.connection()).await?,
-            Audience::DataSource { data_source_id } => {
-                base(format!(
-                    "{INSERT} AND (json_extract(s.inputs, '$.dataSourceId') IS NULL
-                                  OR json_extract(s.inputs, '$.dataSourceId') = ?)"
-                ))
-                .bind(data_source_id)
-                .execute(tx.connection())
-                .await?
-            }
-            Audience::ThresholdCrossed {
-                target,
-                target_id,
-                previous,
-                current,
-            } => {
-                let key = target.input_key();
-                base(format!(
-                    "{INSERT} AND json_extract(s.inputs, '$.{key}') = ?
-                              AND ? <= json_extract(s.inputs, '$.threshold')
-                              AND json_extract(s.inputs, '$.threshold') < ?"
-                ))
-                .bind(target_id)
-                .bind(previous)
-                .bind(current)
-                .execute(tx.connection())
-                .await?
-            }
-        };
-        Ok(done.rows_affected())
+        match tx {
+            Tx::Sqlite(tx) => SqliteDb::record_event(tx, event).await,
+            Tx::Postgres(tx) => PgDb::record_event(tx, event).await,
+        }
     }
-
-    // ----- deliveries: the API side -----
 
     /// Deliveries of a subscription, newest first, optionally of one status.
     pub async fn list_deliveries(
@@ -221,21 +130,10 @@ impl Store {
         status: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<DeliveryRecord>> {
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries d
-             WHERE d.subscription_id = ? AND (? IS NULL OR d.status = ?)
-             ORDER BY d.created_at DESC, d.id DESC LIMIT ?"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(subscription_id)
-            .bind(status)
-            .bind(status)
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(delivery_from_row)
-            .collect()
+        match &self.db {
+            Db::Sqlite(db) => db.list_deliveries(subscription_id, status, limit).await,
+            Db::Postgres(db) => db.list_deliveries(subscription_id, status, limit).await,
+        }
     }
 
     pub async fn get_delivery(
@@ -243,16 +141,10 @@ impl Store {
         subscription_id: &str,
         id: &str,
     ) -> StoreResult<DeliveryRecord> {
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = ? AND d.subscription_id = ?"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .bind(subscription_id)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        delivery_from_row(&row)
+        match &self.db {
+            Db::Sqlite(db) => db.get_delivery(subscription_id, id).await,
+            Db::Postgres(db) => db.get_delivery(subscription_id, id).await,
+        }
     }
 
     /// The most recent attempts of a delivery, newest first.
@@ -261,67 +153,20 @@ impl Store {
         delivery_id: &str,
         limit: i64,
     ) -> StoreResult<Vec<AttemptRecord>> {
-        sqlx::query(
-            "SELECT attempted_at, status_code, latency_ms, response_excerpt, error
-             FROM delivery_attempts WHERE delivery_id = ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(delivery_id)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(AttemptRecord {
-                attempted_at: parse_ts(r.get::<&str, _>("attempted_at"))?,
-                status_code: r.get("status_code"),
-                latency_ms: r.get("latency_ms"),
-                response_excerpt: r.get("response_excerpt"),
-                error: r.get("error"),
-            })
-        })
-        .collect()
+        match &self.db {
+            Db::Sqlite(db) => db.recent_attempts(delivery_id, limit).await,
+            Db::Postgres(db) => db.recent_attempts(delivery_id, limit).await,
+        }
     }
 
     /// Queues a finished delivery again (a fresh retry cycle, due now). A pending delivery is
     /// left as it is; a dead subscription receives nothing.
     pub async fn requeue_delivery(&self, subscription_id: &str, id: &str) -> StoreResult<Requeue> {
-        // One guarded write (no read-then-write transaction that could lose the race for the
-        // write lock); the reads afterwards only explain a refusal.
-        let now = Utc::now();
-        let done = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?
-             WHERE id = ? AND subscription_id = ? AND status <> 'pending'
-               AND EXISTS (SELECT 1 FROM subscriptions WHERE id = ? AND status = 'active')",
-        )
-        .bind(epoch_ms(now))
-        .bind(ts(now))
-        .bind(id)
-        .bind(subscription_id)
-        .bind(subscription_id)
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() == 1 {
-            return Ok(Requeue::Queued);
-        }
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM subscriptions WHERE id = ?")
-                .bind(subscription_id)
-                .fetch_optional(&self.reader)
-                .await?;
-        let exists = sqlx::query("SELECT 1 FROM deliveries WHERE id = ? AND subscription_id = ?")
-            .bind(id)
-            .bind(subscription_id)
-            .fetch_optional(&self.reader)
-            .await?
-            .is_some();
-        match (status.as_deref(), exists) {
-            (None, _) | (_, false) => Err(StoreError::NotFound),
-            (Some("active"), true) => Ok(Requeue::AlreadyPending),
-            (Some(_), true) => Ok(Requeue::SubscriptionDead),
+        match &self.db {
+            Db::Sqlite(db) => db.requeue_delivery(subscription_id, id).await,
+            Db::Postgres(db) => db.requeue_delivery(subscription_id, id).await,
         }
     }
-
-    // ----- deliveries: the dispatcher side -----
 
     /// Every active subscription with pending deliveries: the earliest `next_attempt_at` (epoch
     /// ms) among them, and how many are due at `now_ms` (counted up to `cap`), earliest first.
@@ -331,29 +176,10 @@ impl Store {
     /// its full share for a subscription with a single due delivery left most slots idle in a
     /// fan-out (one event for each of many subscriptions).
     pub async fn due_by_subscription(&self, now_ms: i64, cap: usize) -> StoreResult<Vec<Due>> {
-        let rows = sqlx::query(
-            "SELECT id, due, ready FROM (
-                SELECT s.id,
-                       (SELECT MIN(d.next_attempt_at) FROM deliveries d
-                        WHERE d.subscription_id = s.id AND d.status = 'pending') AS due,
-                       (SELECT count(*) FROM (SELECT 1 FROM deliveries d
-                        WHERE d.subscription_id = s.id AND d.status = 'pending'
-                          AND d.next_attempt_at <= ? LIMIT ?)) AS ready
-                FROM subscriptions s WHERE s.status = 'active'
-             ) WHERE due IS NOT NULL ORDER BY due, id",
-        )
-        .bind(now_ms)
-        .bind(cap as i64)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Due {
-                subscription_id: r.get("id"),
-                due_at: r.get("due"),
-                ready: r.get::<i64, _>("ready") as usize,
-            })
-            .collect())
+        match &self.db {
+            Db::Sqlite(db) => db.due_by_subscription(now_ms, cap).await,
+            Db::Postgres(db) => db.due_by_subscription(now_ms, cap).await,
+        }
     }
 
     /// Claims due deliveries of several subscriptions, oldest first per subscription: `plan`
@@ -371,29 +197,10 @@ impl Store {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> StoreResult<Vec<Claimed>> {
-        let mut claimed = Vec::new();
-        // 100 subscriptions are 301 parameters, well under SQLite's limit.
-        for chunk in plan.chunks(100) {
-            let per_subscription = "SELECT * FROM (SELECT id FROM deliveries
-                 WHERE subscription_id = ? AND status = 'pending' AND next_attempt_at <= ?
-                 ORDER BY next_attempt_at, created_at, id LIMIT ?)";
-            let sql = format!(
-                "UPDATE deliveries SET next_attempt_at = ? WHERE id IN ({})
-                 RETURNING id, subscription_id",
-                vec![per_subscription; chunk.len()].join(" UNION ALL ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(lease_until_ms);
-            for (subscription_id, limit) in chunk {
-                q = q.bind(subscription_id).bind(now_ms).bind(*limit as i64);
-            }
-            for row in q.fetch_all(&self.writer).await? {
-                claimed.push(Claimed {
-                    delivery_id: row.get("id"),
-                    subscription_id: row.get("subscription_id"),
-                });
-            }
+        match &self.db {
+            Db::Sqlite(db) => db.claim_due_batch(plan, now_ms, lease_until_ms).await,
+            Db::Postgres(db) => db.claim_due_batch(plan, now_ms, lease_until_ms).await,
         }
-        Ok(claimed)
     }
 
     /// Deletes finished deliveries (with their attempts) last changed before `before`, then the
@@ -404,51 +211,18 @@ impl Store {
         &self,
         before: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<(u64, u64)> {
-        const BATCH: i64 = 5_000;
-        let cutoff = ts(before);
-        let mut deliveries = 0;
-        loop {
-            let done = sqlx::query(
-                "DELETE FROM deliveries WHERE id IN (
-                   SELECT id FROM deliveries WHERE status <> 'pending' AND updated_at < ? LIMIT ?)",
-            )
-            .bind(&cutoff)
-            .bind(BATCH)
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
-            deliveries += done;
-            if done < BATCH as u64 {
-                break;
-            }
+        match &self.db {
+            Db::Sqlite(db) => db.prune_outbox(before).await,
+            Db::Postgres(db) => db.prune_outbox(before).await,
         }
-        let mut events = 0;
-        loop {
-            let done = sqlx::query(
-                "DELETE FROM events WHERE id IN (
-                   SELECT e.id FROM events e WHERE e.occurred_at < ?
-                      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
-                   LIMIT ?)",
-            )
-            .bind(&cutoff)
-            .bind(BATCH)
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
-            events += done;
-            if done < BATCH as u64 {
-                break;
-            }
-        }
-        Ok((deliveries, events))
     }
 
     /// The delivery with its event and subscription. `NotFound` when the delivery is gone.
     pub async fn delivery_context(&self, delivery_id: &str) -> StoreResult<DeliveryContext> {
-        self.delivery_contexts(&[delivery_id.to_string()])
-            .await?
-            .pop()
-            .ok_or(StoreError::NotFound)
+        match &self.db {
+            Db::Sqlite(db) => db.delivery_context(delivery_id).await,
+            Db::Postgres(db) => db.delivery_context(delivery_id).await,
+        }
     }
 
     /// [`delivery_context`](Self::delivery_context) for many deliveries in two queries, in the
@@ -456,85 +230,26 @@ impl Store {
     /// claim needs at once: two reads per attempt were as many round trips to a connection's
     /// thread, each a fresh read transaction.
     pub async fn delivery_contexts(&self, ids: &[String]) -> StoreResult<Vec<DeliveryContext>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        match &self.db {
+            Db::Sqlite(db) => db.delivery_contexts(ids).await,
+            Db::Postgres(db) => db.delivery_contexts(ids).await,
         }
-        let ids = serde_json::to_string(ids).expect("ids serialize");
-        let rows = sqlx::query(
-            "SELECT d.id, d.attempts, d.subscription_id, e.id AS event_id, e.instance_id,
-                    e.payload, e.occurred_at
-             FROM json_each(?) j
-             JOIN deliveries d ON d.id = j.value
-             JOIN events e ON e.id = d.event_id
-             ORDER BY j.key",
-        )
-        .bind(&ids)
-        .fetch_all(&self.reader)
-        .await?;
-        let sql = format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s
-             WHERE s.id IN (SELECT d.subscription_id FROM json_each(?) j
-                            JOIN deliveries d ON d.id = j.value)"
-        );
-        let subscriptions: HashMap<String, SubscriptionRecord> =
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&ids)
-                .fetch_all(&self.reader)
-                .await?
-                .iter()
-                .map(|r| subscription_from_row(r).map(|s| (s.id.clone(), s)))
-                .collect::<StoreResult<_>>()?;
-        // A fan-out is one event for many deliveries: its payload is parsed once.
-        let mut events: HashMap<String, EventKind> = HashMap::new();
-        let mut contexts = Vec::with_capacity(rows.len());
-        for row in rows {
-            let event_id: String = row.get("event_id");
-            let event = match events.get(&event_id) {
-                Some(event) => event.clone(),
-                None => {
-                    let event: EventKind = serde_json::from_str(row.get::<&str, _>("payload"))
-                        .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?;
-                    events.insert(event_id.clone(), event.clone());
-                    event
-                }
-            };
-            let subscription_id: String = row.get("subscription_id");
-            let subscription = subscriptions.get(&subscription_id).cloned();
-            contexts.push(DeliveryContext {
-                delivery_id: row.get("id"),
-                subscription_id,
-                attempts: row.get("attempts"),
-                event_id,
-                instance_id: row.get("instance_id"),
-                occurred_at: parse_ts(row.get::<&str, _>("occurred_at"))?,
-                event,
-                subscription,
-            });
-        }
-        Ok(contexts)
     }
 
     /// Removes a delivery whose subscription no longer exists.
     pub async fn drop_orphan_delivery(&self, delivery_id: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM deliveries WHERE id = ? AND subscription_id NOT IN (SELECT id FROM subscriptions)")
-            .bind(delivery_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        match &self.db {
+            Db::Sqlite(db) => db.drop_orphan_delivery(delivery_id).await,
+            Db::Postgres(db) => db.drop_orphan_delivery(delivery_id).await,
+        }
     }
 
     /// Marks a pending delivery dead without an attempt (its subscription is dead).
     pub async fn dead_letter_unsent(&self, delivery_id: &str, reason: &str) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE deliveries SET status = 'dead', last_error = ?, updated_at = ?
-             WHERE id = ? AND status = 'pending'",
-        )
-        .bind(clip(reason, MAX_ERROR_CHARS))
-        .bind(ts(Utc::now()))
-        .bind(delivery_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        match &self.db {
+            Db::Sqlite(db) => db.dead_letter_unsent(delivery_id, reason).await,
+            Db::Postgres(db) => db.dead_letter_unsent(delivery_id, reason).await,
+        }
     }
 
     /// Records finished attempts and applies their decisions to the deliveries and their
@@ -555,811 +270,9 @@ impl Store {
         &self,
         attempts: &[FinishedAttempt],
     ) -> StoreResult<Vec<StoreResult<bool>>> {
-        // Two attempts of one delivery (a lease that ran out mid-attempt) must apply one after
-        // the other, which only the one-by-one path does.
-        let distinct: HashSet<&str> = attempts.iter().map(|a| a.delivery_id.as_str()).collect();
-        if distinct.len() == attempts.len() {
-            let mut tx = self.begin().await?;
-            match Self::apply_attempts_together(&mut tx, attempts).await {
-                Ok(recorded) => {
-                    tx.commit().await?;
-                    return Ok(recorded.into_iter().map(Ok).collect());
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, attempts = attempts.len(), "recording attempts together failed; recording them one by one");
-                }
-            }
+        match &self.db {
+            Db::Sqlite(db) => db.finish_attempts(attempts).await,
+            Db::Postgres(db) => db.finish_attempts(attempts).await,
         }
-        self.finish_attempts_one_by_one(attempts).await
-    }
-
-    /// [`finish_attempts`](Self::finish_attempts) attempt by attempt, each in a savepoint.
-    async fn finish_attempts_one_by_one(
-        &self,
-        attempts: &[FinishedAttempt],
-    ) -> StoreResult<Vec<StoreResult<bool>>> {
-        let mut tx = self.begin().await?;
-        let mut results = Vec::with_capacity(attempts.len());
-        for finished in attempts {
-            sqlx::query("SAVEPOINT attempt")
-                .execute(tx.connection())
-                .await?;
-            match Self::apply_attempt(&mut tx, finished).await {
-                Ok(recorded) => {
-                    sqlx::query("RELEASE attempt")
-                        .execute(tx.connection())
-                        .await?;
-                    results.push(Ok(recorded));
-                }
-                Err(e) => {
-                    // If SQLite rolled back the whole transaction (a full disk, say), the
-                    // savepoint is gone too: then the batch fails as a whole, with this error.
-                    if sqlx::query("ROLLBACK TO attempt")
-                        .execute(tx.connection())
-                        .await
-                        .is_err()
-                    {
-                        return Err(e);
-                    }
-                    sqlx::query("RELEASE attempt")
-                        .execute(tx.connection())
-                        .await?;
-                    results.push(Err(e));
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(results)
-    }
-
-    /// The effect of [`apply_attempt`](Self::apply_attempt) for each attempt in turn (delivery
-    /// ids distinct), in four statements whatever the batch size; the batch travels as one JSON
-    /// parameter. Returns, per attempt, whether it was recorded.
-    ///
-    /// Equivalence with the one-by-one order: each delivery row changes once, under the same
-    /// guard; a subscription's counters are folded here in batch order (a delivery resets
-    /// `consecutive_failures`, a failure adds one); and a 404/410 dead-letters the
-    /// subscription's pending deliveries last, which leaves what the sequence would (an attempt
-    /// of the same subscription that was scheduled for a retry is dead-lettered either way).
-    /// One difference: a sibling attempt that failed for good keeps `failed` rather than `dead`.
-    async fn apply_attempts_together(
-        tx: &mut Tx<'_>,
-        attempts: &[FinishedAttempt],
-    ) -> StoreResult<Vec<bool>> {
-        let rows: Vec<Value> = attempts
-            .iter()
-            .map(|a| {
-                let (status, next) = delivery_outcome(&a.decision);
-                serde_json::json!({
-                    "id": a.delivery_id,
-                    "at": ts(a.attempt.attempted_at),
-                    "code": a.attempt.status_code,
-                    "ms": a.attempt.latency_ms,
-                    "excerpt": a.attempt.response_excerpt,
-                    "error": a.attempt.error.as_deref().map(|e| clip(e, MAX_ERROR_CHARS)),
-                    "status": status,
-                    "next": next,
-                })
-            })
-            .collect();
-        let batch = Value::Array(rows).to_string();
-
-        // The deliveries: an attempt more, and (only a pending one, or a dead-lettered one this
-        // attempt got through to) the decision. SET expressions all see the row as it was.
-        let recorded: HashSet<String> = sqlx::query_scalar(
-            "WITH f AS (
-                SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.at') AS at,
-                       json_extract(value, '$.status') AS status,
-                       json_extract(value, '$.next') AS next,
-                       json_extract(value, '$.error') AS error
-                FROM json_each(?)
-             )
-             UPDATE deliveries SET
-                attempts = attempts + 1,
-                updated_at = f.at,
-                status = CASE WHEN deliveries.status = 'pending'
-                                OR (deliveries.status = 'dead' AND f.status = 'delivered')
-                         THEN f.status ELSE deliveries.status END,
-                next_attempt_at = CASE WHEN deliveries.status = 'pending'
-                                         OR (deliveries.status = 'dead' AND f.status = 'delivered')
-                                  THEN COALESCE(f.next, deliveries.next_attempt_at)
-                                  ELSE deliveries.next_attempt_at END,
-                last_error = CASE WHEN deliveries.status = 'pending'
-                                    OR (deliveries.status = 'dead' AND f.status = 'delivered')
-                             THEN f.error ELSE deliveries.last_error END
-             FROM f WHERE deliveries.id = f.id
-             RETURNING deliveries.id",
-        )
-        .bind(&batch)
-        .fetch_all(tx.connection())
-        .await?
-        .into_iter()
-        .collect();
-
-        // The attempts, in batch order, of the deliveries that exist (those just updated).
-        sqlx::query(
-            "INSERT INTO delivery_attempts (delivery_id, attempted_at, status_code, latency_ms, response_excerpt, error)
-             SELECT json_extract(value, '$.id'), json_extract(value, '$.at'),
-                    json_extract(value, '$.code'), json_extract(value, '$.ms'),
-                    json_extract(value, '$.excerpt'), json_extract(value, '$.error')
-             FROM json_each(?)
-             WHERE json_extract(value, '$.id') IN (SELECT id FROM deliveries)
-             ORDER BY key",
-        )
-        .bind(&batch)
-        .execute(tx.connection())
-        .await?;
-
-        // The subscriptions: each one's attempts folded in batch order.
-        let mut folded: Vec<(&str, SubscriptionFold)> = Vec::new();
-        for a in attempts
-            .iter()
-            .filter(|a| recorded.contains(&a.delivery_id))
-        {
-            let i = match folded.iter().position(|(s, _)| *s == a.subscription_id) {
-                Some(i) => i,
-                None => {
-                    folded.push((&a.subscription_id, SubscriptionFold::default()));
-                    folded.len() - 1
-                }
-            };
-            folded[i].1.add(a);
-        }
-        if !folded.is_empty() {
-            let subscriptions = Value::Array(
-                folded
-                    .iter()
-                    .map(|(id, f)| {
-                        serde_json::json!({
-                            "id": id, "at": f.at, "reset": f.reset, "failures": f.failures,
-                            "error": f.error, "gone": f.gone,
-                        })
-                    })
-                    .collect(),
-            )
-            .to_string();
-            sqlx::query(
-                "WITH f AS (
-                    SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.at') AS at,
-                           json_extract(value, '$.reset') AS reset,
-                           json_extract(value, '$.failures') AS failures,
-                           json_extract(value, '$.error') AS error,
-                           json_extract(value, '$.gone') AS gone
-                    FROM json_each(?)
-                 )
-                 UPDATE subscriptions SET
-                    last_delivery_at = f.at,
-                    consecutive_failures = CASE WHEN f.reset THEN f.failures
-                                           ELSE consecutive_failures + f.failures END,
-                    last_error = f.error,
-                    status = CASE WHEN f.gone THEN 'dead' ELSE subscriptions.status END
-                 FROM f WHERE subscriptions.id = f.id",
-            )
-            .bind(&subscriptions)
-            .execute(tx.connection())
-            .await?;
-
-            // A 404/410: the subscription's other pending deliveries are dead-lettered.
-            let gone: Vec<Value> = folded
-                .iter()
-                .filter(|(_, f)| f.gone)
-                .map(|(id, f)| serde_json::json!({"id": id, "at": f.gone_at}))
-                .collect();
-            if !gone.is_empty() {
-                sqlx::query(
-                    "WITH g AS (
-                        SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.at') AS at
-                        FROM json_each(?)
-                     )
-                     UPDATE deliveries SET status = 'dead', updated_at = g.at,
-                            last_error = 'not sent: the subscription is dead (its callback answered that the flow is gone)'
-                     FROM g WHERE deliveries.subscription_id = g.id AND deliveries.status = 'pending'",
-                )
-                .bind(Value::Array(gone).to_string())
-                .execute(tx.connection())
-                .await?;
-            }
-        }
-        Ok(attempts
-            .iter()
-            .map(|a| recorded.contains(&a.delivery_id))
-            .collect())
-    }
-
-    /// The statements of one attempt's record, inside the caller's transaction.
-    async fn apply_attempt(tx: &mut Tx<'_>, finished: &FinishedAttempt) -> StoreResult<bool> {
-        let FinishedAttempt {
-            delivery_id,
-            subscription_id,
-            attempt,
-            decision,
-        } = finished;
-        let now = ts(attempt.attempted_at);
-        // Write first, so the transaction holds the write lock from its first statement.
-        let done = sqlx::query(
-            "UPDATE deliveries SET attempts = attempts + 1, updated_at = ? WHERE id = ?",
-        )
-        .bind(&now)
-        .bind(delivery_id)
-        .execute(tx.connection())
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO delivery_attempts (delivery_id, attempted_at, status_code, latency_ms, response_excerpt, error)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(delivery_id)
-        .bind(&now)
-        .bind(attempt.status_code)
-        .bind(attempt.latency_ms)
-        .bind(&attempt.response_excerpt)
-        .bind(attempt.error.as_deref().map(|e| clip(e, MAX_ERROR_CHARS)))
-        .execute(tx.connection())
-        .await?;
-
-        let error = attempt.error.as_deref().map(|e| clip(e, MAX_ERROR_CHARS));
-        // The delivery: only a pending one changes state (a concurrent 410 may have dead-lettered
-        // it meanwhile; if this attempt got through anyway, it counts as delivered).
-        let (status, next) = delivery_outcome(decision);
-        sqlx::query(
-            "UPDATE deliveries SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?
-             WHERE id = ? AND (status = 'pending' OR (status = 'dead' AND ? = 'delivered'))",
-        )
-        .bind(status)
-        .bind(next)
-        .bind(&error)
-        .bind(delivery_id)
-        .bind(status)
-        .execute(tx.connection())
-        .await?;
-
-        // The subscription's delivery state.
-        if *decision == Decision::Delivered {
-            sqlx::query(
-                "UPDATE subscriptions SET last_delivery_at = ?, consecutive_failures = 0, last_error = NULL
-                 WHERE id = ?",
-            )
-            .bind(&now)
-            .bind(subscription_id)
-            .execute(tx.connection())
-            .await?;
-        } else {
-            sqlx::query(
-                "UPDATE subscriptions SET last_delivery_at = ?, consecutive_failures = consecutive_failures + 1,
-                        last_error = ?, status = CASE WHEN ? THEN 'dead' ELSE status END
-                 WHERE id = ?",
-            )
-            .bind(&now)
-            .bind(&error)
-            .bind(*decision == Decision::SubscriptionGone)
-            .bind(subscription_id)
-            .execute(tx.connection())
-            .await?;
-        }
-        if *decision == Decision::SubscriptionGone {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'dead', updated_at = ?,
-                        last_error = 'not sent: the subscription is dead (its callback answered that the flow is gone)'
-                 WHERE subscription_id = ? AND status = 'pending' AND id <> ?",
-            )
-            .bind(&now)
-            .bind(subscription_id)
-            .bind(delivery_id)
-            .execute(tx.connection())
-            .await?;
-        }
-        Ok(true)
-    }
-}
-
-/// A delivery's status after an attempt with this decision, and its next attempt (epoch ms).
-fn delivery_outcome(decision: &Decision) -> (&'static str, Option<i64>) {
-    match decision {
-        Decision::Delivered => ("delivered", None),
-        Decision::RetryAt(at) => ("pending", Some(*at)),
-        Decision::DeadLetter => ("dead", None),
-        Decision::Failed | Decision::SubscriptionGone => ("failed", None),
-    }
-}
-
-/// One subscription's attempts of a batch, folded in order into what
-/// [`Store::apply_attempt`] would have left after the last of them.
-#[derive(Default)]
-struct SubscriptionFold {
-    /// The last attempt's time (`last_delivery_at`).
-    at: String,
-    /// A delivery came through: `consecutive_failures` restarts from `failures`.
-    reset: bool,
-    /// Failures since the last delivery of the batch (or all of them, without one).
-    failures: i64,
-    /// The last attempt's error (none after a delivery).
-    error: Option<String>,
-    /// A 404/410: the subscription is dead; when (the attempt's time).
-    gone: bool,
-    gone_at: String,
-}
-
-impl SubscriptionFold {
-    fn add(&mut self, a: &FinishedAttempt) {
-        self.at = ts(a.attempt.attempted_at);
-        if a.decision == Decision::Delivered {
-            self.reset = true;
-            self.failures = 0;
-            self.error = None;
-        } else {
-            self.failures += 1;
-            self.error = a.attempt.error.as_deref().map(|e| clip(e, MAX_ERROR_CHARS));
-            if a.decision == Decision::SubscriptionGone {
-                self.gone = true;
-                self.gone_at = self.at.clone();
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::InstanceRecord;
-    use serde_json::json;
-
-    /// A store with one instance and `subscriptions` active subscriptions (`sub-0`, ...), each
-    /// with `per_subscription` pending deliveries (`d-<sub>-<n>`, due at `n` ms, older first).
-    async fn outbox(subscriptions: usize, per_subscription: usize) -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        store
-            .insert_instance(&InstanceRecord {
-                id: "inst".into(),
-                tenant: "t".into(),
-                name: "Hooks".into(),
-                refresh_schedule: None,
-                created_at: Utc::now(),
-            })
-            .await
-            .unwrap();
-        // A fixed time, so that two outboxes built apart compare equal.
-        let now = "2026-01-01T00:00:00.000000Z";
-        for s in 0..subscriptions {
-            sqlx::query(
-                "INSERT INTO subscriptions (id, instance_id, trigger, notification_url, inputs, inputs_key, status, created_at)
-                 VALUES (?, 'inst', 'onUnificationCompleted', ?, '{}', '', 'active', ?)",
-            )
-            .bind(format!("sub-{s}"))
-            .bind(format!("http://127.0.0.1:9/{s}"))
-            .bind(now)
-            .execute(store.pool())
-            .await
-            .unwrap();
-            for n in 0..per_subscription {
-                sqlx::query(
-                    "INSERT INTO deliveries (id, event_id, subscription_id, instance_id, status, attempts, next_attempt_at, created_at, updated_at)
-                     VALUES (?, ?, ?, 'inst', 'pending', 0, ?, ?, ?)",
-                )
-                .bind(format!("d-{s}-{n}"))
-                .bind(format!("e-{n}"))
-                .bind(format!("sub-{s}"))
-                .bind(n as i64)
-                .bind(now)
-                .bind(now)
-                .execute(store.pool())
-                .await
-                .unwrap();
-            }
-        }
-        (dir, store)
-    }
-
-    /// The outbox's query queues a delivery for exactly the subscriptions that the event's
-    /// [`Audience`] includes: the SQL and `Audience::includes` state one rule.
-    #[tokio::test]
-    async fn the_outbox_queues_exactly_the_audience_of_an_event() {
-        use crate::triggers::{SubscriptionInputs, Trigger};
-        let (_dir, store) = outbox(0, 0).await;
-        let subscriptions: Vec<(Trigger, serde_json::Value)> = vec![
-            (Trigger::OnDataSourceRefreshFailed, json!({})),
-            (
-                Trigger::OnDataSourceRefreshFailed,
-                json!({"dataSourceId": "ds-1"}),
-            ),
-            (
-                Trigger::OnDataSourceRefreshFailed,
-                json!({"dataSourceId": "ds-2"}),
-            ),
-            (Trigger::OnDataSourceRefreshSucceeded, json!({})),
-            (
-                Trigger::OnSegmentThresholdCrossed,
-                json!({"segmentId": "seg-1", "threshold": 10}),
-            ),
-            (
-                Trigger::OnSegmentThresholdCrossed,
-                json!({"segmentId": "seg-1", "threshold": 12}),
-            ),
-            (
-                Trigger::OnSegmentThresholdCrossed,
-                json!({"segmentId": "seg-1", "threshold": 0}),
-            ),
-            (
-                Trigger::OnSegmentThresholdCrossed,
-                json!({"segmentId": "seg-2", "threshold": 10}),
-            ),
-            (
-                Trigger::OnMeasureThresholdCrossed,
-                json!({"measureId": "m-1", "threshold": 100.0}),
-            ),
-            (
-                Trigger::OnMeasureThresholdCrossed,
-                json!({"measureId": "m-1", "threshold": 99.5}),
-            ),
-            (
-                Trigger::OnMeasureThresholdCrossed,
-                json!({"measureId": "m-1", "threshold": -1.0}),
-            ),
-            (Trigger::OnFullRefreshCompleted, json!({})),
-            (Trigger::OnUnificationCompleted, json!({})),
-        ];
-        for (n, (trigger, inputs)) in subscriptions.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO subscriptions (id, instance_id, trigger, notification_url, inputs, inputs_key, status, created_at)
-                 VALUES (?, 'inst', ?, ?, ?, ?, 'active', '2026-01-01T00:00:00.000000Z')",
-            )
-            .bind(format!("sub-{n}"))
-            .bind(trigger.as_str())
-            .bind(format!("http://127.0.0.1:9/{n}"))
-            .bind(inputs.to_string())
-            .bind(format!("key-{n}"))
-            .execute(store.pool())
-            .await
-            .unwrap();
-        }
-        let now = Utc::now();
-        let data_source = |id: &str, succeeded: bool| EventKind::DataSourceRefreshed {
-            data_source_id: id.into(),
-            data_source_name: "Source".into(),
-            succeeded,
-            rows_ingested: 1,
-            error: None,
-            started_at: now,
-            completed_at: now,
-        };
-        let segment = |previous: Option<i64>, current: i64| EventKind::SegmentRefreshed {
-            segment_id: "seg-1".into(),
-            segment_name: "Segment".into(),
-            previous_count: previous,
-            current_count: current,
-        };
-        let measure = |previous: Option<f64>, current: Option<f64>| EventKind::MeasureRefreshed {
-            measure_id: "m-1".into(),
-            measure_name: "Measure".into(),
-            previous_value: previous,
-            current_value: current,
-        };
-        let events = vec![
-            data_source("ds-1", false),
-            data_source("ds-3", false),
-            data_source("ds-1", true),
-            segment(Some(9), 12),
-            segment(Some(10), 11),
-            segment(Some(12), 9),
-            segment(None, 1),
-            segment(Some(12), 13),
-            measure(Some(99.5), Some(100.5)),
-            measure(None, Some(99.6)),
-            measure(Some(200.0), Some(50.0)),
-            measure(Some(1.0), None),
-            EventKind::FullRefreshCompleted {
-                job_id: "j".into(),
-                status: "succeeded".into(),
-                started_at: now,
-                completed_at: now,
-                stages: vec![],
-            },
-            EventKind::UnificationCompleted {
-                job_id: "j".into(),
-                source_records: 1,
-                unified_profiles: 1,
-                matched_records: 0,
-                completed_at: now,
-            },
-        ];
-        let mut audiences_seen = 0;
-        for kind in events {
-            let event = DomainEvent::new("inst", kind);
-            let mut tx = store.begin().await.unwrap();
-            let queued = Store::record_event(&mut tx, &event).await.unwrap();
-            store.commit(tx).await.unwrap();
-            let mut got: Vec<String> = sqlx::query_scalar(
-                "SELECT subscription_id FROM deliveries WHERE event_id = ? ORDER BY subscription_id",
-            )
-            .bind(&event.id)
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-            got.sort();
-            let audience = event.audience();
-            let mut expected: Vec<String> = subscriptions
-                .iter()
-                .enumerate()
-                .filter(|(_, (trigger, inputs))| {
-                    let inputs: SubscriptionInputs =
-                        serde_json::from_value(inputs.clone()).unwrap();
-                    *trigger == event.trigger() && audience.includes(&inputs)
-                })
-                .map(|(n, _)| format!("sub-{n}"))
-                .collect();
-            expected.sort();
-            assert_eq!(got, expected, "{:?}", event.kind);
-            assert_eq!(queued as usize, expected.len());
-            audiences_seen += usize::from(!expected.is_empty());
-        }
-        // The cases are not vacuous: most events reach somebody.
-        assert!(audiences_seen >= 8, "{audiences_seen}");
-    }
-
-    fn delivered(delivery_id: &str, subscription_id: &str) -> FinishedAttempt {
-        FinishedAttempt {
-            delivery_id: delivery_id.into(),
-            subscription_id: subscription_id.into(),
-            attempt: AttemptRecord {
-                attempted_at: Utc::now(),
-                status_code: Some(200),
-                latency_ms: 3,
-                response_excerpt: Some("ok".into()),
-                error: None,
-            },
-            decision: Decision::Delivered,
-        }
-    }
-
-    async fn delivery_state(store: &Store, id: &str) -> (String, i64, i64) {
-        let row = sqlx::query(
-            "SELECT status, attempts, (SELECT count(*) FROM delivery_attempts WHERE delivery_id = d.id) AS recorded
-             FROM deliveries d WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-        (row.get("status"), row.get("attempts"), row.get("recorded"))
-    }
-
-    #[tokio::test]
-    async fn a_claim_takes_the_oldest_due_deliveries_of_each_subscription_up_to_its_share() {
-        let (_dir, store) = outbox(150, 3).await;
-        // 150 subscriptions: more than one statement's worth (100).
-        let mut plan: Vec<(String, usize)> = (0..150).map(|s| (format!("sub-{s}"), 2)).collect();
-        plan[0].1 = 5; // more than it has
-        let lease_until = 1_000_000;
-        let claimed = store.claim_due_batch(&plan, 10, lease_until).await.unwrap();
-        let mut ids: Vec<&str> = claimed.iter().map(|c| c.delivery_id.as_str()).collect();
-        ids.sort();
-        assert_eq!(claimed.len(), 3 + 149 * 2);
-        assert!(ids.contains(&"d-0-2"));
-        assert!(ids.contains(&"d-7-0") && ids.contains(&"d-7-1") && !ids.contains(&"d-7-2"));
-        for c in &claimed {
-            assert!(c
-                .delivery_id
-                .starts_with(&format!("d-{}-", &c.subscription_id[4..])));
-        }
-        // Leased: not due again until the lease runs out.
-        let again = store.claim_due_batch(&plan, 10, lease_until).await.unwrap();
-        assert_eq!(
-            again.len(),
-            149,
-            "only each subscription's third delivery is left"
-        );
-        assert!(store
-            .claim_due_batch(&plan, 10, lease_until)
-            .await
-            .unwrap()
-            .is_empty());
-        assert_eq!(
-            store
-                .claim_due_batch(&plan, lease_until, 0)
-                .await
-                .unwrap()
-                .len(),
-            3 + 149 * 2,
-            "an expired lease makes the deliveries due again (each within its share)"
-        );
-        // Not yet due.
-        let (_dir, store) = outbox(1, 3).await;
-        let claimed = store
-            .claim_due_batch(&[("sub-0".into(), 4)], 1, lease_until)
-            .await
-            .unwrap();
-        assert_eq!(
-            claimed.len(),
-            2,
-            "the delivery due at 2 ms is not due at 1 ms"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_batch_of_attempts_lands_whole_in_one_transaction() {
-        let (_dir, store) = outbox(300, 1).await;
-        let batch: Vec<FinishedAttempt> = (0..300)
-            .map(|s| delivered(&format!("d-{s}-0"), &format!("sub-{s}")))
-            .chain([delivered("gone", "sub-0")])
-            .collect();
-        let results = store.finish_attempts(&batch).await.unwrap();
-        assert_eq!(results.len(), 301);
-        assert!(results[..300].iter().all(|r| matches!(r, Ok(true))));
-        assert!(
-            matches!(results[300], Ok(false)),
-            "a delivery that no longer exists is not recorded"
-        );
-        for s in [0, 150, 299] {
-            assert_eq!(
-                delivery_state(&store, &format!("d-{s}-0")).await,
-                ("delivered".into(), 1, 1)
-            );
-        }
-        let subscriptions_delivered: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM subscriptions WHERE last_delivery_at IS NOT NULL",
-        )
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-        assert_eq!(subscriptions_delivered, 300);
-        let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_attempts")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(attempts, 300);
-    }
-
-    /// Everything the store holds about deliveries, attempts and subscriptions.
-    async fn outbox_state(store: &Store) -> Vec<String> {
-        let mut state = Vec::new();
-        for sql in [
-            "SELECT json_array(id, status, attempts, next_attempt_at, updated_at, last_error) FROM deliveries ORDER BY id",
-            "SELECT json_array(delivery_id, attempted_at, status_code, latency_ms, response_excerpt, error) FROM delivery_attempts ORDER BY id",
-            "SELECT json_array(id, status, last_delivery_at, consecutive_failures, last_error) FROM subscriptions ORDER BY id",
-        ] {
-            let rows: Vec<String> = sqlx::query_scalar(sql)
-                .fetch_all(store.pool())
-                .await
-                .unwrap();
-            state.extend(rows);
-        }
-        state
-    }
-
-    /// The set-based batch leaves exactly what recording the attempts one by one leaves, for
-    /// every kind of decision, several attempts of one subscription in a batch, a dead-lettered
-    /// delivery that an attempt got through to, and a delivery that is gone.
-    #[tokio::test]
-    async fn recording_a_batch_together_equals_recording_it_attempt_by_attempt() {
-        let t0 = Utc::now();
-        let mut n = 0;
-        let mut attempt = |delivery: &str, sub: &str, decision: Decision| {
-            n += 1;
-            let failed = decision != Decision::Delivered;
-            FinishedAttempt {
-                delivery_id: delivery.into(),
-                subscription_id: sub.into(),
-                attempt: AttemptRecord {
-                    attempted_at: t0 + chrono::Duration::milliseconds(n),
-                    status_code: Some(if failed { 500 + n } else { 200 }),
-                    latency_ms: n,
-                    response_excerpt: (n % 2 == 0).then(|| format!("answer {n}")),
-                    error: failed.then(|| format!("error {n}")),
-                },
-                decision,
-            }
-        };
-        let batch = vec![
-            attempt("d-0-0", "sub-0", Decision::Delivered),
-            attempt("d-0-1", "sub-0", Decision::RetryAt(5_000)),
-            attempt("d-0-2", "sub-0", Decision::Delivered), // dead-lettered before
-            attempt("d-1-0", "sub-1", Decision::RetryAt(6_000)),
-            attempt("d-1-1", "sub-1", Decision::Delivered),
-            attempt("d-2-0", "sub-2", Decision::RetryAt(7_000)),
-            attempt("d-2-1", "sub-2", Decision::SubscriptionGone),
-            attempt("d-3-0", "sub-3", Decision::DeadLetter),
-            attempt("d-3-1", "sub-3", Decision::Failed),
-            attempt("gone", "sub-3", Decision::Delivered),
-        ];
-        let mut states = Vec::new();
-        for together in [true, false] {
-            let (_dir, store) = outbox(5, 3).await;
-            sqlx::query("UPDATE deliveries SET status = 'dead' WHERE id = 'd-0-2'")
-                .execute(store.pool())
-                .await
-                .unwrap();
-            sqlx::query("UPDATE subscriptions SET consecutive_failures = 5, last_error = 'x' WHERE id = 'sub-3'")
-                .execute(store.pool())
-                .await
-                .unwrap();
-            let recorded: Vec<bool> = if together {
-                let mut tx = store.begin().await.unwrap();
-                let recorded = Store::apply_attempts_together(&mut tx, &batch)
-                    .await
-                    .unwrap();
-                tx.commit().await.unwrap();
-                recorded
-            } else {
-                let results = store.finish_attempts_one_by_one(&batch).await.unwrap();
-                results.into_iter().map(Result::unwrap).collect()
-            };
-            assert_eq!(
-                recorded,
-                [true, true, true, true, true, true, true, true, true, false]
-            );
-            states.push(outbox_state(&store).await);
-        }
-        assert_eq!(states[0], states[1]);
-        let state = states.remove(0).join("\n");
-        // Spot checks that the scenario exercises what it claims to.
-        for expected in [
-            r#"["d-0-2","delivered",1"#,
-            r#"["d-2-0","dead",1"#,
-            r#"["d-2-2","dead",0"#,
-            r#"["d-4-0","pending",0"#,
-            r#"["sub-0","active""#,
-            r#"["sub-2","dead""#,
-        ] {
-            assert!(state.contains(expected), "{expected} not in\n{state}");
-        }
-        assert!(
-            state.contains(",7,\"error 9\"]"),
-            "sub-3 counts on from 5:\n{state}"
-        );
-    }
-
-    /// One record that fails is undone alone: the rest of its batch is committed (otherwise a
-    /// bad record would send a whole batch of delivered notifications out again), and the
-    /// failed one stays pending, to be attempted again when its lease runs out.
-    #[tokio::test]
-    async fn a_failing_record_does_not_take_its_batch_down_and_leaves_its_delivery_pending() {
-        let (_dir, store) = outbox(3, 1).await;
-        sqlx::query(
-            "CREATE TRIGGER poison BEFORE INSERT ON delivery_attempts WHEN NEW.delivery_id = 'd-1-0'
-             BEGIN SELECT RAISE(ABORT, 'poisoned record'); END",
-        )
-        .execute(store.pool())
-        .await
-        .unwrap();
-        let batch: Vec<FinishedAttempt> = (0..3)
-            .map(|s| delivered(&format!("d-{s}-0"), &format!("sub-{s}")))
-            .collect();
-        let results = store.finish_attempts(&batch).await.unwrap();
-        assert!(matches!(results[0], Ok(true)));
-        assert!(
-            matches!(&results[1], Err(e) if e.to_string().contains("poisoned record")),
-            "{:?}",
-            results[1]
-        );
-        assert!(matches!(results[2], Ok(true)));
-        assert_eq!(
-            delivery_state(&store, "d-0-0").await,
-            ("delivered".into(), 1, 1)
-        );
-        assert_eq!(
-            delivery_state(&store, "d-1-0").await,
-            ("pending".into(), 0, 0),
-            "the failed record's own statements are undone"
-        );
-        assert_eq!(
-            delivery_state(&store, "d-2-0").await,
-            ("delivered".into(), 1, 1)
-        );
-        let (last_delivery, failures): (Option<String>, i64) = sqlx::query_as(
-            "SELECT last_delivery_at, consecutive_failures FROM subscriptions WHERE id = 'sub-1'",
-        )
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-        assert_eq!((last_delivery, failures), (None, 0));
-    }
-
-    #[test]
-    fn clip_keeps_short_and_cuts_long_on_char_boundaries() {
-        assert_eq!(clip("abc", 5), "abc");
-        assert_eq!(clip("abcdef", 3), "abc…");
-        assert_eq!(clip("ééé", 2), "éé…");
     }
 }

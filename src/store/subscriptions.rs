@@ -1,12 +1,9 @@
 //! Trigger subscriptions: the queries behind subscribe, list, get and unsubscribe, and the
 //! tenant-scoped existence checks of subscribe inputs. The delivery side is in `outbox.rs`.
 
+use super::{Db, Store, StoreResult};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
-
-use super::{parse_opt_ts, parse_ts, ts, Store, StoreError, StoreResult};
 
 /// A stored subscription.
 #[derive(Debug, Clone)]
@@ -25,55 +22,7 @@ pub struct SubscriptionRecord {
     pub last_error: Option<String>,
 }
 
-pub(super) const SUBSCRIPTION_COLUMNS: &str =
-    "s.id, s.instance_id, s.trigger, s.notification_url, s.inputs, s.inputs_key, \
-     s.secret, s.status, s.created_at, s.last_delivery_at, s.consecutive_failures, s.last_error";
-
-/// The same columns without the table alias (`RETURNING` does not accept it).
-const RETURNING_COLUMNS: &str = "id, instance_id, trigger, notification_url, inputs, inputs_key, \
-     secret, status, created_at, last_delivery_at, consecutive_failures, last_error";
-
-pub(super) fn subscription_from_row(r: &SqliteRow) -> StoreResult<SubscriptionRecord> {
-    let inputs: String = r.get("inputs");
-    Ok(SubscriptionRecord {
-        id: r.get("id"),
-        instance_id: r.get("instance_id"),
-        trigger: r.get("trigger"),
-        notification_url: r.get("notification_url"),
-        inputs: serde_json::from_str(&inputs)
-            .map_err(|e| StoreError::Corrupt(format!("subscription inputs: {e}")))?,
-        inputs_key: r.get("inputs_key"),
-        secret: r.get("secret"),
-        status: r.get("status"),
-        created_at: parse_ts(r.get::<&str, _>("created_at"))?,
-        last_delivery_at: parse_opt_ts(r.get("last_delivery_at"))?,
-        consecutive_failures: r.get("consecutive_failures"),
-        last_error: r.get("last_error"),
-    })
-}
 impl Store {
-    // ----- existence checks for subscribe inputs (tenant-scoped) -----
-
-    async fn exists_in_instance(
-        &self,
-        table: &str,
-        tenant: &str,
-        instance_id: &str,
-        id: &str,
-    ) -> StoreResult<bool> {
-        let sql = format!(
-            "SELECT 1 FROM {table} x JOIN instances i ON i.id = x.instance_id
-             WHERE x.id = ? AND x.instance_id = ? AND i.tenant = ?"
-        );
-        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .bind(instance_id)
-            .bind(tenant)
-            .fetch_optional(&self.reader)
-            .await?
-            .is_some())
-    }
-
     /// Is there a data source `id` in this tenant's instance?
     pub async fn data_source_exists(
         &self,
@@ -81,8 +30,10 @@ impl Store {
         instance_id: &str,
         id: &str,
     ) -> StoreResult<bool> {
-        self.exists_in_instance("data_sources", tenant, instance_id, id)
-            .await
+        match &self.db {
+            Db::Sqlite(db) => db.data_source_exists(tenant, instance_id, id).await,
+            Db::Postgres(db) => db.data_source_exists(tenant, instance_id, id).await,
+        }
     }
 
     pub async fn segment_exists(
@@ -91,8 +42,10 @@ impl Store {
         instance_id: &str,
         id: &str,
     ) -> StoreResult<bool> {
-        self.exists_in_instance("segments", tenant, instance_id, id)
-            .await
+        match &self.db {
+            Db::Sqlite(db) => db.segment_exists(tenant, instance_id, id).await,
+            Db::Postgres(db) => db.segment_exists(tenant, instance_id, id).await,
+        }
     }
 
     pub async fn measure_exists(
@@ -101,11 +54,11 @@ impl Store {
         instance_id: &str,
         id: &str,
     ) -> StoreResult<bool> {
-        self.exists_in_instance("measures", tenant, instance_id, id)
-            .await
+        match &self.db {
+            Db::Sqlite(db) => db.measure_exists(tenant, instance_id, id).await,
+            Db::Postgres(db) => db.measure_exists(tenant, instance_id, id).await,
+        }
     }
-
-    // ----- subscriptions -----
 
     /// Inserts the subscription, or, when one with the same instance, trigger, callback URL and
     /// inputs exists, returns that one (with the new secret; a dead one becomes active again,
@@ -114,30 +67,10 @@ impl Store {
         &self,
         rec: &SubscriptionRecord,
     ) -> StoreResult<SubscriptionRecord> {
-        let sql = format!(
-            "INSERT INTO subscriptions AS s
-                (id, instance_id, trigger, notification_url, inputs, inputs_key, secret, status,
-                 created_at, consecutive_failures)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?, 0)
-             ON CONFLICT (instance_id, trigger, notification_url, inputs_key) DO UPDATE SET
-                secret = excluded.secret,
-                consecutive_failures = CASE WHEN s.status = 'active' THEN s.consecutive_failures ELSE 0 END,
-                last_error = CASE WHEN s.status = 'active' THEN s.last_error ELSE NULL END,
-                status = 'active'
-             RETURNING {RETURNING_COLUMNS}"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&rec.id)
-            .bind(&rec.instance_id)
-            .bind(&rec.trigger)
-            .bind(&rec.notification_url)
-            .bind(serde_json::to_string(&rec.inputs).expect("JSON serializes"))
-            .bind(&rec.inputs_key)
-            .bind(&rec.secret)
-            .bind(ts(rec.created_at))
-            .fetch_one(&self.writer)
-            .await?;
-        subscription_from_row(&row)
+        match &self.db {
+            Db::Sqlite(db) => db.upsert_subscription(rec).await,
+            Db::Postgres(db) => db.upsert_subscription(rec).await,
+        }
     }
 
     /// The tenant's subscriptions of one instance, oldest first.
@@ -146,18 +79,10 @@ impl Store {
         tenant: &str,
         instance_id: &str,
     ) -> StoreResult<Vec<SubscriptionRecord>> {
-        let sql = format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN instances i ON i.id = s.instance_id
-             WHERE s.instance_id = ? AND i.tenant = ? ORDER BY s.created_at, s.id"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(instance_id)
-            .bind(tenant)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(subscription_from_row)
-            .collect()
+        match &self.db {
+            Db::Sqlite(db) => db.list_subscriptions(tenant, instance_id).await,
+            Db::Postgres(db) => db.list_subscriptions(tenant, instance_id).await,
+        }
     }
 
     /// Another tenant's subscription is `NotFound`, exactly like a missing one.
@@ -167,18 +92,10 @@ impl Store {
         instance_id: &str,
         id: &str,
     ) -> StoreResult<SubscriptionRecord> {
-        let sql = format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN instances i ON i.id = s.instance_id
-             WHERE s.id = ? AND s.instance_id = ? AND i.tenant = ?"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .bind(instance_id)
-            .bind(tenant)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        subscription_from_row(&row)
+        match &self.db {
+            Db::Sqlite(db) => db.get_subscription(tenant, instance_id, id).await,
+            Db::Postgres(db) => db.get_subscription(tenant, instance_id, id).await,
+        }
     }
 
     /// Deletes the subscription with its queued and past deliveries. `false` when there was
@@ -189,25 +106,9 @@ impl Store {
         instance_id: &str,
         id: &str,
     ) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let done = sqlx::query(
-            "DELETE FROM subscriptions WHERE id = ? AND instance_id = ?
-               AND instance_id IN (SELECT id FROM instances WHERE tenant = ?)",
-        )
-        .bind(id)
-        .bind(instance_id)
-        .bind(tenant)
-        .execute(tx.connection())
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
+        match &self.db {
+            Db::Sqlite(db) => db.delete_subscription(tenant, instance_id, id).await,
+            Db::Postgres(db) => db.delete_subscription(tenant, instance_id, id).await,
         }
-        // Attempts go with their deliveries (foreign key, ON DELETE CASCADE).
-        sqlx::query("DELETE FROM deliveries WHERE subscription_id = ?")
-            .bind(id)
-            .execute(tx.connection())
-            .await?;
-        tx.commit().await?;
-        Ok(true)
     }
 }

@@ -1,29 +1,19 @@
 //! The unification configuration of an instance, stored as the JSON the engine validated.
 
-use chrono::Utc;
-
-use super::{ts, Store, StoreResult};
+use super::{Db, Store, StoreResult};
 
 impl Store {
     pub async fn get_unification_config(&self, instance_id: &str) -> StoreResult<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT config FROM unification_configs WHERE instance_id = ?")
-                .bind(instance_id)
-                .fetch_optional(&self.reader)
-                .await?,
-        )
+        match &self.db {
+            Db::Sqlite(db) => db.get_unification_config(instance_id).await,
+            Db::Postgres(db) => db.get_unification_config(instance_id).await,
+        }
     }
 
     pub async fn set_unification_config(&self, instance_id: &str, config: &str) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO unification_configs (instance_id, config, updated_at) VALUES (?, ?, ?)
-             ON CONFLICT (instance_id) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
-        )
-        .bind(instance_id)
-        .bind(config)
-        .bind(ts(Utc::now()))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        match &self.db {
+            Db::Sqlite(db) => db.set_unification_config(instance_id, config).await,
+            Db::Postgres(db) => db.set_unification_config(instance_id, config).await,
+        }
     }
 }

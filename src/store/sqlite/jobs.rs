@@ -1,0 +1,106 @@
+//! SQLite: jobs.
+
+use super::{parse_opt_ts, parse_ts, ts};
+use super::{SqliteDb, SqliteTx};
+use crate::store::jobs::*;
+use crate::store::{StoreError, StoreResult};
+use chrono::Utc;
+use serde_json::Value;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+fn job_from_row(r: SqliteRow) -> StoreResult<JobRecord> {
+    let result: Option<String> = r.get("result");
+    Ok(JobRecord {
+        id: r.get("id"),
+        instance_id: r.get("instance_id"),
+        kind: r.get("kind"),
+        target_id: r.get("target_id"),
+        status: r.get("status"),
+        created_at: parse_ts(r.get::<&str, _>("created_at"))?,
+        started_at: parse_opt_ts(r.get("started_at"))?,
+        completed_at: parse_opt_ts(r.get("completed_at"))?,
+        result: result
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("job result: {e}")))?,
+        error: r.get("error"),
+    })
+}
+
+impl SqliteDb {
+    pub async fn insert_job(&self, job: &JobRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO jobs (id, instance_id, kind, target_id, status, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&job.id)
+        .bind(&job.instance_id)
+        .bind(&job.kind)
+        .bind(&job.target_id)
+        .bind(&job.status)
+        .bind(ts(job.created_at))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_job(&self, instance_id: &str, job_id: &str) -> StoreResult<JobRecord> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE instance_id = ? AND id = ?")
+            .bind(instance_id)
+            .bind(job_id)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        job_from_row(row)
+    }
+
+    /// Claims the oldest queued job of an instance that has no running job (jobs of one instance
+    /// run one at a time, so refreshes never race on the same entities).
+    pub async fn claim_next_job(&self) -> StoreResult<Option<JobRecord>> {
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'running', started_at = ?
+             WHERE id = (SELECT j.id FROM jobs j
+                         WHERE j.status = 'queued'
+                           AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.instance_id = j.instance_id AND r.status = 'running')
+                         ORDER BY j.created_at, j.id LIMIT 1)
+             RETURNING *",
+        )
+        .bind(ts(Utc::now()))
+        .fetch_optional(&self.writer)
+        .await?;
+        row.map(job_from_row).transpose()
+    }
+
+    /// Marks the job finished inside the caller's transaction.
+    pub async fn finish_job(
+        tx: &mut SqliteTx<'_>,
+        job_id: &str,
+        succeeded: bool,
+        result: Option<&Value>,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = ?, completed_at = ?, result = ?, error = ? WHERE id = ?",
+        )
+        .bind(if succeeded { "succeeded" } else { "failed" })
+        .bind(ts(Utc::now()))
+        .bind(result.map(Value::to_string))
+        .bind(error)
+        .bind(job_id)
+        .execute(tx.connection())
+        .await?;
+        Ok(())
+    }
+
+    /// At start-up: a job left `running` was interrupted by a crash or a kill.
+    pub async fn fail_interrupted_jobs(&self) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'failed', completed_at = ?, error = 'interrupted: the service stopped while the job was running; start it again'
+             WHERE status = 'running'",
+        )
+        .bind(ts(Utc::now()))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
