@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::store::DatabaseUrl;
 use crate::webhooks::retry::RetryPolicy;
 
 /// Command-line / environment settings of the server.
@@ -19,6 +20,11 @@ pub struct ServeArgs {
     /// Directory for the SQLite database and server-side data source files.
     #[arg(long, env = "CONNECTOR_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// The database: `sqlite://PATH`, or `postgres://USER:PASSWORD@HOST:PORT/DB` for replicas
+    /// sharing one PostgreSQL database (default: SQLite at DATA_DIR/connector.db).
+    #[arg(long, env = "CONNECTOR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 
     /// Absolute public base URL used in `Location` headers and next links
     /// (default: http://<bind address>).
@@ -89,6 +95,7 @@ impl Default for ServeArgs {
         Self {
             bind: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
+            database_url: None,
             public_url: None,
             api_keys: None,
             allow_private_callbacks: false,
@@ -141,6 +148,7 @@ impl std::str::FromStr for RateLimit {
 pub struct Settings {
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
+    pub database: DatabaseUrl,
     /// Without a trailing slash.
     pub public_url: Option<String>,
     pub bootstrap_keys: Vec<(String, String)>,
@@ -207,6 +215,8 @@ impl Settings {
         Ok(Self {
             bind,
             data_dir: args.data_dir.clone(),
+            database: DatabaseUrl::resolve(args.database_url.as_deref(), &args.data_dir)
+                .map_err(|e| anyhow::anyhow!(e))?,
             public_url,
             bootstrap_keys,
             allow_private_callbacks: args.allow_private_callbacks,

@@ -40,7 +40,7 @@ impl Application {
                 .collect::<Result<_, _>>()
                 .map_err(|e| anyhow::anyhow!("--callback-hosts: {e}"))?,
         };
-        let store = Store::open(&settings.data_dir).await?;
+        let store = Store::connect(&settings.database).await?;
         let generated_key = auth::bootstrap_keys(&store, &settings.bootstrap_keys).await?;
 
         let stop_signals = StopSignals::register()?;

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use insights_connector::configuration::Settings;
 use insights_connector::startup::Application;
+use insights_connector::store::DatabaseUrl;
+use sqlx::Connection;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -60,6 +62,49 @@ impl Reply {
     }
 }
 
+/// The PostgreSQL server the suite runs on instead of SQLite, when set (the test script sets it
+/// to a throw-away cluster): every app gets a fresh database of its own there.
+pub const TEST_POSTGRES_ENV: &str = "CONNECTOR_TEST_POSTGRES_URL";
+
+/// Whether this run of the suite is on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var(TEST_POSTGRES_ENV).is_ok_and(|u| !u.is_empty())
+}
+
+/// A test that reads or writes the SQLite file itself: skipped on PostgreSQL (where the same
+/// behaviour is covered through the API).
+pub fn sqlite_only(test: &str) -> bool {
+    if on_postgres() {
+        eprintln!("{test}: runs on SQLite only (it inspects the SQLite file)");
+        return false;
+    }
+    true
+}
+
+/// The database of the app over `dir`: SQLite in `dir`, or on PostgreSQL a database created for
+/// `dir` on first use (its URL kept in `dir`, so a restart finds the same data).
+pub async fn database_for(dir: &Path) -> DatabaseUrl {
+    let Some(server) = std::env::var(TEST_POSTGRES_ENV).ok().filter(|u| !u.is_empty()) else {
+        return DatabaseUrl::Sqlite(dir.join("connector.db"));
+    };
+    let marker = dir.join("database-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return DatabaseUrl::Postgres(url);
+    }
+    let name = format!("it_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::postgres::PgConnection::connect(&server)
+        .await
+        .expect("the test PostgreSQL server answers");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    let mut url = reqwest::Url::parse(&server).expect("a postgres:// URL");
+    url.set_path(&name);
+    std::fs::write(&marker, url.as_str()).unwrap();
+    DatabaseUrl::Postgres(url.to_string())
+}
+
 pub fn settings_for(dir: &Path) -> Settings {
     let mut settings = Settings::for_tests(dir.to_path_buf());
     settings.bootstrap_keys = vec![
@@ -86,6 +131,7 @@ pub async fn spawn_app_in(
 ) -> TestApp {
     insights_connector::telemetry::init_tracing("error");
     let mut settings = settings_for(dir.path());
+    settings.database = database_for(dir.path()).await;
     adjust(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
