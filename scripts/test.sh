@@ -15,6 +15,10 @@ cargo test --locked --lib --bins --tests --examples 2>&1 | tee target/test-outpu
 # Summarise (cargo prints one result line per test binary).
 passed=$(awk '/^test result:/ { p += $4 } END { print p + 0 }' target/test-output.txt)
 
+echo "== cargo test --test it on PostgreSQL (a throw-away cluster; replicas tests included)"
+./scripts/with-postgres.sh cargo test --locked --test it 2>&1 | tee target/test-output-postgres.txt
+passed_pg=$(awk '/^test result:/ { p += $4 } END { print p + 0 }' target/test-output-postgres.txt)
+
 echo "== openapi-spec-validator (OpenAPI 3.1 and Swagger 2.0 documents)"
 ./scripts/validate-spec.sh
 
@@ -28,4 +32,4 @@ echo "== Swagger UI in headless Chromium"
 ./scripts/browser-check.sh
 
 echo "== all checks passed (cargo test results above; schemathesis and the browser check passed)"
-echo "tests: ${passed} passed, 0 failed"
+echo "tests: ${passed} passed on SQLite, ${passed_pg} passed on PostgreSQL, 0 failed"

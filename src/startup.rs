@@ -116,6 +116,14 @@ impl Application {
             Some(metrics.deliveries.clone()),
         );
 
+        // Deliveries committed by other replicas wake this one's dispatcher.
+        engine.spawn_background({
+            let store = store.clone();
+            let signal = engine.outbox_signal();
+            let stop = engine.shutdown_token();
+            async move { store.relay_outbox_hints(signal, stop).await }
+        });
+
         // Outbox retention (ends with the engine's shutdown).
         engine.spawn_background(crate::webhooks::retention::run(
             store.clone(),

@@ -173,6 +173,19 @@ impl Store {
         }
     }
 
+    /// Wakes `signal` when another process commits deliveries, until `stop` (PostgreSQL: a
+    /// LISTEN on the outbox channel). On SQLite this process is the only writer and wakes its
+    /// dispatcher itself, so this returns at once.
+    pub async fn relay_outbox_hints(
+        &self,
+        signal: std::sync::Arc<tokio::sync::Notify>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        if let Db::Postgres(db) = &self.db {
+            db.relay_outbox_hints(signal, stop).await;
+        }
+    }
+
     /// Readiness probe: a trivial query.
     pub async fn ping(&self) -> StoreResult<()> {
         match &self.db {

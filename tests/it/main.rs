@@ -12,5 +12,6 @@ mod engine;
 mod foundation;
 mod power_automate;
 mod readme;
+mod replicas;
 mod spec;
 mod webhooks;

@@ -9,7 +9,8 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use crate::common::{spawn_app, spawn_app_in, spawn_app_with, TestApp, KEY_A, KEY_B};
+use crate::common::process::{free_port, wait_job, Server};
+use crate::common::{spawn_app, spawn_app_in, spawn_app_with, TestApp, KEY_B};
 use crate::receiver::{Received, Receiver, Reply};
 use insights_connector::store::Store;
 use insights_connector::triggers::{notification_schema_json, TRIGGERS};
@@ -1629,31 +1630,6 @@ async fn the_openapi_document_describes_the_triggers_for_power_automate() {
 
 // ----- the engine, end to end -----
 
-async fn wait_job(app_client: &reqwest::Client, base: &str, location: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    let url = if location.starts_with("http") {
-        location.to_string()
-    } else {
-        format!("{base}{location}")
-    };
-    loop {
-        let r = app_client
-            .get(&url)
-            .header("X-API-Key", KEY_A)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let body: Value = r.json().await.unwrap();
-        if status == 200 {
-            return body;
-        }
-        assert_eq!(status, 202, "{body}");
-        assert!(Instant::now() < deadline, "job never finished: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn start_job(app: &TestApp, path: &str) -> Value {
     let r = app.post(path, json!({})).await;
     assert_eq!(r.status, 202, "{path}: {}", r.text);
@@ -1786,96 +1762,6 @@ async fn engine_refreshes_fire_every_trigger_end_to_end() {
 }
 
 // ----- crash safety (the real binary, kill -9) -----
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Server {
-    async fn start(dir: &std::path::Path, port: u16, log: &str) -> Self {
-        let log = std::fs::File::create(dir.join(log)).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_insights-connector"))
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--api-keys", &format!("alpha:{KEY_A}")])
-            .arg("--allow-private-callbacks")
-            .args(["--delivery-schedule", "0.2"])
-            .args(["--delivery-timeout-secs", "2"])
-            .args(["--delivery-max-attempts", "1000"])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("binary starts");
-        let server = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let client = reqwest::Client::new();
-        loop {
-            if let Ok(r) = client.get(format!("{}/health", server.base)).send().await {
-                if r.status() == 200 {
-                    return server;
-                }
-            }
-            assert!(Instant::now() < deadline, "server did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill_9(mut self) {
-        // std's Child::kill sends SIGKILL on Unix: no shutdown code runs.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value, Option<String>) {
-        let r = reqwest::Client::new()
-            .post(format!("{}{path}", self.base))
-            .header("X-API-Key", KEY_A)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let location = r
-            .headers()
-            .get("location")
-            .map(|v| v.to_str().unwrap().to_string());
-        (status, r.json().await.unwrap_or(Value::Null), location)
-    }
-
-    /// Refreshes the data source and waits for the job: its event is committed afterwards.
-    async fn refresh(&self, instance: &str, ds: &str) {
-        let (status, body, location) = self
-            .post(
-                &format!("/instances/{instance}/datasources/{ds}/refresh"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(status, 202, "{body}");
-        let job = wait_job(&reqwest::Client::new(), &self.base, &location.unwrap()).await;
-        assert_eq!(job["status"], "succeeded", "{job}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn kill_9_and_restart_lose_no_notification() {

@@ -11,12 +11,18 @@ mod segments;
 mod subscriptions;
 mod unification;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use super::StoreResult;
+
+/// The channel `record_event` notifies after queueing deliveries.
+pub(in crate::store) const OUTBOX_CHANNEL: &str = "outbox";
 
 /// A write transaction.
 pub struct PgTx<'a>(sqlx::Transaction<'a, sqlx::Postgres>);
@@ -59,6 +65,43 @@ impl PgDb {
 
     pub async fn commit(&self, tx: PgTx<'_>) -> StoreResult<()> {
         tx.commit().await
+    }
+
+    /// Wakes `signal` whenever any replica commits deliveries (a NOTIFY on `outbox` from
+    /// `record_event`), until `stop`. A hint only: the dispatcher polls as well, so a dropped
+    /// connection costs latency, never a delivery; the listener reconnects after a pause.
+    pub async fn relay_outbox_hints(&self, signal: Arc<Notify>, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for outbox hints; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            if let Err(e) = listener.listen(OUTBOX_CHANNEL).await {
+                tracing::warn!(error = %e, "LISTEN outbox failed; retrying");
+                continue;
+            }
+            // Deliveries committed while no one listened are found by the poll; one wake-up
+            // now covers a reconnect's gap.
+            signal.notify_one();
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    hint = listener.recv() => match hint {
+                        Ok(_) => signal.notify_one(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "outbox hint connection lost; reconnecting");
+                            break;
+                        }
+                    },
+                }
+            }
+        }
     }
 
     pub async fn ping(&self) -> StoreResult<()> {

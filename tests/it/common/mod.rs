@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod contract;
+pub mod process;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,9 +10,9 @@ use std::sync::Arc;
 use insights_connector::configuration::Settings;
 use insights_connector::startup::Application;
 use insights_connector::store::DatabaseUrl;
-use sqlx::Connection;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use sqlx::Connection;
 
 pub const KEY_A: &str = "tenant-a-key-0123456789abcdef";
 pub const KEY_B: &str = "tenant-b-key-0123456789abcdef";
@@ -84,7 +85,10 @@ pub fn sqlite_only(test: &str) -> bool {
 /// The database of the app over `dir`: SQLite in `dir`, or on PostgreSQL a database created for
 /// `dir` on first use (its URL kept in `dir`, so a restart finds the same data).
 pub async fn database_for(dir: &Path) -> DatabaseUrl {
-    let Some(server) = std::env::var(TEST_POSTGRES_ENV).ok().filter(|u| !u.is_empty()) else {
+    let Some(server) = std::env::var(TEST_POSTGRES_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
         return DatabaseUrl::Sqlite(dir.join("connector.db"));
     };
     let marker = dir.join("database-url");

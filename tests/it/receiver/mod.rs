@@ -103,6 +103,8 @@ struct State {
     arrived: Notify,
     tasks: Mutex<Vec<AbortHandle>>,
     connections: AtomicUsize,
+    /// How long each answer waits after the request was read.
+    delay: Mutex<Duration>,
 }
 
 pub struct Receiver {
@@ -140,6 +142,7 @@ impl Receiver {
             arrived: Notify::new(),
             tasks: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
+            delay: Mutex::new(Duration::ZERO),
         });
         let st = Arc::clone(&state);
         let accept = tokio::spawn(async move {
@@ -166,6 +169,11 @@ impl Receiver {
     /// The answer once the plan is used up (initially 200 "ok").
     pub fn set_default(&self, reply: Reply) {
         *self.state.default.lock().unwrap() = reply;
+    }
+
+    /// Every answer from now on waits `delay` after its request arrived (a slow receiver).
+    pub fn set_delay(&self, delay: Duration) {
+        *self.state.delay.lock().unwrap() = delay;
     }
 
     /// TCP connections accepted so far (whether or not a request followed).
@@ -251,6 +259,10 @@ async fn handle(mut sock: TcpStream, st: Arc<State>) {
         .unwrap()
         .pop_front()
         .unwrap_or_else(|| st.default.lock().unwrap().clone());
+    let delay = *st.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     match reply {
         Reply::Hang => {
             // Hold the connection until the receiver stops (the task is aborted then).
