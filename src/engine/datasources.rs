@@ -183,9 +183,19 @@ fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
         .canonicalize()
         .map_err(|e| format!("data directory unavailable: {e}"))?;
     let full = root.join(rel);
-    let real = full
-        .canonicalize()
-        .map_err(|e| format!("cannot open '{rel}': {e}"))?;
+    let real = full.canonicalize().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            // With several replicas the refresh runs on any of them: say where it looked.
+            format!(
+                "the file '{rel}' is not in the data directory of the server that ran this \
+                 refresh ({}); with several replicas, --data-dir must be storage every replica \
+                 sees, or upload the content inline",
+                root.display()
+            )
+        } else {
+            format!("cannot open '{rel}': {e}")
+        }
+    })?;
     if !real.starts_with(&root) {
         return Err(format!("path '{rel}' resolves outside the data directory"));
     }

@@ -1032,3 +1032,29 @@ async fn a_refresh_under_write_load_neither_stalls_nor_fails() {
         .json();
     assert_eq!(small_items["value"].as_array().unwrap().len(), 2);
 }
+
+/// A server-side file missing where the refresh runs (with replicas: a `--data-dir` that is not
+/// shared) fails the refresh with an error that says where it looked and what to do.
+#[tokio::test]
+async fn a_refresh_of_a_file_missing_on_this_server_fails_with_a_clear_reason() {
+    let app = spawn_app().await;
+    let inst = app.create_instance("Files").await;
+    std::fs::write(app.dir.path().join("people.csv"), "Id,Name\n1,Ann\n").unwrap();
+    let ds = app
+        .create_source(
+            &inst,
+            json!({"name":"people","entityName":"People","format":"csv","keyField":"Id","path":"people.csv"}),
+        )
+        .await;
+    std::fs::remove_file(app.dir.path().join("people.csv")).unwrap();
+    let job = app
+        .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("'people.csv' is not in the data directory")
+            && error.contains("every replica"),
+        "{error}"
+    );
+}
