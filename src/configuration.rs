@@ -59,6 +59,15 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTOR_JOB_WORKERS", default_value_t = 2)]
     pub job_workers: usize,
 
+    /// Seconds a running job may go without a heartbeat before any replica fails it as
+    /// interrupted (its replica stopped or lost the database).
+    #[arg(
+        long,
+        env = "CONNECTOR_JOB_HEARTBEAT_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub job_heartbeat_timeout_secs: u64,
+
     /// Number of concurrent webhook deliveries.
     #[arg(long, env = "CONNECTOR_DELIVERY_CONCURRENCY", default_value_t = 64)]
     pub delivery_concurrency: usize,
@@ -103,6 +112,7 @@ impl Default for ServeArgs {
             rate_limit: None,
             max_body_bytes: 16 * 1024 * 1024,
             job_workers: 2,
+            job_heartbeat_timeout_secs: JOB_HEARTBEAT_TIMEOUT.as_secs(),
             delivery_concurrency: 64,
             delivery_timeout_secs: 15,
             delivery_max_attempts: 8,
@@ -143,6 +153,10 @@ impl std::str::FromStr for RateLimit {
     }
 }
 
+/// The default of `--job-heartbeat-timeout-secs`: several missed beats (one every 10 s), so
+/// only a stopped replica or one cut off from the database loses its jobs.
+pub const JOB_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Validated settings the application is built from.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -157,6 +171,8 @@ pub struct Settings {
     pub rate_limit: Option<RateLimit>,
     pub max_body_bytes: usize,
     pub job_workers: usize,
+    /// A running job whose heartbeat is older than this is failed as interrupted.
+    pub job_heartbeat_timeout: Duration,
     pub delivery_concurrency: usize,
     pub delivery_timeout: Duration,
     pub retry: RetryPolicy,
@@ -224,6 +240,7 @@ impl Settings {
             rate_limit,
             max_body_bytes: args.max_body_bytes,
             job_workers: args.job_workers.max(1),
+            job_heartbeat_timeout: Duration::from_secs(args.job_heartbeat_timeout_secs.max(1)),
             delivery_concurrency: args.delivery_concurrency.max(1),
             delivery_timeout: Duration::from_secs(args.delivery_timeout_secs.max(1)),
             retry,

@@ -57,7 +57,9 @@ impl Application {
             settings.data_dir.clone(),
             settings.read_cache_bytes,
         );
-        engine.start_job_workers(settings.job_workers).await?;
+        engine
+            .start_job_workers(settings.job_workers, settings.job_heartbeat_timeout)
+            .await?;
         engine.start_scheduler(std::time::Duration::from_secs(1));
         let metrics = Metrics::new();
 

@@ -39,6 +39,17 @@ impl PgTx<'_> {
     }
 }
 
+/// An id from outside as the uuid it must be: anything else names no row, so callers answer
+/// `NotFound` (or an empty list) instead of letting PostgreSQL reject the cast.
+pub(in crate::store) fn parse_id(id: &str) -> Option<uuid::Uuid> {
+    uuid::Uuid::parse_str(id).ok()
+}
+
+/// [`parse_id`] for a lookup of one row: a malformed id is `NotFound`.
+pub(in crate::store) fn id_or_not_found(id: &str) -> super::StoreResult<uuid::Uuid> {
+    parse_id(id).ok_or(super::StoreError::NotFound)
+}
+
 #[derive(Clone, Debug)]
 pub struct PgDb {
     pool: PgPool,
