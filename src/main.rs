@@ -24,8 +24,6 @@ struct Cli {
     serve: ServeArgs,
 }
 
-// Parsed once at start; boxing the large variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).

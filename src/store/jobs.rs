@@ -97,7 +97,9 @@ impl Store {
         }
     }
 
-    /// Marks the job finished inside the caller's transaction.
+    /// Marks the running job finished inside the caller's transaction. A job that is no longer
+    /// running (another replica failed it when this one stopped heartbeating) is a `Conflict`:
+    /// the caller's transaction, with the job's results and events, must then be dropped.
     pub async fn finish_job(
         tx: &mut Tx<'_>,
         job_id: &str,
@@ -120,5 +122,17 @@ impl Store {
             Db::Sqlite(db) => db.fail_interrupted_jobs().await,
             Db::Postgres(db) => db.fail_interrupted_jobs().await,
         }
+    }
+}
+
+/// The outcome of a finish that changed `rows` jobs: a finish of a job that is no longer running
+/// is refused, so the results of a job declared dead never land.
+pub(in crate::store) fn still_running(rows: u64) -> StoreResult<()> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(crate::store::StoreError::Conflict(
+            "the job is no longer running (it was failed while this replica was not heartbeating); its results were discarded".into(),
+        ))
     }
 }

@@ -1060,6 +1060,7 @@ async fn a_refresh_of_a_file_missing_on_this_server_fails_with_a_clear_reason() 
             && error.contains("every replica"),
         "{error}"
     );
+}
 
 /// `SELECT COUNT(*)` over the app's database, whichever backend it is (`sql` uses `$1` for the
 /// instance id; SQLite reads `$1` as a numbered parameter too).

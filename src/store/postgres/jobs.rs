@@ -140,10 +140,11 @@ impl PgDb {
         error: Option<&str>,
     ) -> StoreResult<()> {
         let Some(job_id) = super::parse_id(job_id) else {
-            return Ok(());
+            return still_running(0);
         };
-        sqlx::query(
-            "UPDATE jobs SET status = $1, completed_at = $2, result = $3, error = $4 WHERE id = $5",
+        let done = sqlx::query(
+            "UPDATE jobs SET status = $1, completed_at = $2, result = $3, error = $4
+             WHERE id = $5 AND status = 'running'",
         )
         .bind(if succeeded { "succeeded" } else { "failed" })
         .bind(Utc::now())
@@ -152,7 +153,7 @@ impl PgDb {
         .bind(job_id)
         .execute(tx.connection())
         .await?;
-        Ok(())
+        still_running(done.rows_affected())
     }
 
     pub async fn queue_scheduled_job(

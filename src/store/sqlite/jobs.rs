@@ -3,6 +3,7 @@
 use super::{parse_opt_ts, parse_ts, ts};
 use super::{SqliteDb, SqliteTx};
 use crate::store::jobs::stale_reason;
+use crate::store::jobs::still_running;
 use crate::store::jobs::*;
 use crate::store::{StoreError, StoreResult};
 use chrono::{DateTime, Utc};
@@ -151,8 +152,9 @@ impl SqliteDb {
         result: Option<&Value>,
         error: Option<&str>,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE jobs SET status = ?, completed_at = ?, result = ?, error = ? WHERE id = ?",
+        let done = sqlx::query(
+            "UPDATE jobs SET status = ?, completed_at = ?, result = ?, error = ?
+             WHERE id = ? AND status = 'running'",
         )
         .bind(if succeeded { "succeeded" } else { "failed" })
         .bind(ts(Utc::now()))
@@ -161,7 +163,7 @@ impl SqliteDb {
         .bind(job_id)
         .execute(tx.connection())
         .await?;
-        Ok(())
+        still_running(done.rows_affected())
     }
 
     /// At start-up: a job left `running` was interrupted by a crash or a kill.
