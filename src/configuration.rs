@@ -124,6 +124,26 @@ impl Default for ServeArgs {
     }
 }
 
+/// Where the `keys` commands find the database: resolved exactly like `serve`'s.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory of the SQLite database (used when no database URL is given).
+    #[arg(long, env = "CONNECTOR_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// The database: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`
+    /// (default: SQLite at DATA_DIR/connector.db).
+    #[arg(long, env = "CONNECTOR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn database(&self) -> anyhow::Result<DatabaseUrl> {
+        DatabaseUrl::resolve(self.database_url.as_deref(), &self.data_dir)
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
 /// A parsed `N/Ds` budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {

@@ -69,7 +69,9 @@ impl Application {
             engine: engine.clone(),
             public_url: public_url.clone(),
             keys: auth::KeyRing::new(store.clone()),
-            throttle: settings.rate_limit.map(auth::Throttle::new),
+            throttle: settings
+                .rate_limit
+                .map(|limit| auth::Throttle::new(limit, store.clone())),
             metrics: metrics.clone(),
             routes: RouteTable::from_openapi(&openapi),
             documents,
