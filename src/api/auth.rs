@@ -295,6 +295,55 @@ mod tests {
         assert!(t.check("other").await.unwrap().is_ok());
     }
 
+    /// The first authentication records the last use; the next ones within a minute write
+    /// nothing.
+    #[tokio::test]
+    async fn last_use_is_written_at_most_once_a_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        store_key(&store, "t", "a-key-for-the-test-0123456789")
+            .await
+            .unwrap();
+        let ring = KeyRing::new(store.clone());
+        let hash = hash_key("a-key-for-the-test-0123456789");
+        let last_used = || async {
+            store
+                .find_api_key(&hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_used_at
+        };
+        assert!(ring
+            .resolve("a-key-for-the-test-0123456789")
+            .await
+            .unwrap()
+            .is_some());
+        let mut first = None;
+        for _ in 0..100 {
+            first = last_used().await;
+            if first.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let first = first.expect("the last use is recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for _ in 0..3 {
+            assert!(ring
+                .resolve("a-key-for-the-test-0123456789")
+                .await
+                .unwrap()
+                .is_some());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            last_used().await,
+            Some(first),
+            "no second write within a minute"
+        );
+    }
+
     #[test]
     fn prefixes_show_at_most_8_characters_and_a_quarter_of_the_key() {
         let key = generate_key();
