@@ -276,3 +276,77 @@ impl Store {
         }
     }
 }
+
+// ----- backend-neutral parts of recording attempts -----
+
+/// A delivery's status after an attempt with this decision, and its next attempt (epoch ms).
+pub(in crate::store) fn delivery_outcome(decision: &Decision) -> (&'static str, Option<i64>) {
+    match decision {
+        Decision::Delivered => ("delivered", None),
+        Decision::RetryAt(at) => ("pending", Some(*at)),
+        Decision::DeadLetter => ("dead", None),
+        Decision::Failed | Decision::SubscriptionGone => ("failed", None),
+    }
+}
+
+/// The text a delivery dead-lettered by its subscription's 404/410 keeps as `last_error`.
+pub(in crate::store) const SUBSCRIPTION_GONE_ERROR: &str =
+    "not sent: the subscription is dead (its callback answered that the flow is gone)";
+
+/// One subscription's attempts of a batch, folded in order into what recording them one by
+/// one would have left after the last of them.
+#[derive(Default)]
+pub(in crate::store) struct SubscriptionFold {
+    /// The last attempt's time (`last_delivery_at`).
+    pub at: DateTime<Utc>,
+    /// A delivery came through: `consecutive_failures` restarts from `failures`.
+    pub reset: bool,
+    /// Failures since the last delivery of the batch (or all of them, without one).
+    pub failures: i64,
+    /// The last attempt's error (none after a delivery).
+    pub error: Option<String>,
+    /// A 404/410: the subscription is dead; when (the attempt's time).
+    pub gone: bool,
+    pub gone_at: DateTime<Utc>,
+}
+
+impl SubscriptionFold {
+    fn add(&mut self, a: &FinishedAttempt) {
+        self.at = a.attempt.attempted_at;
+        if a.decision == Decision::Delivered {
+            self.reset = true;
+            self.failures = 0;
+            self.error = None;
+        } else {
+            self.failures += 1;
+            self.error = a
+                .attempt
+                .error
+                .as_deref()
+                .map(|e| super::clip(e, super::MAX_ERROR_CHARS));
+            if a.decision == Decision::SubscriptionGone {
+                self.gone = true;
+                self.gone_at = self.at;
+            }
+        }
+    }
+
+    /// The recorded attempts of a batch folded per subscription, subscriptions in order of
+    /// their first attempt.
+    pub(in crate::store) fn per_subscription<'a>(
+        attempts: impl IntoIterator<Item = &'a FinishedAttempt>,
+    ) -> Vec<(&'a str, SubscriptionFold)> {
+        let mut folded: Vec<(&str, SubscriptionFold)> = Vec::new();
+        for a in attempts {
+            let i = match folded.iter().position(|(s, _)| *s == a.subscription_id) {
+                Some(i) => i,
+                None => {
+                    folded.push((&a.subscription_id, SubscriptionFold::default()));
+                    folded.len() - 1
+                }
+            };
+            folded[i].1.add(a);
+        }
+        folded
+    }
+}

@@ -1,88 +1,833 @@
 //! PostgreSQL: outbox.
+//!
+//! Several replicas share the outbox: a claim locks what it leases (`FOR UPDATE SKIP LOCKED`),
+//! so two claims never take the same delivery, and recording attempts locks the subscriptions
+//! it will change first, in id order, so two replicas recording at once cannot deadlock.
 
+use super::subscriptions::{row_id, subscription_from_row, SUBSCRIPTION_COLUMNS};
 use super::{PgDb, PgTx};
 use crate::store::outbox::*;
-use crate::store::*;
-use crate::triggers::DomainEvent;
+use crate::store::subscriptions::SubscriptionRecord;
+use crate::store::{clip, StoreError, StoreResult, MAX_ERROR_CHARS};
+use crate::triggers::{Audience, DomainEvent, EventKind};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::Row;
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+const DELIVERY_COLUMNS: &str =
+    "d.id, d.event_id, d.subscription_id, d.instance_id, d.status, d.attempts, \
+     d.next_attempt_at, d.created_at, d.updated_at, d.last_error";
+
+fn delivery_from_row(r: &PgRow) -> StoreResult<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        id: r.try_get::<Uuid, _>("id")?.to_string(),
+        event_id: r.try_get::<Uuid, _>("event_id")?.to_string(),
+        subscription_id: r.try_get::<Uuid, _>("subscription_id")?.to_string(),
+        instance_id: r.try_get::<Uuid, _>("instance_id")?.to_string(),
+        status: r.try_get("status")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        last_error: r.try_get("last_error")?,
+    })
+}
+
+/// The ids that name rows, each with its position in `ids` (the others name nothing).
+fn row_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> (Vec<usize>, Vec<Uuid>) {
+    ids.into_iter()
+        .enumerate()
+        .filter_map(|(i, id)| row_id(id).map(|u| (i, u)))
+        .unzip()
+}
+
+/// The deliveries an event queues: one per active subscription of its trigger in its instance;
+/// each audience adds its condition (`$1`..`$4`: event, now in ms, now, instance, trigger).
+macro_rules! insert_deliveries {
+    ($($audience:expr),*) => {
+        concat!(
+            "INSERT INTO deliveries
+                (id, event_id, subscription_id, instance_id, status, attempts, next_attempt_at,
+                 created_at, updated_at)
+             SELECT gen_random_uuid(), $1, s.id, s.instance_id, 'pending', 0, $2, $3, $3
+             FROM subscriptions s
+             WHERE s.instance_id = $4 AND s.trigger = $5 AND s.status = 'active'"
+            $(, $audience)*
+        )
+    };
+}
+
+/// A subscription's threshold input as a number, NULL unless it is a JSON number (the only
+/// kind `Audience::includes` compares).
+macro_rules! threshold {
+    () => {
+        "(CASE WHEN jsonb_typeof(s.inputs -> 'threshold') = 'number'
+               THEN (s.inputs ->> 'threshold')::float8 END)"
+    };
+}
 
 impl PgDb {
-    pub async fn record_event(_tx: &mut PgTx<'_>, _event: &DomainEvent) -> StoreResult<u64> {
-        todo!("postgres record_event")
+    // ----- the write side: an event and its deliveries, in the caller's transaction -----
+
+    /// Records the event and queues one delivery per active subscription of its trigger in its
+    /// instance that is in the event's [`Audience`], inside `tx`. Returns the deliveries queued.
+    pub async fn record_event(tx: &mut PgTx<'_>, event: &DomainEvent) -> StoreResult<u64> {
+        // The engine makes both ids (a uuid of its own, an instance that exists).
+        let (Some(event_id), Some(instance_id)) = (row_id(&event.id), row_id(&event.instance_id))
+        else {
+            return Err(StoreError::Corrupt(format!(
+                "event '{}' of instance '{}': ids are not uuids",
+                event.id, event.instance_id
+            )));
+        };
+        let now = Utc::now();
+        sqlx::query(
+            "INSERT INTO events (id, instance_id, event_type, payload, occurred_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(event_id)
+        .bind(instance_id)
+        .bind(event.stored_name())
+        .bind(Json(&event.kind))
+        .bind(event.occurred_at)
+        .execute(tx.connection())
+        .await?;
+
+        let base = |sql: &'static str| {
+            sqlx::query(sql)
+                .bind(event_id)
+                .bind(epoch_ms(now))
+                .bind(now)
+                .bind(instance_id)
+                .bind(event.trigger().as_str())
+        };
+        // Each arm is the SQL form of `Audience::includes` (the tests hold the two together).
+        // A watched id matches only as a JSON string equal to it, and a missing or null data
+        // source filter means every data source.
+        let done = match event.audience() {
+            Audience::Nobody => return Ok(0),
+            Audience::All => base(insert_deliveries!("")).execute(tx.connection()).await?,
+            Audience::DataSource { data_source_id } => {
+                base(insert_deliveries!(
+                    " AND (s.inputs -> 'dataSourceId' IS NULL
+                           OR s.inputs -> 'dataSourceId' = 'null'::jsonb
+                           OR s.inputs -> 'dataSourceId' = to_jsonb($6::text))"
+                ))
+                .bind(data_source_id)
+                .execute(tx.connection())
+                .await?
+            }
+            Audience::ThresholdCrossed {
+                target,
+                target_id,
+                previous,
+                current,
+            } => {
+                base(insert_deliveries!(
+                    " AND s.inputs -> $6::text = to_jsonb($7::text)
+                      AND $8::float8 <= ",
+                    threshold!(),
+                    " AND ",
+                    threshold!(),
+                    " < $9::float8"
+                ))
+                .bind(target.input_key())
+                .bind(target_id)
+                .bind(previous)
+                .bind(current)
+                .execute(tx.connection())
+                .await?
+            }
+        };
+        let queued = done.rows_affected();
+        if queued > 0 {
+            // Wakes the dispatchers of every replica once the transaction commits (PostgreSQL
+            // delivers notifications at commit, and folds identical ones of a transaction).
+            sqlx::query("SELECT pg_notify('outbox', '')")
+                .execute(tx.connection())
+                .await?;
+        }
+        Ok(queued)
     }
 
+    // ----- deliveries: the API side -----
+
+    /// Deliveries of a subscription, newest first, optionally of one status.
     pub async fn list_deliveries(
         &self,
-        _subscription_id: &str,
-        _status: Option<&str>,
-        _limit: i64,
+        subscription_id: &str,
+        status: Option<&str>,
+        limit: i64,
     ) -> StoreResult<Vec<DeliveryRecord>> {
-        todo!("postgres list_deliveries")
+        let Some(subscription_id) = row_id(subscription_id) else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d
+             WHERE d.subscription_id = $1 AND ($2::text IS NULL OR d.status = $2)
+             ORDER BY d.created_at DESC, d.id DESC LIMIT $3"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(subscription_id)
+            .bind(status)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(delivery_from_row)
+            .collect()
     }
 
     pub async fn get_delivery(
         &self,
-        _subscription_id: &str,
-        _id: &str,
+        subscription_id: &str,
+        id: &str,
     ) -> StoreResult<DeliveryRecord> {
-        todo!("postgres get_delivery")
+        let (Some(subscription_id), Some(id)) = (row_id(subscription_id), row_id(id)) else {
+            return Err(StoreError::NotFound);
+        };
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = $1 AND d.subscription_id = $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(subscription_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        delivery_from_row(&row)
     }
 
+    /// The most recent attempts of a delivery, newest first.
     pub async fn recent_attempts(
         &self,
-        _delivery_id: &str,
-        _limit: i64,
+        delivery_id: &str,
+        limit: i64,
     ) -> StoreResult<Vec<AttemptRecord>> {
-        todo!("postgres recent_attempts")
+        let Some(delivery_id) = row_id(delivery_id) else {
+            return Ok(Vec::new());
+        };
+        sqlx::query(
+            "SELECT attempted_at, status_code, latency_ms, response_excerpt, error
+             FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(delivery_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AttemptRecord {
+                attempted_at: r.try_get("attempted_at")?,
+                status_code: r.try_get("status_code")?,
+                latency_ms: r.try_get("latency_ms")?,
+                response_excerpt: r.try_get("response_excerpt")?,
+                error: r.try_get("error")?,
+            })
+        })
+        .collect()
     }
 
-    pub async fn requeue_delivery(
-        &self,
-        _subscription_id: &str,
-        _id: &str,
-    ) -> StoreResult<Requeue> {
-        todo!("postgres requeue_delivery")
+    /// Queues a finished delivery again (a fresh retry cycle, due now). A pending delivery is
+    /// left as it is; a dead subscription receives nothing.
+    pub async fn requeue_delivery(&self, subscription_id: &str, id: &str) -> StoreResult<Requeue> {
+        let (Some(subscription_id), Some(id)) = (row_id(subscription_id), row_id(id)) else {
+            return Err(StoreError::NotFound);
+        };
+        // One guarded write; the reads afterwards only explain a refusal.
+        let now = Utc::now();
+        let done = sqlx::query(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, updated_at = $2
+             WHERE id = $3 AND subscription_id = $4 AND status <> 'pending'
+               AND EXISTS (SELECT 1 FROM subscriptions WHERE id = $4 AND status = 'active')",
+        )
+        .bind(epoch_ms(now))
+        .bind(now)
+        .bind(id)
+        .bind(subscription_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(Requeue::Queued);
+        }
+        let (status, exists): (Option<String>, bool) = sqlx::query_as(
+            "SELECT (SELECT status FROM subscriptions WHERE id = $2),
+                    EXISTS (SELECT 1 FROM deliveries WHERE id = $1 AND subscription_id = $2)",
+        )
+        .bind(id)
+        .bind(subscription_id)
+        .fetch_one(&self.pool)
+        .await?;
+        match (status.as_deref(), exists) {
+            (None, _) | (_, false) => Err(StoreError::NotFound),
+            (Some("active"), true) => Ok(Requeue::AlreadyPending),
+            (Some(_), true) => Ok(Requeue::SubscriptionDead),
+        }
     }
 
-    pub async fn due_by_subscription(&self, _now_ms: i64, _cap: usize) -> StoreResult<Vec<Due>> {
-        todo!("postgres due_by_subscription")
+    // ----- deliveries: the dispatcher side -----
+
+    /// Every active subscription with pending deliveries: the earliest `next_attempt_at` (epoch
+    /// ms) among them, and how many are due at `now_ms` (counted up to `cap`), earliest first.
+    /// Two index lookups per subscription, however long its backlog.
+    pub async fn due_by_subscription(&self, now_ms: i64, cap: usize) -> StoreResult<Vec<Due>> {
+        let rows = sqlx::query(
+            "SELECT s.id, due.at AS due, ready.n AS ready
+             FROM subscriptions s
+             CROSS JOIN LATERAL (SELECT MIN(d.next_attempt_at) AS at FROM deliveries d
+                                 WHERE d.subscription_id = s.id AND d.status = 'pending') due
+             CROSS JOIN LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM deliveries d
+                                   WHERE d.subscription_id = s.id AND d.status = 'pending'
+                                     AND d.next_attempt_at <= $1 LIMIT $2) r) ready
+             WHERE s.status = 'active' AND due.at IS NOT NULL
+             ORDER BY due.at, s.id",
+        )
+        .bind(now_ms)
+        .bind(cap as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Due {
+                    subscription_id: r.try_get::<Uuid, _>("id")?.to_string(),
+                    due_at: r.try_get("due")?,
+                    ready: r.try_get::<i64, _>("ready")? as usize,
+                })
+            })
+            .collect()
     }
 
+    /// Claims due deliveries of several subscriptions, oldest first per subscription: `plan`
+    /// says how many each may take (its free slots). Each claimed delivery gets
+    /// `next_attempt_at = lease_until_ms`, so it is not due again until the lease runs out (or
+    /// the attempt is recorded).
+    ///
+    /// One statement for the whole plan (it travels as two arrays, so the statement is the same
+    /// whatever its size). Another replica's claim in flight holds its deliveries locked, and
+    /// `SKIP LOCKED` passes over them; one that committed has moved them past `now_ms`, which
+    /// the lock's re-check of the row sees.
     pub async fn claim_due_batch(
         &self,
-        _plan: &[(String, usize)],
-        _now_ms: i64,
-        _lease_until_ms: i64,
+        plan: &[(String, usize)],
+        now_ms: i64,
+        lease_until_ms: i64,
     ) -> StoreResult<Vec<Claimed>> {
-        todo!("postgres claim_due_batch")
+        let (positions, subscriptions) = row_ids(plan.iter().map(|(s, _)| s.as_str()));
+        if subscriptions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let limits: Vec<i64> = positions.iter().map(|&i| plan[i].1 as i64).collect();
+        let rows = sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $1
+             WHERE id IN (
+                SELECT c.id FROM UNNEST($2::uuid[], $3::bigint[]) AS p(subscription_id, take)
+                CROSS JOIN LATERAL (
+                    SELECT d.id FROM deliveries d
+                    WHERE d.subscription_id = p.subscription_id AND d.status = 'pending'
+                      AND d.next_attempt_at <= $4
+                    ORDER BY d.next_attempt_at, d.created_at, d.id
+                    LIMIT p.take
+                    FOR UPDATE SKIP LOCKED
+                ) c
+             )
+             RETURNING id, subscription_id",
+        )
+        .bind(lease_until_ms)
+        .bind(&subscriptions)
+        .bind(&limits)
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Claimed {
+                    delivery_id: r.try_get::<Uuid, _>("id")?.to_string(),
+                    subscription_id: r.try_get::<Uuid, _>("subscription_id")?.to_string(),
+                })
+            })
+            .collect()
     }
 
-    pub async fn prune_outbox(
-        &self,
-        _before: chrono::DateTime<chrono::Utc>,
-    ) -> StoreResult<(u64, u64)> {
-        todo!("postgres prune_outbox")
+    /// Deletes finished deliveries (with their attempts) last changed before `before`, then the
+    /// events before `before` that no delivery refers to any more, in batches so no single
+    /// transaction holds its locks for long. Pending deliveries are never deleted.
+    /// Returns (deliveries, events) deleted.
+    pub async fn prune_outbox(&self, before: DateTime<Utc>) -> StoreResult<(u64, u64)> {
+        const BATCH: i64 = 5_000;
+        let mut deliveries = 0;
+        loop {
+            // Rows another transaction holds (a requeue, a replica pruning too) are passed
+            // over, and the outer condition is checked again on the row as it is when locked.
+            let done = sqlx::query(
+                "DELETE FROM deliveries WHERE id IN (
+                   SELECT id FROM deliveries WHERE status <> 'pending' AND updated_at < $1
+                   LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 AND status <> 'pending' AND updated_at < $1",
+            )
+            .bind(before)
+            .bind(BATCH)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            deliveries += done;
+            if done < BATCH as u64 {
+                break;
+            }
+        }
+        let mut events = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM events WHERE id IN (
+                   SELECT e.id FROM events e WHERE e.occurred_at < $1
+                      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                   LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(before)
+            .bind(BATCH)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            events += done;
+            if done < BATCH as u64 {
+                break;
+            }
+        }
+        Ok((deliveries, events))
     }
 
-    pub async fn delivery_context(&self, _delivery_id: &str) -> StoreResult<DeliveryContext> {
-        todo!("postgres delivery_context")
+    /// The delivery with its event and subscription. `NotFound` when the delivery is gone.
+    pub async fn delivery_context(&self, delivery_id: &str) -> StoreResult<DeliveryContext> {
+        self.delivery_contexts(&[delivery_id.to_string()])
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound)
     }
 
-    pub async fn delivery_contexts(&self, _ids: &[String]) -> StoreResult<Vec<DeliveryContext>> {
-        todo!("postgres delivery_contexts")
+    /// [`delivery_context`](Self::delivery_context) for many deliveries in two queries, in the
+    /// order given; the deliveries that are gone are left out.
+    pub async fn delivery_contexts(&self, ids: &[String]) -> StoreResult<Vec<DeliveryContext>> {
+        let (_, ids) = row_ids(ids.iter().map(String::as_str));
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The payload as text: a fan-out is one event for many deliveries, parsed once below.
+        let rows = sqlx::query(
+            "SELECT d.id, d.attempts, d.subscription_id, e.id AS event_id, e.instance_id,
+                    e.payload::text AS payload, e.occurred_at
+             FROM UNNEST($1::uuid[]) WITH ORDINALITY AS j(id, n)
+             JOIN deliveries d ON d.id = j.id
+             JOIN events e ON e.id = d.event_id
+             ORDER BY j.n",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s
+             WHERE s.id IN (SELECT d.subscription_id FROM deliveries d WHERE d.id = ANY($1))"
+        );
+        let subscriptions: HashMap<String, SubscriptionRecord> =
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&ids)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| subscription_from_row(r).map(|s| (s.id.clone(), s)))
+                .collect::<StoreResult<_>>()?;
+        let mut events: HashMap<Uuid, EventKind> = HashMap::new();
+        let mut contexts = Vec::with_capacity(rows.len());
+        for row in rows {
+            let event_id: Uuid = row.try_get("event_id")?;
+            let event = match events.get(&event_id) {
+                Some(event) => event.clone(),
+                None => {
+                    let event: EventKind =
+                        serde_json::from_str(row.try_get::<&str, _>("payload")?)
+                            .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?;
+                    events.insert(event_id, event.clone());
+                    event
+                }
+            };
+            let subscription_id = row.try_get::<Uuid, _>("subscription_id")?.to_string();
+            let subscription = subscriptions.get(&subscription_id).cloned();
+            contexts.push(DeliveryContext {
+                delivery_id: row.try_get::<Uuid, _>("id")?.to_string(),
+                subscription_id,
+                attempts: row.try_get("attempts")?,
+                event_id: event_id.to_string(),
+                instance_id: row.try_get::<Uuid, _>("instance_id")?.to_string(),
+                occurred_at: row.try_get("occurred_at")?,
+                event,
+                subscription,
+            });
+        }
+        Ok(contexts)
     }
 
-    pub async fn drop_orphan_delivery(&self, _delivery_id: &str) -> StoreResult<()> {
-        todo!("postgres drop_orphan_delivery")
+    /// Removes a delivery whose subscription no longer exists.
+    pub async fn drop_orphan_delivery(&self, delivery_id: &str) -> StoreResult<()> {
+        let Some(delivery_id) = row_id(delivery_id) else {
+            return Ok(());
+        };
+        sqlx::query(
+            "DELETE FROM deliveries d WHERE d.id = $1
+               AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = d.subscription_id)",
+        )
+        .bind(delivery_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
-    pub async fn dead_letter_unsent(&self, _delivery_id: &str, _reason: &str) -> StoreResult<()> {
-        todo!("postgres dead_letter_unsent")
+    /// Marks a pending delivery dead without an attempt (its subscription is dead).
+    pub async fn dead_letter_unsent(&self, delivery_id: &str, reason: &str) -> StoreResult<()> {
+        let Some(delivery_id) = row_id(delivery_id) else {
+            return Ok(());
+        };
+        sqlx::query(
+            "UPDATE deliveries SET status = 'dead', last_error = $1, updated_at = $2
+             WHERE id = $3 AND status = 'pending'",
+        )
+        .bind(clip(reason, MAX_ERROR_CHARS))
+        .bind(Utc::now())
+        .bind(delivery_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
+    /// Records finished attempts and applies their decisions to the deliveries and their
+    /// subscriptions, all in one transaction.
+    ///
+    /// The batch is applied with a handful of set-based statements (see
+    /// [`apply_attempts_together`](Self::apply_attempts_together)). If that fails, the batch is
+    /// recorded again attempt by attempt, each inside its own savepoint, so one bad record is
+    /// undone alone and reported in its slot while the others are still committed: a bad
+    /// record must not send a whole batch of delivered notifications out again.
+    ///
+    /// `Err` for the whole call means nothing was recorded. Per attempt, `Ok(false)` means the
+    /// delivery no longer exists (its subscription was deleted meanwhile; nothing is recorded).
     pub async fn finish_attempts(
         &self,
-        _attempts: &[FinishedAttempt],
+        attempts: &[FinishedAttempt],
     ) -> StoreResult<Vec<StoreResult<bool>>> {
-        todo!("postgres finish_attempts")
+        // Two attempts of one delivery (a lease that ran out mid-attempt) must apply one after
+        // the other, which only the one-by-one path does.
+        let distinct: HashSet<&str> = attempts.iter().map(|a| a.delivery_id.as_str()).collect();
+        if distinct.len() == attempts.len() {
+            let mut tx = self.begin().await?;
+            match Self::apply_attempts_together(&mut tx, attempts).await {
+                Ok(recorded) => {
+                    tx.commit().await?;
+                    return Ok(recorded.into_iter().map(Ok).collect());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempts = attempts.len(), "recording attempts together failed; recording them one by one");
+                }
+            }
+        }
+        self.finish_attempts_one_by_one(attempts).await
+    }
+
+    /// [`finish_attempts`](Self::finish_attempts) attempt by attempt, each in a savepoint.
+    async fn finish_attempts_one_by_one(
+        &self,
+        attempts: &[FinishedAttempt],
+    ) -> StoreResult<Vec<StoreResult<bool>>> {
+        let mut tx = self.begin().await?;
+        Self::lock_subscriptions(&mut tx, attempts.iter().map(|a| a.subscription_id.as_str()))
+            .await?;
+        let mut results = Vec::with_capacity(attempts.len());
+        for finished in attempts {
+            sqlx::query("SAVEPOINT attempt")
+                .execute(tx.connection())
+                .await?;
+            match Self::apply_attempt(&mut tx, finished).await {
+                Ok(recorded) => {
+                    sqlx::query("RELEASE SAVEPOINT attempt")
+                        .execute(tx.connection())
+                        .await?;
+                    results.push(Ok(recorded));
+                }
+                Err(e) => {
+                    // If the connection is lost, the savepoint is gone too: then the batch
+                    // fails as a whole, with this error.
+                    if sqlx::query("ROLLBACK TO SAVEPOINT attempt")
+                        .execute(tx.connection())
+                        .await
+                        .is_err()
+                    {
+                        return Err(e);
+                    }
+                    sqlx::query("RELEASE SAVEPOINT attempt")
+                        .execute(tx.connection())
+                        .await?;
+                    results.push(Err(e));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    /// Locks the subscriptions a record will change, in id order, before any delivery: a 404/410
+    /// changes all pending deliveries of its subscription, so two replicas recording attempts
+    /// of one subscription would otherwise each hold a delivery the other waits for.
+    async fn lock_subscriptions<'a>(
+        tx: &mut PgTx<'_>,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> StoreResult<()> {
+        let (_, mut ids) = row_ids(ids);
+        ids.sort_unstable();
+        ids.dedup();
+        sqlx::query("SELECT 1 FROM subscriptions WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&ids)
+            .execute(tx.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// The effect of [`apply_attempt`](Self::apply_attempt) for each attempt in turn (delivery
+    /// ids distinct), in four statements whatever the batch size; the batch travels as arrays.
+    /// Returns, per attempt, whether it was recorded.
+    ///
+    /// Equivalence with the one-by-one order: each delivery row changes once, under the same
+    /// guard; a subscription's counters are folded in batch order (a delivery resets
+    /// `consecutive_failures`, a failure adds one); and a 404/410 dead-letters the
+    /// subscription's pending deliveries last, which leaves what the sequence would. One
+    /// difference: a sibling attempt that failed for good keeps `failed` rather than `dead`.
+    async fn apply_attempts_together(
+        tx: &mut PgTx<'_>,
+        attempts: &[FinishedAttempt],
+    ) -> StoreResult<Vec<bool>> {
+        Self::lock_subscriptions(tx, attempts.iter().map(|a| a.subscription_id.as_str())).await?;
+        let (positions, ids) = row_ids(attempts.iter().map(|a| a.delivery_id.as_str()));
+        let batch: Vec<&FinishedAttempt> = positions.iter().map(|&i| &attempts[i]).collect();
+        let at: Vec<DateTime<Utc>> = batch.iter().map(|a| a.attempt.attempted_at).collect();
+        let code: Vec<Option<i64>> = batch.iter().map(|a| a.attempt.status_code).collect();
+        let ms: Vec<i64> = batch.iter().map(|a| a.attempt.latency_ms).collect();
+        let excerpt: Vec<Option<&str>> = batch
+            .iter()
+            .map(|a| a.attempt.response_excerpt.as_deref())
+            .collect();
+        let error: Vec<Option<String>> = batch
+            .iter()
+            .map(|a| a.attempt.error.as_deref().map(|e| clip(e, MAX_ERROR_CHARS)))
+            .collect();
+        let (status, next): (Vec<&str>, Vec<Option<i64>>) = batch
+            .iter()
+            .map(|a| delivery_outcome(&a.decision))
+            .unzip();
+
+        // The deliveries: an attempt more, and (only a pending one, or a dead-lettered one this
+        // attempt got through to) the decision; then the attempts of the deliveries updated, in
+        // batch order. SET expressions all see the row as it was.
+        let recorded: HashSet<Uuid> = sqlx::query_scalar(
+            "WITH f AS (
+                SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[],
+                                     $5::text[], $6::text[], $7::text[], $8::bigint[])
+                    WITH ORDINALITY AS f(id, at, code, ms, excerpt, error, status, next, n)
+             ), u AS (
+                UPDATE deliveries d SET
+                    attempts = d.attempts + 1,
+                    updated_at = f.at,
+                    status = CASE WHEN d.status = 'pending'
+                                    OR (d.status = 'dead' AND f.status = 'delivered')
+                             THEN f.status ELSE d.status END,
+                    next_attempt_at = CASE WHEN d.status = 'pending'
+                                             OR (d.status = 'dead' AND f.status = 'delivered')
+                                      THEN COALESCE(f.next, d.next_attempt_at)
+                                      ELSE d.next_attempt_at END,
+                    last_error = CASE WHEN d.status = 'pending'
+                                        OR (d.status = 'dead' AND f.status = 'delivered')
+                                 THEN f.error ELSE d.last_error END
+                FROM f WHERE d.id = f.id
+                RETURNING d.id
+             )
+             INSERT INTO delivery_attempts
+                (delivery_id, attempted_at, status_code, latency_ms, response_excerpt, error)
+             SELECT f.id, f.at, f.code, f.ms, f.excerpt, f.error
+             FROM f WHERE f.id IN (SELECT id FROM u)
+             ORDER BY f.n
+             RETURNING delivery_id",
+        )
+        .bind(&ids)
+        .bind(&at)
+        .bind(&code)
+        .bind(&ms)
+        .bind(&excerpt)
+        .bind(&error)
+        .bind(&status)
+        .bind(&next)
+        .fetch_all(tx.connection())
+        .await?
+        .into_iter()
+        .collect();
+        let recorded: Vec<bool> = {
+            let mut flags = vec![false; attempts.len()];
+            for (&i, id) in positions.iter().zip(&ids) {
+                flags[i] = recorded.contains(id);
+            }
+            flags
+        };
+
+        // The subscriptions: each one's attempts folded in batch order.
+        let folded = SubscriptionFold::per_subscription(
+            attempts
+                .iter()
+                .zip(&recorded)
+                .filter(|(_, &r)| r)
+                .map(|(a, _)| a),
+        );
+        let folded: Vec<(Uuid, SubscriptionFold)> = folded
+            .into_iter()
+            .filter_map(|(id, f)| row_id(id).map(|id| (id, f)))
+            .collect();
+        if !folded.is_empty() {
+            let ids: Vec<Uuid> = folded.iter().map(|(id, _)| *id).collect();
+            let at: Vec<DateTime<Utc>> = folded.iter().map(|(_, f)| f.at).collect();
+            let reset: Vec<bool> = folded.iter().map(|(_, f)| f.reset).collect();
+            let failures: Vec<i64> = folded.iter().map(|(_, f)| f.failures).collect();
+            let error: Vec<Option<&str>> =
+                folded.iter().map(|(_, f)| f.error.as_deref()).collect();
+            let gone: Vec<bool> = folded.iter().map(|(_, f)| f.gone).collect();
+            sqlx::query(
+                "UPDATE subscriptions s SET
+                    last_delivery_at = f.at,
+                    consecutive_failures = CASE WHEN f.reset THEN f.failures
+                                           ELSE s.consecutive_failures + f.failures END,
+                    last_error = f.error,
+                    status = CASE WHEN f.gone THEN 'dead' ELSE s.status END
+                 FROM UNNEST($1::uuid[], $2::timestamptz[], $3::bool[], $4::bigint[], $5::text[],
+                             $6::bool[]) AS f(id, at, reset, failures, error, gone)
+                 WHERE s.id = f.id",
+            )
+            .bind(&ids)
+            .bind(&at)
+            .bind(&reset)
+            .bind(&failures)
+            .bind(&error)
+            .bind(&gone)
+            .execute(tx.connection())
+            .await?;
+
+            // A 404/410: the subscription's other pending deliveries are dead-lettered.
+            let (gone_ids, gone_at): (Vec<Uuid>, Vec<DateTime<Utc>>) = folded
+                .iter()
+                .filter(|(_, f)| f.gone)
+                .map(|(id, f)| (*id, f.gone_at))
+                .unzip();
+            if !gone_ids.is_empty() {
+                sqlx::query(
+                    "UPDATE deliveries d SET status = 'dead', updated_at = g.at, last_error = $3
+                     FROM UNNEST($1::uuid[], $2::timestamptz[]) AS g(id, at)
+                     WHERE d.subscription_id = g.id AND d.status = 'pending'",
+                )
+                .bind(&gone_ids)
+                .bind(&gone_at)
+                .bind(SUBSCRIPTION_GONE_ERROR)
+                .execute(tx.connection())
+                .await?;
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// The statements of one attempt's record, inside the caller's transaction.
+    async fn apply_attempt(tx: &mut PgTx<'_>, finished: &FinishedAttempt) -> StoreResult<bool> {
+        let FinishedAttempt {
+            delivery_id,
+            subscription_id,
+            attempt,
+            decision,
+        } = finished;
+        let Some(delivery_id) = row_id(delivery_id) else {
+            return Ok(false);
+        };
+        let subscription_id = row_id(subscription_id);
+        let now = attempt.attempted_at;
+        let error = attempt.error.as_deref().map(|e| clip(e, MAX_ERROR_CHARS));
+        // The delivery: an attempt more, and only a pending one changes state (a concurrent 410
+        // may have dead-lettered it meanwhile; if this attempt got through anyway, it counts as
+        // delivered). SET expressions all see the row as it was.
+        let (status, next) = delivery_outcome(decision);
+        let done = sqlx::query(
+            "UPDATE deliveries SET
+                attempts = attempts + 1,
+                updated_at = $1,
+                status = CASE WHEN status = 'pending' OR (status = 'dead' AND $2 = 'delivered')
+                         THEN $2 ELSE status END,
+                next_attempt_at = CASE WHEN status = 'pending' OR (status = 'dead' AND $2 = 'delivered')
+                                  THEN COALESCE($3, next_attempt_at) ELSE next_attempt_at END,
+                last_error = CASE WHEN status = 'pending' OR (status = 'dead' AND $2 = 'delivered')
+                             THEN $4 ELSE last_error END
+             WHERE id = $5",
+        )
+        .bind(now)
+        .bind(status)
+        .bind(next)
+        .bind(&error)
+        .bind(delivery_id)
+        .execute(tx.connection())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO delivery_attempts
+                (delivery_id, attempted_at, status_code, latency_ms, response_excerpt, error)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(delivery_id)
+        .bind(now)
+        .bind(attempt.status_code)
+        .bind(attempt.latency_ms)
+        .bind(&attempt.response_excerpt)
+        .bind(&error)
+        .execute(tx.connection())
+        .await?;
+
+        // The subscription's delivery state.
+        let Some(subscription_id) = subscription_id else {
+            return Ok(true);
+        };
+        if *decision == Decision::Delivered {
+            sqlx::query(
+                "UPDATE subscriptions SET last_delivery_at = $1, consecutive_failures = 0, last_error = NULL
+                 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(subscription_id)
+            .execute(tx.connection())
+            .await?;
+        } else {
+            sqlx::query(
+                "UPDATE subscriptions SET last_delivery_at = $1, consecutive_failures = consecutive_failures + 1,
+                        last_error = $2, status = CASE WHEN $3 THEN 'dead' ELSE status END
+                 WHERE id = $4",
+            )
+            .bind(now)
+            .bind(&error)
+            .bind(*decision == Decision::SubscriptionGone)
+            .bind(subscription_id)
+            .execute(tx.connection())
+            .await?;
+        }
+        if *decision == Decision::SubscriptionGone {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'dead', updated_at = $1, last_error = $2
+                 WHERE subscription_id = $3 AND status = 'pending' AND id <> $4",
+            )
+            .bind(now)
+            .bind(SUBSCRIPTION_GONE_ERROR)
+            .bind(subscription_id)
+            .bind(delivery_id)
+            .execute(tx.connection())
+            .await?;
+        }
+        Ok(true)
     }
 }

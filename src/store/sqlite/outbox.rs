@@ -578,27 +578,18 @@ impl SqliteDb {
         .await?;
 
         // The subscriptions: each one's attempts folded in batch order.
-        let mut folded: Vec<(&str, SubscriptionFold)> = Vec::new();
-        for a in attempts
-            .iter()
-            .filter(|a| recorded.contains(&a.delivery_id))
-        {
-            let i = match folded.iter().position(|(s, _)| *s == a.subscription_id) {
-                Some(i) => i,
-                None => {
-                    folded.push((&a.subscription_id, SubscriptionFold::default()));
-                    folded.len() - 1
-                }
-            };
-            folded[i].1.add(a);
-        }
+        let folded = SubscriptionFold::per_subscription(
+            attempts
+                .iter()
+                .filter(|a| recorded.contains(&a.delivery_id)),
+        );
         if !folded.is_empty() {
             let subscriptions = Value::Array(
                 folded
                     .iter()
                     .map(|(id, f)| {
                         serde_json::json!({
-                            "id": id, "at": f.at, "reset": f.reset, "failures": f.failures,
+                            "id": id, "at": ts(f.at), "reset": f.reset, "failures": f.failures,
                             "error": f.error, "gone": f.gone,
                         })
                     })
@@ -630,7 +621,7 @@ impl SqliteDb {
             let gone: Vec<Value> = folded
                 .iter()
                 .filter(|(_, f)| f.gone)
-                .map(|(id, f)| serde_json::json!({"id": id, "at": f.gone_at}))
+                .map(|(id, f)| serde_json::json!({"id": id, "at": ts(f.gone_at)}))
                 .collect();
             if !gone.is_empty() {
                 sqlx::query(
@@ -638,11 +629,11 @@ impl SqliteDb {
                         SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.at') AS at
                         FROM json_each(?)
                      )
-                     UPDATE deliveries SET status = 'dead', updated_at = g.at,
-                            last_error = 'not sent: the subscription is dead (its callback answered that the flow is gone)'
+                     UPDATE deliveries SET status = 'dead', updated_at = g.at, last_error = ?
                      FROM g WHERE deliveries.subscription_id = g.id AND deliveries.status = 'pending'",
                 )
                 .bind(Value::Array(gone).to_string())
+                .bind(SUBSCRIPTION_GONE_ERROR)
                 .execute(tx.connection())
                 .await?;
             }
@@ -727,62 +718,17 @@ impl SqliteDb {
         }
         if *decision == Decision::SubscriptionGone {
             sqlx::query(
-                "UPDATE deliveries SET status = 'dead', updated_at = ?,
-                        last_error = 'not sent: the subscription is dead (its callback answered that the flow is gone)'
+                "UPDATE deliveries SET status = 'dead', updated_at = ?, last_error = ?
                  WHERE subscription_id = ? AND status = 'pending' AND id <> ?",
             )
             .bind(&now)
+            .bind(SUBSCRIPTION_GONE_ERROR)
             .bind(subscription_id)
             .bind(delivery_id)
             .execute(tx.connection())
             .await?;
         }
         Ok(true)
-    }
-}
-
-/// A delivery's status after an attempt with this decision, and its next attempt (epoch ms).
-fn delivery_outcome(decision: &Decision) -> (&'static str, Option<i64>) {
-    match decision {
-        Decision::Delivered => ("delivered", None),
-        Decision::RetryAt(at) => ("pending", Some(*at)),
-        Decision::DeadLetter => ("dead", None),
-        Decision::Failed | Decision::SubscriptionGone => ("failed", None),
-    }
-}
-
-/// One subscription's attempts of a batch, folded in order into what
-/// [`Store::apply_attempt`] would have left after the last of them.
-#[derive(Default)]
-struct SubscriptionFold {
-    /// The last attempt's time (`last_delivery_at`).
-    at: String,
-    /// A delivery came through: `consecutive_failures` restarts from `failures`.
-    reset: bool,
-    /// Failures since the last delivery of the batch (or all of them, without one).
-    failures: i64,
-    /// The last attempt's error (none after a delivery).
-    error: Option<String>,
-    /// A 404/410: the subscription is dead; when (the attempt's time).
-    gone: bool,
-    gone_at: String,
-}
-
-impl SubscriptionFold {
-    fn add(&mut self, a: &FinishedAttempt) {
-        self.at = ts(a.attempt.attempted_at);
-        if a.decision == Decision::Delivered {
-            self.reset = true;
-            self.failures = 0;
-            self.error = None;
-        } else {
-            self.failures += 1;
-            self.error = a.attempt.error.as_deref().map(|e| clip(e, MAX_ERROR_CHARS));
-            if a.decision == Decision::SubscriptionGone {
-                self.gone = true;
-                self.gone_at = self.at.clone();
-            }
-        }
     }
 }
 
