@@ -236,6 +236,9 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 #[tokio::test]
 async fn every_trigger_subscribes_with_201_and_location_and_resubscribing_is_idempotent() {
+    if !common::sqlite_only("every_trigger_subscribes_with_201_and_location_and_resubscribing_is_idempotent") {
+        return;
+    }
     let app = spawn_app().await;
     let instance = app.create_instance("Hooks").await;
     let s = seed(&app, &instance).await;
@@ -374,6 +377,9 @@ async fn every_trigger_subscribes_with_201_and_location_and_resubscribing_is_ide
 
 #[tokio::test]
 async fn subscribe_refuses_bad_input_and_unknown_or_foreign_ids() {
+    if !common::sqlite_only("subscribe_refuses_bad_input_and_unknown_or_foreign_ids") {
+        return;
+    }
     let app = spawn_app().await;
     let instance = app.create_instance("Hooks").await;
     let s = seed(&app, &instance).await;
@@ -550,6 +556,9 @@ async fn subscribe_refuses_bad_input_and_unknown_or_foreign_ids() {
 
 #[tokio::test]
 async fn data_source_triggers_fire_with_the_documented_payload_and_honour_the_filter() {
+    if !common::sqlite_only("data_source_triggers_fire_with_the_documented_payload_and_honour_the_filter") {
+        return;
+    }
     let app = spawn_app().await;
     let instance = app.create_instance("Hooks").await;
     let s = seed(&app, &instance).await;
@@ -631,6 +640,9 @@ async fn data_source_triggers_fire_with_the_documented_payload_and_honour_the_fi
 
 #[tokio::test]
 async fn segment_threshold_fires_only_when_the_count_crosses_above() {
+    if !common::sqlite_only("segment_threshold_fires_only_when_the_count_crosses_above") {
+        return;
+    }
     let app = spawn_app().await;
     let instance = app.create_instance("Hooks").await;
     let s = seed(&app, &instance).await;
@@ -720,6 +732,9 @@ async fn segment_threshold_fires_only_when_the_count_crosses_above() {
 
 #[tokio::test]
 async fn measure_threshold_fires_only_when_the_value_crosses_above() {
+    if !common::sqlite_only("measure_threshold_fires_only_when_the_value_crosses_above") {
+        return;
+    }
     let app = spawn_app().await;
     let instance = app.create_instance("Hooks").await;
     let s = seed(&app, &instance).await;
@@ -833,6 +848,9 @@ async fn full_refresh_and_unification_notifications_carry_the_documented_fields(
 
 #[tokio::test]
 async fn delete_at_location_stops_deliveries_including_queued_ones() {
+    if !common::sqlite_only("delete_at_location_stops_deliveries_including_queued_ones") {
+        return;
+    }
     let app =
         spawn_app_with(|s| s.retry = RetryPolicy::fast_for_tests(1000, Duration::from_millis(100)))
             .await;
@@ -1123,6 +1141,9 @@ async fn another_4xx_fails_only_that_delivery() {
 /// its own outcome, and nothing is sent twice.
 #[tokio::test]
 async fn a_fan_out_records_every_attempt_with_its_own_outcome_and_sends_each_once() {
+    if !common::sqlite_only("a_fan_out_records_every_attempt_with_its_own_outcome_and_sends_each_once") {
+        return;
+    }
     let app = spawn_app().await;
     let instance = app.create_instance("Hooks").await;
     let ok = Receiver::start().await;
@@ -1855,6 +1876,9 @@ async fn kill_9_and_restart_lose_no_notification() {
 /// period and never a pending one, however old.
 #[tokio::test]
 async fn retention_prunes_finished_deliveries_and_never_pending_ones() {
+    if !common::sqlite_only("retention_prunes_finished_deliveries_and_never_pending_ones") {
+        return;
+    }
     // The failing endpoint's next retry is an hour away, so its deliveries stay pending.
     let app = spawn_app_with(|s| {
         s.retry = RetryPolicy::fast_for_tests(5, Duration::from_secs(3600));
