@@ -109,7 +109,11 @@ impl PgDb {
         // source filter means every data source.
         let done = match event.audience() {
             Audience::Nobody => return Ok(0),
-            Audience::All => base(insert_deliveries!("")).execute(tx.connection()).await?,
+            Audience::All => {
+                base(insert_deliveries!(""))
+                    .execute(tx.connection())
+                    .await?
+            }
             Audience::DataSource { data_source_id } => {
                 base(insert_deliveries!(
                     " AND (s.inputs -> 'dataSourceId' IS NULL
@@ -444,9 +448,8 @@ impl PgDb {
             let event = match events.get(&event_id) {
                 Some(event) => event.clone(),
                 None => {
-                    let event: EventKind =
-                        serde_json::from_str(row.try_get::<&str, _>("payload")?)
-                            .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?;
+                    let event: EventKind = serde_json::from_str(row.try_get::<&str, _>("payload")?)
+                        .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?;
                     events.insert(event_id, event.clone());
                     event
                 }
@@ -617,10 +620,8 @@ impl PgDb {
             .iter()
             .map(|a| a.attempt.error.as_deref().map(|e| clip(e, MAX_ERROR_CHARS)))
             .collect();
-        let (status, next): (Vec<&str>, Vec<Option<i64>>) = batch
-            .iter()
-            .map(|a| delivery_outcome(&a.decision))
-            .unzip();
+        let (status, next): (Vec<&str>, Vec<Option<i64>>) =
+            batch.iter().map(|a| delivery_outcome(&a.decision)).unzip();
 
         // The deliveries: an attempt more, and (only a pending one, or a dead-lettered one this
         // attempt got through to) the decision; then the attempts of the deliveries updated, in
@@ -691,8 +692,7 @@ impl PgDb {
             let at: Vec<DateTime<Utc>> = folded.iter().map(|(_, f)| f.at).collect();
             let reset: Vec<bool> = folded.iter().map(|(_, f)| f.reset).collect();
             let failures: Vec<i64> = folded.iter().map(|(_, f)| f.failures).collect();
-            let error: Vec<Option<&str>> =
-                folded.iter().map(|(_, f)| f.error.as_deref()).collect();
+            let error: Vec<Option<&str>> = folded.iter().map(|(_, f)| f.error.as_deref()).collect();
             let gone: Vec<bool> = folded.iter().map(|(_, f)| f.gone).collect();
             sqlx::query(
                 "UPDATE subscriptions s SET
@@ -829,5 +829,574 @@ impl PgDb {
             .await?;
         }
         Ok(true)
+    }
+}
+
+/// On the server named by `CONNECTOR_TEST_POSTGRES_URL` (each test in a fresh database);
+/// without it these tests pass without running.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection;
+
+    const SERVER_ENV: &str = "CONNECTOR_TEST_POSTGRES_URL";
+    const INSTANCE: Uuid = Uuid::from_u128(1);
+
+    fn sub(s: usize) -> Uuid {
+        Uuid::from_u128(0x1000_0000 + s as u128)
+    }
+
+    fn delivery(s: usize, n: usize) -> Uuid {
+        Uuid::from_u128(0xdead_0000_0000 + (s as u128) * 1000 + n as u128)
+    }
+
+    /// A fresh database with one instance and `subscriptions` active subscriptions, each with
+    /// `per_subscription` pending deliveries (delivery `n` due at `n` ms, older first).
+    async fn outbox(subscriptions: usize, per_subscription: usize) -> Option<PgDb> {
+        let server = std::env::var(SERVER_ENV).ok().filter(|u| !u.is_empty())?;
+        let name = format!("unit_{}", Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&server).unwrap();
+        url.set_path(&name);
+        let db = PgDb::open(url.as_str()).await.unwrap();
+        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        sqlx::query(
+            "INSERT INTO instances (id, tenant, name, created_at) VALUES ($1, 't', 'Hooks', $2)",
+        )
+        .bind(INSTANCE)
+        .bind(now)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        for s in 0..subscriptions {
+            sqlx::query(
+                "INSERT INTO subscriptions (id, instance_id, trigger, notification_url, inputs, inputs_key, status, created_at)
+                 VALUES ($1, $2, 'onUnificationCompleted', $3, '{}', '', 'active', $4)",
+            )
+            .bind(sub(s))
+            .bind(INSTANCE)
+            .bind(format!("http://127.0.0.1:9/{s}"))
+            .bind(now)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+            for n in 0..per_subscription {
+                sqlx::query(
+                    "INSERT INTO deliveries (id, event_id, subscription_id, instance_id, status, attempts, next_attempt_at, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $6)",
+                )
+                .bind(delivery(s, n))
+                .bind(Uuid::from_u128(n as u128 + 7))
+                .bind(sub(s))
+                .bind(INSTANCE)
+                .bind(n as i64)
+                .bind(now)
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            }
+        }
+        Some(db)
+    }
+
+    #[tokio::test]
+    async fn the_outbox_queues_exactly_the_audience_of_an_event() {
+        use crate::triggers::{SubscriptionInputs, Trigger};
+        use serde_json::json;
+        let Some(db) = outbox(0, 0).await else { return };
+        let subscriptions: Vec<(Trigger, serde_json::Value)> = vec![
+            (Trigger::OnDataSourceRefreshFailed, json!({})),
+            (
+                Trigger::OnDataSourceRefreshFailed,
+                json!({"dataSourceId": "ds-1"}),
+            ),
+            (
+                Trigger::OnDataSourceRefreshFailed,
+                json!({"dataSourceId": "ds-2"}),
+            ),
+            (
+                Trigger::OnDataSourceRefreshFailed,
+                json!({"dataSourceId": null}),
+            ),
+            (Trigger::OnDataSourceRefreshSucceeded, json!({})),
+            (
+                Trigger::OnSegmentThresholdCrossed,
+                json!({"segmentId": "seg-1", "threshold": 10}),
+            ),
+            (
+                Trigger::OnSegmentThresholdCrossed,
+                json!({"segmentId": "seg-1", "threshold": 12}),
+            ),
+            (
+                Trigger::OnSegmentThresholdCrossed,
+                json!({"segmentId": "seg-1", "threshold": 0}),
+            ),
+            (
+                Trigger::OnSegmentThresholdCrossed,
+                json!({"segmentId": "seg-2", "threshold": 10}),
+            ),
+            (
+                Trigger::OnMeasureThresholdCrossed,
+                json!({"measureId": "m-1", "threshold": 100.0}),
+            ),
+            (
+                Trigger::OnMeasureThresholdCrossed,
+                json!({"measureId": "m-1", "threshold": 99.5}),
+            ),
+            (
+                Trigger::OnMeasureThresholdCrossed,
+                json!({"measureId": "m-1", "threshold": -1.0}),
+            ),
+            (Trigger::OnFullRefreshCompleted, json!({})),
+            (Trigger::OnUnificationCompleted, json!({})),
+        ];
+        for (n, (trigger, inputs)) in subscriptions.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO subscriptions (id, instance_id, trigger, notification_url, inputs, inputs_key, status, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'active', now())",
+            )
+            .bind(sub(n))
+            .bind(INSTANCE)
+            .bind(trigger.as_str())
+            .bind(format!("http://127.0.0.1:9/{n}"))
+            .bind(inputs)
+            .bind(format!("key-{n}"))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        }
+        let now = Utc::now();
+        let data_source = |id: &str, succeeded: bool| EventKind::DataSourceRefreshed {
+            data_source_id: id.into(),
+            data_source_name: "Source".into(),
+            succeeded,
+            rows_ingested: 1,
+            error: None,
+            started_at: now,
+            completed_at: now,
+        };
+        let segment = |previous: Option<i64>, current: i64| EventKind::SegmentRefreshed {
+            segment_id: "seg-1".into(),
+            segment_name: "Segment".into(),
+            previous_count: previous,
+            current_count: current,
+        };
+        let measure = |previous: Option<f64>, current: Option<f64>| EventKind::MeasureRefreshed {
+            measure_id: "m-1".into(),
+            measure_name: "Measure".into(),
+            previous_value: previous,
+            current_value: current,
+        };
+        let events = vec![
+            data_source("ds-1", false),
+            data_source("ds-3", false),
+            data_source("ds-1", true),
+            segment(Some(9), 12),
+            segment(Some(10), 11),
+            segment(Some(12), 9),
+            segment(None, 1),
+            segment(Some(12), 13),
+            measure(Some(99.5), Some(100.5)),
+            measure(None, Some(99.6)),
+            measure(Some(200.0), Some(50.0)),
+            measure(Some(1.0), None),
+            EventKind::FullRefreshCompleted {
+                job_id: "j".into(),
+                status: "succeeded".into(),
+                started_at: now,
+                completed_at: now,
+                stages: vec![],
+            },
+            EventKind::UnificationCompleted {
+                job_id: "j".into(),
+                source_records: 1,
+                unified_profiles: 1,
+                matched_records: 0,
+                completed_at: now,
+            },
+        ];
+        let mut audiences_seen = 0;
+        for kind in events {
+            let event = DomainEvent::new(&INSTANCE.to_string(), kind);
+            let mut tx = db.begin().await.unwrap();
+            let queued = PgDb::record_event(&mut tx, &event).await.unwrap();
+            tx.commit().await.unwrap();
+            let mut got: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT subscription_id FROM deliveries WHERE event_id = $1::text::uuid",
+            )
+            .bind(&event.id)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+            got.sort();
+            let audience = event.audience();
+            let mut expected: Vec<Uuid> = subscriptions
+                .iter()
+                .enumerate()
+                .filter(|(_, (trigger, inputs))| {
+                    let inputs: SubscriptionInputs =
+                        serde_json::from_value(inputs.clone()).unwrap();
+                    *trigger == event.trigger() && audience.includes(&inputs)
+                })
+                .map(|(n, _)| sub(n))
+                .collect();
+            expected.sort();
+            assert_eq!(got, expected, "{:?}", event.kind);
+            assert_eq!(queued as usize, expected.len());
+            audiences_seen += usize::from(!expected.is_empty());
+            // The event round-trips through its jsonb payload.
+            if let Some(d) = got.first() {
+                let id = delivery_id_of(&db, &event.id, *d).await;
+                let context = db.delivery_context(&id).await.unwrap();
+                assert_eq!(context.event, event.kind);
+                assert_eq!(context.occurred_at, event.occurred_at);
+                assert_eq!(context.subscription.unwrap().id, d.to_string());
+            }
+        }
+        assert!(audiences_seen >= 8, "{audiences_seen}");
+    }
+
+    async fn delivery_id_of(db: &PgDb, event_id: &str, subscription: Uuid) -> String {
+        sqlx::query_scalar::<_, Uuid>(
+            "SELECT id FROM deliveries WHERE event_id = $1::text::uuid AND subscription_id = $2",
+        )
+        .bind(event_id)
+        .bind(subscription)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn claims_take_the_oldest_due_deliveries_per_share_and_never_the_same_one_twice() {
+        let Some(db) = outbox(150, 3).await else {
+            return;
+        };
+        let mut plan: Vec<(String, usize)> = (0..150).map(|s| (sub(s).to_string(), 2)).collect();
+        plan[0].1 = 5;
+        plan.push(("not-a-uuid".into(), 3));
+        let lease_until = 1_000_000;
+        let claimed = db.claim_due_batch(&plan, 10, lease_until).await.unwrap();
+        assert_eq!(claimed.len(), 3 + 149 * 2);
+        let ids: HashSet<&str> = claimed.iter().map(|c| c.delivery_id.as_str()).collect();
+        assert_eq!(ids.len(), claimed.len());
+        let (d70, d71, d72) = (delivery(7, 0), delivery(7, 1), delivery(7, 2));
+        assert!(ids.contains(d70.to_string().as_str()) && ids.contains(d71.to_string().as_str()));
+        assert!(!ids.contains(d72.to_string().as_str()));
+        assert_eq!(
+            db.claim_due_batch(&plan, 10, lease_until)
+                .await
+                .unwrap()
+                .len(),
+            149
+        );
+        assert!(db
+            .claim_due_batch(&plan, 10, lease_until)
+            .await
+            .unwrap()
+            .is_empty());
+
+        // Concurrent claims over the same plan (leases expired) share the deliveries out.
+        let (a, b) = tokio::join!(
+            db.claim_due_batch(&plan, lease_until, 2 * lease_until),
+            db.claim_due_batch(&plan, lease_until, 2 * lease_until)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let a_ids: HashSet<&str> = a.iter().map(|c| c.delivery_id.as_str()).collect();
+        assert!(b.iter().all(|c| !a_ids.contains(c.delivery_id.as_str())));
+        assert!(
+            a.len() + b.len() >= 3 + 149 * 2,
+            "{} + {}",
+            a.len(),
+            b.len()
+        );
+
+        // Not yet due.
+        let Some(db) = outbox(1, 3).await else { return };
+        let claimed = db
+            .claim_due_batch(&[(sub(0).to_string(), 4)], 1, lease_until)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2);
+        let due = db.due_by_subscription(1, 10).await.unwrap();
+        assert_eq!(
+            due,
+            vec![Due {
+                subscription_id: sub(0).to_string(),
+                due_at: 2,
+                ready: 0
+            }]
+        );
+    }
+
+    /// Everything the store holds about deliveries, attempts and subscriptions.
+    async fn outbox_state(db: &PgDb) -> Vec<String> {
+        let mut state = Vec::new();
+        for sql in [
+            "SELECT json_build_array(id, status, attempts, next_attempt_at, updated_at, last_error)::text FROM deliveries ORDER BY id",
+            "SELECT json_build_array(delivery_id, attempted_at, status_code, latency_ms, response_excerpt, error)::text FROM delivery_attempts ORDER BY id",
+            "SELECT json_build_array(id, status, last_delivery_at, consecutive_failures, last_error)::text FROM subscriptions ORDER BY id",
+        ] {
+            let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&db.pool).await.unwrap();
+            state.extend(rows);
+        }
+        state
+    }
+
+    #[tokio::test]
+    async fn recording_a_batch_together_equals_recording_it_attempt_by_attempt() {
+        let t0: DateTime<Utc> = "2026-02-01T00:00:00Z".parse().unwrap();
+        let mut n = 0;
+        let mut attempt = |delivery: Uuid, s: usize, decision: Decision| {
+            n += 1;
+            let failed = decision != Decision::Delivered;
+            FinishedAttempt {
+                delivery_id: delivery.to_string(),
+                subscription_id: sub(s).to_string(),
+                attempt: AttemptRecord {
+                    attempted_at: t0 + chrono::Duration::milliseconds(n),
+                    status_code: Some(if failed { 500 + n } else { 200 }),
+                    latency_ms: n,
+                    response_excerpt: (n % 2 == 0).then(|| format!("answer {n}")),
+                    error: failed.then(|| format!("error {n}")),
+                },
+                decision,
+            }
+        };
+        let batch = vec![
+            attempt(delivery(0, 0), 0, Decision::Delivered),
+            attempt(delivery(0, 1), 0, Decision::RetryAt(5_000)),
+            attempt(delivery(0, 2), 0, Decision::Delivered), // dead-lettered before
+            attempt(delivery(1, 0), 1, Decision::RetryAt(6_000)),
+            attempt(delivery(1, 1), 1, Decision::Delivered),
+            attempt(delivery(2, 0), 2, Decision::RetryAt(7_000)),
+            attempt(delivery(2, 1), 2, Decision::SubscriptionGone),
+            attempt(delivery(3, 0), 3, Decision::DeadLetter),
+            attempt(delivery(3, 1), 3, Decision::Failed),
+            attempt(delivery(9, 9), 3, Decision::Delivered), // gone
+        ];
+        let mut states = Vec::new();
+        for together in [true, false] {
+            let Some(db) = outbox(5, 3).await else { return };
+            sqlx::query("UPDATE deliveries SET status = 'dead' WHERE id = $1")
+                .bind(delivery(0, 2))
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "UPDATE subscriptions SET consecutive_failures = 5, last_error = 'x' WHERE id = $1",
+            )
+            .bind(sub(3))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+            let recorded: Vec<bool> = if together {
+                let mut tx = db.begin().await.unwrap();
+                let recorded = PgDb::apply_attempts_together(&mut tx, &batch)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                recorded
+            } else {
+                let results = db.finish_attempts_one_by_one(&batch).await.unwrap();
+                results.into_iter().map(Result::unwrap).collect()
+            };
+            assert_eq!(
+                recorded,
+                [true, true, true, true, true, true, true, true, true, false]
+            );
+            states.push(outbox_state(&db).await);
+        }
+        assert_eq!(states[0], states[1]);
+        let state = states.remove(0).join("\n");
+        for expected in [
+            format!(r#"["{}", "delivered", 1"#, delivery(0, 2)),
+            format!(r#"["{}", "dead", 1"#, delivery(2, 0)),
+            format!(r#"["{}", "dead", 0"#, delivery(2, 2)),
+            format!(r#"["{}", "pending", 0"#, delivery(4, 0)),
+            format!(r#"["{}", "active""#, sub(0)),
+            format!(r#"["{}", "dead""#, sub(2)),
+        ] {
+            assert!(state.contains(&expected), "{expected} not in\n{state}");
+        }
+        assert!(
+            state.contains(", 7, \"error 9\"]"),
+            "sub-3 counts on from 5:\n{state}"
+        );
+    }
+
+    /// One record that fails is undone alone, and the rest of its batch is committed.
+    #[tokio::test]
+    async fn a_failing_record_does_not_take_its_batch_down_and_leaves_its_delivery_pending() {
+        let Some(db) = outbox(3, 1).await else { return };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.delivery_id = '{}' THEN RAISE EXCEPTION 'poisoned record'; END IF;
+             RETURN NEW; END $$",
+            delivery(1, 0)
+        )))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "CREATE TRIGGER poison BEFORE INSERT ON delivery_attempts FOR EACH ROW EXECUTE FUNCTION poison()",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        let batch: Vec<FinishedAttempt> = (0..3)
+            .map(|s| FinishedAttempt {
+                delivery_id: delivery(s, 0).to_string(),
+                subscription_id: sub(s).to_string(),
+                attempt: AttemptRecord {
+                    attempted_at: Utc::now(),
+                    status_code: Some(200),
+                    latency_ms: 3,
+                    response_excerpt: Some("ok".into()),
+                    error: None,
+                },
+                decision: Decision::Delivered,
+            })
+            .collect();
+        let results = db.finish_attempts(&batch).await.unwrap();
+        assert!(matches!(results[0], Ok(true)));
+        assert!(
+            matches!(&results[1], Err(e) if e.to_string().contains("poisoned record")),
+            "{:?}",
+            results[1]
+        );
+        assert!(matches!(results[2], Ok(true)));
+        let statuses: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, attempts FROM deliveries ORDER BY id")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            statuses,
+            [
+                ("delivered".into(), 1),
+                ("pending".into(), 0),
+                ("delivered".into(), 1)
+            ]
+        );
+    }
+
+    /// Ids from outside that are not uuids name nothing: never a database error.
+    #[tokio::test]
+    async fn ids_that_are_not_uuids_are_missing_rows() {
+        let Some(db) = outbox(1, 1).await else { return };
+        let s = sub(0).to_string();
+        let d = delivery(0, 0).to_string();
+        let upper = d.to_uppercase();
+        for bad in [
+            "nope",
+            "",
+            upper.as_str(),
+            "00000000000000000000000000000000",
+        ] {
+            let got = db.get_delivery(&s, bad).await;
+            assert!(matches!(got, Err(StoreError::NotFound)), "{bad}: {got:?}");
+            assert!(matches!(
+                db.get_delivery(bad, &d).await,
+                Err(StoreError::NotFound)
+            ));
+            assert!(db.list_deliveries(bad, None, 10).await.unwrap().is_empty());
+            assert!(db.recent_attempts(bad, 10).await.unwrap().is_empty());
+            assert!(matches!(
+                db.requeue_delivery(&s, bad).await,
+                Err(StoreError::NotFound)
+            ));
+            assert!(matches!(
+                db.delivery_context(bad).await,
+                Err(StoreError::NotFound)
+            ));
+            db.drop_orphan_delivery(bad).await.unwrap();
+            db.dead_letter_unsent(bad, "x").await.unwrap();
+            let instance = INSTANCE.to_string();
+            assert!(matches!(
+                db.get_subscription("t", &instance, bad).await,
+                Err(StoreError::NotFound)
+            ));
+            assert!(!db.delete_subscription("t", &instance, bad).await.unwrap());
+            assert!(db.list_subscriptions("t", bad).await.unwrap().is_empty());
+            assert!(!db.data_source_exists("t", &instance, bad).await.unwrap());
+            assert!(!db.segment_exists("t", bad, &s).await.unwrap());
+            assert!(!db.measure_exists("t", &instance, bad).await.unwrap());
+        }
+        assert_eq!(db.get_delivery(&s, &d).await.unwrap().id, d);
+        assert_eq!(
+            db.requeue_delivery(&s, &d).await.unwrap(),
+            Requeue::AlreadyPending
+        );
+        assert_eq!(
+            db.list_deliveries(&s, Some("pending"), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(db
+            .list_deliveries(&s, Some("dead"), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(db
+            .delete_subscription("t", &INSTANCE.to_string(), &s)
+            .await
+            .unwrap());
+        assert!(db.list_deliveries(&s, None, 10).await.unwrap().is_empty());
+    }
+
+    /// Retention deletes finished deliveries with their attempts, never pending ones, then
+    /// the events no delivery refers to.
+    #[tokio::test]
+    async fn pruning_keeps_pending_deliveries_and_their_events() {
+        let Some(db) = outbox(2, 2).await else { return };
+        let finished = FinishedAttempt {
+            delivery_id: delivery(0, 0).to_string(),
+            subscription_id: sub(0).to_string(),
+            attempt: AttemptRecord {
+                attempted_at: Utc::now() - chrono::Duration::hours(1),
+                status_code: Some(200),
+                latency_ms: 1,
+                response_excerpt: None,
+                error: None,
+            },
+            decision: Decision::Delivered,
+        };
+        assert!(matches!(
+            db.finish_attempts(&[finished]).await.unwrap()[..],
+            [Ok(true)]
+        ));
+        sqlx::query("INSERT INTO events (id, instance_id, event_type, payload, occurred_at)
+                     SELECT DISTINCT event_id, $1, 'x', '{}'::jsonb, '2026-01-01T00:00:00Z'::timestamptz FROM deliveries")
+            .bind(INSTANCE)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.prune_outbox(Utc::now() - chrono::Duration::hours(2))
+                .await
+                .unwrap(),
+            (0, 0)
+        );
+        // Event 7 still has the pending delivery 1-0.
+        assert_eq!(db.prune_outbox(Utc::now()).await.unwrap(), (1, 0));
+        let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_attempts")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(attempts, 0);
+        sqlx::query("UPDATE deliveries SET status = 'dead', updated_at = now() - interval '1 minute' WHERE event_id = $1")
+            .bind(Uuid::from_u128(7))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(db.prune_outbox(Utc::now()).await.unwrap(), (1, 1));
     }
 }
