@@ -236,7 +236,9 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 #[tokio::test]
 async fn every_trigger_subscribes_with_201_and_location_and_resubscribing_is_idempotent() {
-    if !common::sqlite_only("every_trigger_subscribes_with_201_and_location_and_resubscribing_is_idempotent") {
+    if !common::sqlite_only(
+        "every_trigger_subscribes_with_201_and_location_and_resubscribing_is_idempotent",
+    ) {
         return;
     }
     let app = spawn_app().await;
@@ -556,7 +558,9 @@ async fn subscribe_refuses_bad_input_and_unknown_or_foreign_ids() {
 
 #[tokio::test]
 async fn data_source_triggers_fire_with_the_documented_payload_and_honour_the_filter() {
-    if !common::sqlite_only("data_source_triggers_fire_with_the_documented_payload_and_honour_the_filter") {
+    if !common::sqlite_only(
+        "data_source_triggers_fire_with_the_documented_payload_and_honour_the_filter",
+    ) {
         return;
     }
     let app = spawn_app().await;
@@ -1141,7 +1145,9 @@ async fn another_4xx_fails_only_that_delivery() {
 /// its own outcome, and nothing is sent twice.
 #[tokio::test]
 async fn a_fan_out_records_every_attempt_with_its_own_outcome_and_sends_each_once() {
-    if !common::sqlite_only("a_fan_out_records_every_attempt_with_its_own_outcome_and_sends_each_once") {
+    if !common::sqlite_only(
+        "a_fan_out_records_every_attempt_with_its_own_outcome_and_sends_each_once",
+    ) {
         return;
     }
     let app = spawn_app().await;
