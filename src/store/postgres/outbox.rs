@@ -244,7 +244,7 @@ impl PgDb {
         // One guarded write; the reads afterwards only explain a refusal.
         let now = Utc::now();
         let done = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, updated_at = $2
+            "UPDATE deliveries SET status = 'pending', attempts = 0, claim_token = NULL, next_attempt_at = $1, updated_at = $2
              WHERE id = $3 AND subscription_id = $4 AND status <> 'pending'
                AND EXISTS (SELECT 1 FROM subscriptions WHERE id = $4 AND status = 'active')",
         )
@@ -318,22 +318,37 @@ impl PgDb {
         plan: &[(String, usize)],
         now_ms: i64,
         lease_until_ms: i64,
+        cap: usize,
     ) -> StoreResult<Vec<Claimed>> {
         let (positions, subscriptions) = row_ids(plan.iter().map(|(s, _)| s.as_str()));
         if subscriptions.is_empty() {
             return Ok(Vec::new());
         }
         let limits: Vec<i64> = positions.iter().map(|&i| plan[i].1 as i64).collect();
+        let token = Uuid::new_v4();
+        let mut tx = self.begin().await?;
+        // Claimers of one subscription take turns (its row lock, in id order as the recorders
+        // take it), so each one's count of leased deliveries sees the claims committed before
+        // it: the cap holds across replicas, not just within one.
+        sqlx::query("SELECT 1 FROM subscriptions WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&subscriptions)
+            .execute(tx.connection())
+            .await?;
         let rows = sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $1
+            "UPDATE deliveries SET next_attempt_at = $1, claim_token = $6
              WHERE id IN (
                 SELECT c.id FROM UNNEST($2::uuid[], $3::bigint[]) AS p(subscription_id, take)
+                CROSS JOIN LATERAL (
+                    SELECT count(*) AS n FROM deliveries b
+                    WHERE b.subscription_id = p.subscription_id AND b.status = 'pending'
+                      AND b.claim_token IS NOT NULL AND b.next_attempt_at > $4
+                ) leased
                 CROSS JOIN LATERAL (
                     SELECT d.id FROM deliveries d
                     WHERE d.subscription_id = p.subscription_id AND d.status = 'pending'
                       AND d.next_attempt_at <= $4
                     ORDER BY d.next_attempt_at, d.created_at, d.id
-                    LIMIT p.take
+                    LIMIT GREATEST(0, LEAST(p.take, $5 - leased.n))
                     FOR UPDATE SKIP LOCKED
                 ) c
              )
@@ -343,13 +358,17 @@ impl PgDb {
         .bind(&subscriptions)
         .bind(&limits)
         .bind(now_ms)
-        .fetch_all(&self.pool)
+        .bind(cap as i64)
+        .bind(token)
+        .fetch_all(tx.connection())
         .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| {
                 Ok(Claimed {
                     delivery_id: r.try_get::<Uuid, _>("id")?.to_string(),
                     subscription_id: r.try_get::<Uuid, _>("subscription_id")?.to_string(),
+                    claim_token: token.to_string(),
                 })
             })
             .collect()
@@ -622,6 +641,10 @@ impl PgDb {
             .collect();
         let (status, next): (Vec<&str>, Vec<Option<i64>>) =
             batch.iter().map(|a| delivery_outcome(&a.decision)).unzip();
+        let token: Vec<Option<Uuid>> = batch
+            .iter()
+            .map(|a| Uuid::parse_str(&a.claim_token).ok())
+            .collect();
 
         // The deliveries: an attempt more, and (only a pending one, or a dead-lettered one this
         // attempt got through to) the decision; then the attempts of the deliveries updated, in
@@ -629,22 +652,24 @@ impl PgDb {
         let recorded: HashSet<Uuid> = sqlx::query_scalar(
             "WITH f AS (
                 SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[],
-                                     $5::text[], $6::text[], $7::text[], $8::bigint[])
-                    WITH ORDINALITY AS f(id, at, code, ms, excerpt, error, status, next, n)
+                                     $5::text[], $6::text[], $7::text[], $8::bigint[], $9::uuid[])
+                    WITH ORDINALITY AS f(id, at, code, ms, excerpt, error, status, next, token, n)
              ), u AS (
                 UPDATE deliveries d SET
                     attempts = d.attempts + 1,
                     updated_at = f.at,
-                    status = CASE WHEN d.status = 'pending'
+                    status = CASE WHEN (d.status = 'pending' AND d.claim_token IS NOT DISTINCT FROM f.token)
                                     OR (d.status = 'dead' AND f.status = 'delivered')
                              THEN f.status ELSE d.status END,
-                    next_attempt_at = CASE WHEN d.status = 'pending'
+                    next_attempt_at = CASE WHEN (d.status = 'pending' AND d.claim_token IS NOT DISTINCT FROM f.token)
                                              OR (d.status = 'dead' AND f.status = 'delivered')
                                       THEN COALESCE(f.next, d.next_attempt_at)
                                       ELSE d.next_attempt_at END,
-                    last_error = CASE WHEN d.status = 'pending'
+                    last_error = CASE WHEN (d.status = 'pending' AND d.claim_token IS NOT DISTINCT FROM f.token)
                                         OR (d.status = 'dead' AND f.status = 'delivered')
-                                 THEN f.error ELSE d.last_error END
+                                 THEN f.error ELSE d.last_error END,
+                    claim_token = CASE WHEN d.claim_token IS NOT DISTINCT FROM f.token THEN NULL
+                                  ELSE d.claim_token END
                 FROM f WHERE d.id = f.id
                 RETURNING d.id
              )
@@ -663,6 +688,7 @@ impl PgDb {
         .bind(&error)
         .bind(&status)
         .bind(&next)
+        .bind(&token)
         .fetch_all(tx.connection())
         .await?
         .into_iter()
@@ -743,6 +769,7 @@ impl PgDb {
             subscription_id,
             attempt,
             decision,
+            claim_token,
         } = finished;
         let Some(delivery_id) = row_id(delivery_id) else {
             return Ok(false);
@@ -758,12 +785,17 @@ impl PgDb {
             "UPDATE deliveries SET
                 attempts = attempts + 1,
                 updated_at = $1,
-                status = CASE WHEN status = 'pending' OR (status = 'dead' AND $2 = 'delivered')
+                status = CASE WHEN (status = 'pending' AND claim_token IS NOT DISTINCT FROM $6)
+                                OR (status = 'dead' AND $2 = 'delivered')
                          THEN $2 ELSE status END,
-                next_attempt_at = CASE WHEN status = 'pending' OR (status = 'dead' AND $2 = 'delivered')
+                next_attempt_at = CASE WHEN (status = 'pending' AND claim_token IS NOT DISTINCT FROM $6)
+                                         OR (status = 'dead' AND $2 = 'delivered')
                                   THEN COALESCE($3, next_attempt_at) ELSE next_attempt_at END,
-                last_error = CASE WHEN status = 'pending' OR (status = 'dead' AND $2 = 'delivered')
-                             THEN $4 ELSE last_error END
+                last_error = CASE WHEN (status = 'pending' AND claim_token IS NOT DISTINCT FROM $6)
+                                    OR (status = 'dead' AND $2 = 'delivered')
+                             THEN $4 ELSE last_error END,
+                claim_token = CASE WHEN claim_token IS NOT DISTINCT FROM $6 THEN NULL
+                              ELSE claim_token END
              WHERE id = $5",
         )
         .bind(now)
@@ -771,6 +803,7 @@ impl PgDb {
         .bind(next)
         .bind(&error)
         .bind(delivery_id)
+        .bind(Uuid::parse_str(claim_token).ok())
         .execute(tx.connection())
         .await?;
         if done.rows_affected() == 0 {
@@ -837,6 +870,9 @@ impl PgDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The claim the seeded deliveries are under, and that the attempts of the tests carry.
+    const TEST_CLAIM: &str = "00000000-0000-4000-8000-00000000c1a1";
     use sqlx::Connection;
 
     const SERVER_ENV: &str = "CONNECTOR_TEST_POSTGRES_URL";
@@ -886,8 +922,8 @@ mod tests {
             .unwrap();
             for n in 0..per_subscription {
                 sqlx::query(
-                    "INSERT INTO deliveries (id, event_id, subscription_id, instance_id, status, attempts, next_attempt_at, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $6)",
+                    "INSERT INTO deliveries (id, event_id, subscription_id, instance_id, status, attempts, next_attempt_at, created_at, updated_at, claim_token)
+                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $6, $7)",
                 )
                 .bind(delivery(s, n))
                 .bind(Uuid::from_u128(n as u128 + 7))
@@ -895,6 +931,7 @@ mod tests {
                 .bind(INSTANCE)
                 .bind(n as i64)
                 .bind(now)
+                .bind(Uuid::parse_str(TEST_CLAIM).unwrap())
                 .execute(&db.pool)
                 .await
                 .unwrap();
@@ -1081,7 +1118,10 @@ mod tests {
         plan[0].1 = 5;
         plan.push(("not-a-uuid".into(), 3));
         let lease_until = 1_000_000;
-        let claimed = db.claim_due_batch(&plan, 10, lease_until).await.unwrap();
+        let claimed = db
+            .claim_due_batch(&plan, 10, lease_until, 100)
+            .await
+            .unwrap();
         assert_eq!(claimed.len(), 3 + 149 * 2);
         let ids: HashSet<&str> = claimed.iter().map(|c| c.delivery_id.as_str()).collect();
         assert_eq!(ids.len(), claimed.len());
@@ -1089,22 +1129,22 @@ mod tests {
         assert!(ids.contains(d70.to_string().as_str()) && ids.contains(d71.to_string().as_str()));
         assert!(!ids.contains(d72.to_string().as_str()));
         assert_eq!(
-            db.claim_due_batch(&plan, 10, lease_until)
+            db.claim_due_batch(&plan, 10, lease_until, 100)
                 .await
                 .unwrap()
                 .len(),
             149
         );
         assert!(db
-            .claim_due_batch(&plan, 10, lease_until)
+            .claim_due_batch(&plan, 10, lease_until, 100)
             .await
             .unwrap()
             .is_empty());
 
         // Concurrent claims over the same plan (leases expired) share the deliveries out.
         let (a, b) = tokio::join!(
-            db.claim_due_batch(&plan, lease_until, 2 * lease_until),
-            db.claim_due_batch(&plan, lease_until, 2 * lease_until)
+            db.claim_due_batch(&plan, lease_until, 2 * lease_until, 100),
+            db.claim_due_batch(&plan, lease_until, 2 * lease_until, 100)
         );
         let (a, b) = (a.unwrap(), b.unwrap());
         let a_ids: HashSet<&str> = a.iter().map(|c| c.delivery_id.as_str()).collect();
@@ -1119,7 +1159,7 @@ mod tests {
         // Not yet due.
         let Some(db) = outbox(1, 3).await else { return };
         let claimed = db
-            .claim_due_batch(&[(sub(0).to_string(), 4)], 1, lease_until)
+            .claim_due_batch(&[(sub(0).to_string(), 4)], 1, lease_until, 100)
             .await
             .unwrap();
         assert_eq!(claimed.len(), 2);
@@ -1157,6 +1197,7 @@ mod tests {
             let failed = decision != Decision::Delivered;
             FinishedAttempt {
                 delivery_id: delivery.to_string(),
+                claim_token: TEST_CLAIM.into(),
                 subscription_id: sub(s).to_string(),
                 attempt: AttemptRecord {
                     attempted_at: t0 + chrono::Duration::milliseconds(n),
@@ -1252,6 +1293,7 @@ mod tests {
         let batch: Vec<FinishedAttempt> = (0..3)
             .map(|s| FinishedAttempt {
                 delivery_id: delivery(s, 0).to_string(),
+                claim_token: TEST_CLAIM.into(),
                 subscription_id: sub(s).to_string(),
                 attempt: AttemptRecord {
                     attempted_at: Utc::now(),
@@ -1359,6 +1401,7 @@ mod tests {
         let Some(db) = outbox(2, 2).await else { return };
         let finished = FinishedAttempt {
             delivery_id: delivery(0, 0).to_string(),
+            claim_token: TEST_CLAIM.into(),
             subscription_id: sub(0).to_string(),
             attempt: AttemptRecord {
                 attempted_at: Utc::now() - chrono::Duration::hours(1),
