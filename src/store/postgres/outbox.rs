@@ -69,6 +69,9 @@ macro_rules! threshold {
     };
 }
 
+/// The advisory lock key of outbox pruning (an arbitrary constant, unique in this schema).
+const PRUNE_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
+
 impl PgDb {
     // ----- the write side: an event and its deliveries, in the caller's transaction -----
 
@@ -379,6 +382,33 @@ impl PgDb {
     /// transaction holds its locks for long. Pending deliveries are never deleted.
     /// Returns (deliveries, events) deleted.
     pub async fn prune_outbox(&self, before: DateTime<Utc>) -> StoreResult<(u64, u64)> {
+        // One replica prunes at a time: the others find the lock taken and skip this round.
+        // A session lock on a connection of its own, so it ends with that connection should
+        // the process die.
+        let mut conn = self.pool.acquire().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(PRUNE_LOCK)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !locked {
+            return Ok((0, 0));
+        }
+        let pruned = Self::prune_batches(&mut conn, before).await;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(PRUNE_LOCK)
+            .execute(&mut *conn)
+            .await;
+        if unlocked.is_err() {
+            // The lock must not outlive this round on a pooled connection.
+            conn.detach();
+        }
+        pruned
+    }
+
+    async fn prune_batches(
+        conn: &mut sqlx::PgConnection,
+        before: DateTime<Utc>,
+    ) -> StoreResult<(u64, u64)> {
         const BATCH: i64 = 5_000;
         let mut deliveries = 0;
         loop {
@@ -392,7 +422,7 @@ impl PgDb {
             )
             .bind(before)
             .bind(BATCH)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?
             .rows_affected();
             deliveries += done;
@@ -410,7 +440,7 @@ impl PgDb {
             )
             .bind(before)
             .bind(BATCH)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?
             .rows_affected();
             events += done;
