@@ -202,6 +202,8 @@ pub struct Settings {
     pub retention: Duration,
     /// How often the dispatcher polls the outbox when it was not woken up.
     pub dispatcher_poll_interval: Duration,
+    /// Whether this process delivers webhooks (a replica that only answers requests does not).
+    pub deliver_webhooks: bool,
 }
 
 impl Settings {
@@ -268,6 +270,7 @@ impl Settings {
             read_cache_bytes: args.read_cache_mib.saturating_mul(1024 * 1024),
             retention: Duration::from_secs(args.retention_days.saturating_mul(86_400)),
             dispatcher_poll_interval: Duration::from_secs(1),
+            deliver_webhooks: true,
         })
     }
 

@@ -107,18 +107,20 @@ impl Application {
         let server = server.run();
 
         // Webhook dispatcher: delivers the outbox (stopped in `run_until_stopped`).
-        let dispatcher = dispatcher::spawn(
-            store.clone(),
-            engine.outbox_signal(),
-            DispatcherConfig {
-                policy: callback_policy.clone(),
-                timeout: settings.delivery_timeout,
-                concurrency: settings.delivery_concurrency,
-                retry: settings.retry.clone(),
-                poll_interval: settings.dispatcher_poll_interval,
-            },
-            Some(metrics.deliveries.clone()),
-        );
+        let dispatcher = settings.deliver_webhooks.then(|| {
+            dispatcher::spawn(
+                store.clone(),
+                engine.outbox_signal(),
+                DispatcherConfig {
+                    policy: callback_policy.clone(),
+                    timeout: settings.delivery_timeout,
+                    concurrency: settings.delivery_concurrency,
+                    retry: settings.retry.clone(),
+                    poll_interval: settings.dispatcher_poll_interval,
+                },
+                Some(metrics.deliveries.clone()),
+            )
+        });
 
         // Deliveries committed by other replicas wake this one's dispatcher.
         engine.spawn_background({
@@ -143,7 +145,7 @@ impl Application {
             engine,
             generated_key,
             stop_signals,
-            dispatcher: Some(dispatcher),
+            dispatcher,
         })
     }
 
