@@ -3,6 +3,7 @@
 mod datasources;
 mod entities;
 mod instances;
+mod item_sql;
 mod jobs;
 mod keys;
 mod measures;
