@@ -481,6 +481,9 @@ async fn unification_finds_the_known_duplicates_with_stable_ids() {
 
 #[tokio::test]
 async fn segments_and_measures_equal_independent_answers_and_record_events() {
+    if !common::sqlite_only("segments_and_measures_equal_independent_answers_and_record_events") {
+        return;
+    }
     let app = spawn_app().await;
     let (inst, _) = unify(&app).await;
     let seg = app
@@ -615,6 +618,9 @@ async fn segments_and_measures_equal_independent_answers_and_record_events() {
 
 #[tokio::test]
 async fn full_refresh_continues_past_a_failing_source() {
+    if !common::sqlite_only("full_refresh_continues_past_a_failing_source") {
+        return;
+    }
     let app = spawn_app().await;
     let (inst, _) = unify(&app).await;
     let broken = app
@@ -679,6 +685,9 @@ async fn full_refresh_continues_past_a_failing_source() {
 
 #[tokio::test]
 async fn jobs_poll_202_then_200_and_survive_a_restart() {
+    if !common::sqlite_only("jobs_poll_202_then_200_and_survive_a_restart") {
+        return;
+    }
     let app = spawn_app().await;
     let inst = app.create_instance("Jobs").await;
     let mut big = String::from("id,value\n");
@@ -745,6 +754,9 @@ async fn jobs_poll_202_then_200_and_survive_a_restart() {
 
 #[tokio::test]
 async fn a_refresh_schedule_queues_full_refreshes() {
+    if !common::sqlite_only("a_refresh_schedule_queues_full_refreshes") {
+        return;
+    }
     let app = spawn_app().await;
     app.post(
         "/instances",
