@@ -315,10 +315,14 @@ impl PgDb {
     }
 
     /// Removes items of generations that are not current (left by crashes or replaced data).
+    ///
+    /// Only generations older than the current one: a newer one may be what another replica's
+    /// refresh is staging right now. A newer one left by an interrupted refresh is dropped by
+    /// the next refresh of its entity (`begin_generation`).
     pub async fn sweep_stale_generations(&self) -> StoreResult<()> {
         let stale: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT DISTINCT i.entity_id, i.generation FROM items i JOIN entities e ON e.id = i.entity_id
-             WHERE i.generation <> e.generation",
+             WHERE i.generation < e.generation",
         )
         .fetch_all(&self.pool)
         .await?;

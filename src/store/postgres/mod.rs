@@ -29,7 +29,6 @@ pub(in crate::store) const OUTBOX_CHANNEL: &str = "outbox";
 pub struct PgTx<'a>(sqlx::Transaction<'a, sqlx::Postgres>);
 
 impl PgTx<'_> {
-    #[allow(dead_code)]
     pub(in crate::store) fn connection(&mut self) -> &mut sqlx::PgConnection {
         &mut self.0
     }
