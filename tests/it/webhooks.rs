@@ -121,48 +121,70 @@ struct Seeds {
 }
 
 async fn seed(app: &TestApp, instance: &str) -> Seeds {
-    let pool = app.engine.store().pool();
-    let now = chrono::Utc::now().to_rfc3339();
-    let id = |p: &str| format!("{p}-{}", uuid::Uuid::new_v4());
+    use insights_connector::store::datasources::DataSourceRecord;
+    use insights_connector::store::measures::MeasureRecord;
+    use insights_connector::store::segments::SegmentRecord;
+    let store = app.engine.store();
+    let now = chrono::Utc::now();
+    let id = || uuid::Uuid::new_v4().to_string();
     let s = Seeds {
-        ds1: id("ds"),
-        ds2: id("ds"),
-        segment: id("seg"),
-        segment2: id("seg"),
-        measure: id("m"),
+        ds1: id(),
+        ds2: id(),
+        segment: id(),
+        segment2: id(),
+        measure: id(),
     };
-    for ds in [&s.ds1, &s.ds2] {
-        sqlx::query(
-            "INSERT INTO data_sources (id, instance_id, name, entity_name, format, key_field, content, created_at)
-             VALUES (?, ?, ?, 'Orders', 'csv', 'id', 'id\n1\n', ?)",
-        )
-        .bind(ds)
-        .bind(instance)
-        .bind(format!("Source {ds}"))
-        .bind(&now)
-        .execute(pool)
-        .await
-        .unwrap();
-    }
-    for seg in [&s.segment, &s.segment2] {
-        sqlx::query("INSERT INTO segments (id, instance_id, name, filter, created_at) VALUES (?, ?, 'Big spenders', 'true', ?)")
-            .bind(seg)
-            .bind(instance)
-            .bind(&now)
-            .execute(pool)
+    // One entity per data source (a rule of the store).
+    for (ds, entity) in [(&s.ds1, "Orders"), (&s.ds2, "MoreOrders")] {
+        store
+            .insert_data_source(&DataSourceRecord {
+                id: ds.clone(),
+                instance_id: instance.to_string(),
+                name: format!("Source {ds}"),
+                entity_name: entity.into(),
+                format: "csv".into(),
+                key_field: "id".into(),
+                content: Some("id\n1\n".into()),
+                path: None,
+                created_at: now,
+                last_status: None,
+                last_rows: None,
+                last_error: None,
+                last_started_at: None,
+                last_completed_at: None,
+            })
             .await
             .unwrap();
     }
-    sqlx::query(
-        "INSERT INTO measures (id, instance_id, name, entity_name, aggregate, created_at)
-         VALUES (?, ?, 'Revenue', 'Orders', 'count', ?)",
-    )
-    .bind(&s.measure)
-    .bind(instance)
-    .bind(&now)
-    .execute(pool)
-    .await
-    .unwrap();
+    for seg in [&s.segment, &s.segment2] {
+        store
+            .insert_segment(&SegmentRecord {
+                id: seg.clone(),
+                instance_id: instance.to_string(),
+                name: "Big spenders".into(),
+                filter: "true".into(),
+                member_count: None,
+                last_refreshed_at: None,
+                created_at: now,
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .insert_measure(&MeasureRecord {
+            id: s.measure.clone(),
+            instance_id: instance.to_string(),
+            name: "Revenue".into(),
+            entity_name: "Orders".into(),
+            aggregate: "count".into(),
+            field: None,
+            filter: None,
+            value: None,
+            last_refreshed_at: None,
+            created_at: now,
+        })
+        .await
+        .unwrap();
     s
 }
 
@@ -236,11 +258,6 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 #[tokio::test]
 async fn every_trigger_subscribes_with_201_and_location_and_resubscribing_is_idempotent() {
-    if !common::sqlite_only(
-        "every_trigger_subscribes_with_201_and_location_and_resubscribing_is_idempotent",
-    ) {
-        return;
-    }
     let app = spawn_app().await;
     let instance = app.create_instance("Hooks").await;
     let s = seed(&app, &instance).await;
@@ -379,9 +396,6 @@ async fn every_trigger_subscribes_with_201_and_location_and_resubscribing_is_ide
 
 #[tokio::test]
 async fn subscribe_refuses_bad_input_and_unknown_or_foreign_ids() {
-    if !common::sqlite_only("subscribe_refuses_bad_input_and_unknown_or_foreign_ids") {
-        return;
-    }
     let app = spawn_app().await;
     let instance = app.create_instance("Hooks").await;
     let s = seed(&app, &instance).await;
@@ -558,11 +572,6 @@ async fn subscribe_refuses_bad_input_and_unknown_or_foreign_ids() {
 
 #[tokio::test]
 async fn data_source_triggers_fire_with_the_documented_payload_and_honour_the_filter() {
-    if !common::sqlite_only(
-        "data_source_triggers_fire_with_the_documented_payload_and_honour_the_filter",
-    ) {
-        return;
-    }
     let app = spawn_app().await;
     let instance = app.create_instance("Hooks").await;
     let s = seed(&app, &instance).await;
@@ -644,9 +653,6 @@ async fn data_source_triggers_fire_with_the_documented_payload_and_honour_the_fi
 
 #[tokio::test]
 async fn segment_threshold_fires_only_when_the_count_crosses_above() {
-    if !common::sqlite_only("segment_threshold_fires_only_when_the_count_crosses_above") {
-        return;
-    }
     let app = spawn_app().await;
     let instance = app.create_instance("Hooks").await;
     let s = seed(&app, &instance).await;
@@ -736,9 +742,6 @@ async fn segment_threshold_fires_only_when_the_count_crosses_above() {
 
 #[tokio::test]
 async fn measure_threshold_fires_only_when_the_value_crosses_above() {
-    if !common::sqlite_only("measure_threshold_fires_only_when_the_value_crosses_above") {
-        return;
-    }
     let app = spawn_app().await;
     let instance = app.create_instance("Hooks").await;
     let s = seed(&app, &instance).await;
