@@ -336,3 +336,146 @@ async fn an_event_committed_on_one_replica_wakes_the_dispatcher_of_another() {
     );
     drop(b);
 }
+
+/// Runs `insights-connector keys ARGS` against the cluster's database.
+fn keys_cli(cluster: &Cluster, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_insights-connector"))
+        .arg("keys")
+        .args(args)
+        .args(["--database-url", &cluster.url])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("the binary runs")
+}
+
+/// A key created with the CLI works on every replica; revoked with the CLI, every replica
+/// refuses it within 5 s.
+#[tokio::test]
+async fn a_key_revoked_once_is_refused_by_every_replica_within_five_seconds() {
+    let Some(cluster) = Cluster::start(3, &[]).await else {
+        return;
+    };
+    let created = keys_cli(&cluster, &["create", "--tenant", "alpha"]);
+    assert!(created.status.success(), "{created:?}");
+    let key = String::from_utf8(created.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let listed = keys_cli(&cluster, &["list", "--tenant", "alpha", "--json"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let id = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| key.starts_with(k["prefix"].as_str().unwrap()))
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .expect("the new key is listed");
+    let status = |i: usize| {
+        let base = cluster.replica(i).base.clone();
+        let key = key.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{base}/instances"))
+                .header("X-API-Key", key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(status(i).await, 200, "replica {i} accepts the new key");
+    }
+    let revoked = keys_cli(&cluster, &["revoke", &id]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    let since = Instant::now();
+    let mut refused = [false; 3];
+    while refused.iter().any(|r| !r) {
+        for (i, done) in refused.iter_mut().enumerate() {
+            if !*done {
+                *done = status(i).await == 401;
+            }
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "after 5 s, replicas {:?} still accept the revoked key",
+            refused
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| !**r)
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "a revoked key was refused by all 3 replicas {:?} after the revoke",
+        since.elapsed()
+    );
+}
+
+/// A replica started while another runs a long refresh does not fail that job (start-up no
+/// longer fails every running job: only one whose owner stopped heartbeating).
+#[tokio::test]
+async fn a_replica_starting_during_a_long_refresh_does_not_fail_it() {
+    let Some(mut cluster) = Cluster::start(3, &[]).await else {
+        return;
+    };
+    let r0 = cluster.replica(0);
+    let (s, inst, _) = r0.post("/instances", json!({"name": "Long"})).await;
+    assert_eq!(s, 201, "{inst}");
+    let inst = inst["instanceId"].as_str().unwrap().to_string();
+    let mut rows = String::from("Id,Value\n");
+    for i in 0..100_000 {
+        rows.push_str(&format!("{i},{}\n", i * 7));
+    }
+    let (s, ds, _) = r0
+        .post(
+            &format!("/instances/{inst}/datasources"),
+            json!({"name": "big", "entityName": "Big", "format": "csv", "keyField": "Id",
+                   "content": rows}),
+        )
+        .await;
+    assert_eq!(s, 201, "{ds}");
+    let ds = ds["dataSourceId"].as_str().unwrap().to_string();
+    let (s, job, location) = r0
+        .post(
+            &format!("/instances/{inst}/datasources/{ds}/refresh"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 202, "{job}");
+    // The job's path, asked of any replica (its Location names the replica that answered).
+    let location = reqwest::Url::parse(&location.unwrap())
+        .unwrap()
+        .path()
+        .to_string();
+    // Wait until some replica runs it, then start a fourth.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, job) = send(cluster.replica(1), reqwest::Method::GET, &location, None).await;
+        if job["status"] == "running" {
+            break;
+        }
+        assert_eq!(job["status"], "queued", "{job}");
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fourth = cluster.add(&[]).await;
+    let job = crate::common::process::wait_job(
+        &reqwest::Client::new(),
+        &cluster.replica(fourth).base,
+        &location,
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let (_, entity) = send(
+        cluster.replica(fourth),
+        reqwest::Method::GET,
+        &format!("/instances/{inst}/entities/Big/items?$top=1&$count=true"),
+        None,
+    )
+    .await;
+    assert!(entity["value"].is_array(), "{entity}");
+}
