@@ -15,8 +15,8 @@ cargo test --locked --lib --bins --tests --examples 2>&1 | tee target/test-outpu
 # Summarise (cargo prints one result line per test binary).
 passed=$(awk '/^test result:/ { p += $4 } END { print p + 0 }' target/test-output.txt)
 
-echo "== cargo test --test it on PostgreSQL (a throw-away cluster; replicas tests included)"
-./scripts/with-postgres.sh cargo test --locked --test it 2>&1 | tee target/test-output-postgres.txt
+echo "== cargo test --lib --test it on PostgreSQL (a throw-away cluster: the store tests of both backends, the integration suite, the replicas tests)"
+./scripts/with-postgres.sh cargo test --locked --lib --test it 2>&1 | tee target/test-output-postgres.txt
 passed_pg=$(awk '/^test result:/ { p += $4 } END { print p + 0 }' target/test-output-postgres.txt)
 
 echo "== openapi-spec-validator (OpenAPI 3.1 and Swagger 2.0 documents)"
