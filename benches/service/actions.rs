@@ -157,6 +157,9 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
                 .collect()
         })
         .collect();
+    // cpu[scenario][connections] = [wall s, service CPU s, PostgreSQL CPU s] of the service side
+    let mut cpu = vec![vec![[0.0f64; 3]; o.connections.len()]; scenarios.len()];
+    let cpu_of_service = |c: &Cluster| c.cpu_secs().iter().sum::<f64>();
     for run in 0..o.runs {
         for (si, s) in scenarios.iter().enumerate() {
             for (ci, &c) in o.connections.iter().enumerate() {
@@ -164,7 +167,19 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
                 let first = (run + si + ci) % sides.len();
                 let order = (0..sides.len()).map(|k| (first + k) % sides.len());
                 for side in order {
+                    let before = (cpu_of_service(&service), service.postgres_cpu_secs());
+                    let started = std::time::Instant::now();
                     let r = load(side, s, c, o.seconds);
+                    if side == 0 {
+                        // Where the two cores went while the service side was loaded.
+                        let wall = started.elapsed().as_secs_f64();
+                        let acc = &mut cpu[si][ci];
+                        acc[0] += wall;
+                        acc[1] += cpu_of_service(&service) - before.0;
+                        if let (Some(a), Some(b)) = (service.postgres_cpu_secs(), before.1) {
+                            acc[2] += a - b;
+                        }
+                    }
                     assert_eq!(
                         r.err_status + r.err_connect,
                         0,
@@ -188,6 +203,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         }
     }
     let service_hwm = service.hwm_kb();
+    let pg_cpu_known = service.postgres_cpu_secs().is_some();
     baseline.stop(true).await;
     service.stop();
     let uncached_present = uncached.is_some();
@@ -217,11 +233,11 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         o.runs
     ));
     let has_cold = uncached_present;
-    md.push_str("| action | conns | service req/s | baseline req/s | ratio (min–max) | service p50 / p99 | baseline p50 / p99 |");
+    md.push_str("| action | conns | service req/s | baseline req/s | ratio (min–max) | service p50 / p99 | baseline p50 / p99 | CPU: service / PostgreSQL (cores) |");
     md.push_str(if has_cold {
-        " cache off req/s | cache off ratio (min–max) | cache off p50 / p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        " cache off req/s | cache off ratio (min–max) | cache off p50 / p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     } else {
-        "\n|---|---:|---:|---:|---:|---:|---:|\n"
+        "\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
     });
     for (si, s) in scenarios.iter().enumerate() {
         for (ci, &c) in o.connections.iter().enumerate() {
@@ -246,8 +262,13 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
                 "runs": {"service": ours, "baseline": base},
             });
             let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+            let [wall, service_cpu, pg_cpu] = cpu[si][ci];
+            let (service_cores, pg_cores) =
+                (service_cpu / wall, pg_cpu_known.then_some(pg_cpu / wall));
+            row["service"]["cpu_cores"] = json!(service_cores);
+            row["service"]["postgres_cpu_cores"] = json!(pg_cores);
             md.push_str(&format!(
-                "| {} | {c} | {} | {} | {} | {} / {} | {} / {} |",
+                "| {} | {c} | {} | {} | {} | {} / {} | {} / {} | {service_cores:.2} / {} |",
                 s.name,
                 thousands(num(&row["service"]["rps"])),
                 thousands(num(&row["baseline"]["rps"])),
@@ -256,6 +277,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
                 ms(num(&row["service"]["p99_us"])),
                 ms(num(&row["baseline"]["p50_us"])),
                 ms(num(&row["baseline"]["p99_us"])),
+                pg_cores.map_or("–".into(), |p| format!("{p:.2}")),
             ));
             if let Some(cold) = sides_runs.get(2) {
                 let (cold_r, cold_lo, cold_hi) = against_base(cold);

@@ -55,6 +55,9 @@ struct FreshDb {
     server: String,
     name: String,
     url: String,
+    /// The server's postmaster, when it runs on this machine and we may read its data
+    /// directory: its CPU time (and that of its backends) is part of what the run cost.
+    postmaster: Option<u32>,
 }
 
 impl FreshDb {
@@ -67,6 +70,14 @@ impl FreshDb {
             .execute(&mut admin)
             .await
             .expect("create the benchmark database");
+        let data_dir: Option<String> = sqlx::query_scalar("SHOW data_directory")
+            .fetch_one(&mut admin)
+            .await
+            .ok();
+        let postmaster = data_dir.and_then(|d| {
+            let pid = std::fs::read_to_string(Path::new(&d).join("postmaster.pid")).ok()?;
+            pid.lines().next()?.trim().parse().ok()
+        });
         let _ = admin.close().await;
         let mut url = reqwest::Url::parse(server).expect("--postgres is a postgres:// URL");
         url.set_path(&name);
@@ -74,6 +85,7 @@ impl FreshDb {
             server: server.to_string(),
             name,
             url: url.to_string(),
+            postmaster,
         }
     }
 }
@@ -165,6 +177,28 @@ impl Cluster {
         self.replicas.iter().map(Service::cpu_secs).collect()
     }
 
+    /// CPU seconds the PostgreSQL server has used so far: the postmaster with the backends it
+    /// has reaped, plus the live ones. `None` on SQLite, or when the server is not a local
+    /// process we can see.
+    pub fn postgres_cpu_secs(&self) -> Option<f64> {
+        let pm = self.db.as_ref()?.postmaster?;
+        let (own, reaped) = proc_times(pm)?;
+        let mut total = own + reaped;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != pm && parent_of(pid) == Some(pm) {
+                total += proc_times(pid).map_or(0.0, |(own, reaped)| own + reaped);
+            }
+        }
+        Some(total)
+    }
+
     /// Stops every replica (SIGTERM, drain), then drops the database.
     pub fn stop(self) {
         let Cluster { replicas, db } = self;
@@ -173,4 +207,29 @@ impl Cluster {
         }
         drop(db);
     }
+}
+
+/// (utime + stime, cutime + cstime) of a process in seconds, from `/proc/<pid>/stat`.
+fn proc_times(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // After the command name: index 0 is field 3 (state); utime..cstime are fields 14..17.
+    Some((
+        (f.get(11)? + f.get(12)?) / 100.0,
+        (f.get(13)? + f.get(14)?) / 100.0,
+    ))
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

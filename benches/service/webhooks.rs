@@ -135,11 +135,13 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
     for run in 0..o.runs {
         let mut pair = [None, None];
         let mut cpu: Vec<f64> = Vec::new();
+        let mut pg_cpu: Option<f64> = None;
         let order = if run % 2 == 0 { [0, 1] } else { [1, 0] };
         for side in order {
             sink.reset();
             if side == 0 {
                 let cpu_before = service.cpu_secs();
+                let pg_before = service.postgres_cpu_secs();
                 fire(&api, &inst).await;
                 assert!(
                     sink.wait_for(u64::from(o.subscriptions), Duration::from_secs(900))
@@ -163,6 +165,10 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
                     .zip(&cpu_before)
                     .map(|(after, before)| after - before)
                     .collect();
+                pg_cpu = service
+                    .postgres_cpu_secs()
+                    .zip(pg_before)
+                    .map(|(after, before)| after - before);
                 pair[0] = Some(account(&receipts, occurred, o.subscriptions));
             } else {
                 if payload.is_empty() {
@@ -199,16 +205,17 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
             unreachable!()
         };
         eprintln!(
-            "[webhooks] run {} fan-out service {:.3} s (first after {:.1} ms, {} duplicates, replica CPU s {:.2?}) · baseline {:.3} s",
+            "[webhooks] run {} fan-out service {:.3} s (first after {:.1} ms, {} duplicates, replica CPU s {:.2?}, PostgreSQL CPU s {:.2?}) · baseline {:.3} s",
             run + 1,
             ours.total_us as f64 / 1e6,
             ours.first_us as f64 / 1e3,
             ours.duplicates,
             cpu,
+            pg_cpu,
             base.total_us as f64 / 1e6
         );
         runs.push(json!({
-            "service": {"total_us": ours.total_us, "first_us": ours.first_us, "distinct": ours.distinct, "duplicates": ours.duplicates, "replica_cpu_secs": cpu},
+            "service": {"total_us": ours.total_us, "first_us": ours.first_us, "distinct": ours.distinct, "duplicates": ours.duplicates, "replica_cpu_secs": cpu, "postgres_cpu_secs": pg_cpu},
             "baseline": {"total_us": base.total_us, "first_us": base.first_us, "distinct": base.distinct, "duplicates": base.duplicates},
         }));
     }
@@ -309,6 +316,32 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         .iter()
         .map(|r| r["service"]["duplicates"].as_i64().unwrap_or(0))
         .sum();
+    let cpu_line = runs
+        .iter()
+        .map(|r| {
+            let cores: Vec<String> = r["service"]["replica_cpu_secs"]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .map(|x| format!("{:.2}", x.as_f64().unwrap_or(f64::NAN)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let pg = r["service"]["postgres_cpu_secs"]
+                .as_f64()
+                .map_or(String::new(), |p| format!(", PostgreSQL {p:.2}"));
+            format!("[{}{pg}]", cores.join(" + "))
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    md.push_str(&format!(
+        "\nCPU seconds per fan-out run (each replica{}): {cpu_line}.\n",
+        if backend.is_postgres() {
+            ", then the PostgreSQL server"
+        } else {
+            ""
+        }
+    ));
     md.push_str(&format!(
         "\nDuplicates over all runs: {duplicates}. Service peak RSS during the fan-out{}: {:.1} MiB.\n",
         if backend.replicas > 1 { " (sum over the replicas)" } else { "" },
