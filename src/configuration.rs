@@ -59,6 +59,15 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTOR_JOB_WORKERS", default_value_t = 2)]
     pub job_workers: usize,
 
+    /// Seconds a running job may go without a heartbeat before any replica fails it as
+    /// interrupted (its replica stopped or lost the database).
+    #[arg(
+        long,
+        env = "CONNECTOR_JOB_HEARTBEAT_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub job_heartbeat_timeout_secs: u64,
+
     /// Number of concurrent webhook deliveries.
     #[arg(long, env = "CONNECTOR_DELIVERY_CONCURRENCY", default_value_t = 64)]
     pub delivery_concurrency: usize,
@@ -103,6 +112,7 @@ impl Default for ServeArgs {
             rate_limit: None,
             max_body_bytes: 16 * 1024 * 1024,
             job_workers: 2,
+            job_heartbeat_timeout_secs: JOB_HEARTBEAT_TIMEOUT.as_secs(),
             delivery_concurrency: 64,
             delivery_timeout_secs: 15,
             delivery_max_attempts: 8,
@@ -111,6 +121,26 @@ impl Default for ServeArgs {
             read_cache_mib: 64,
             http_workers: None,
         }
+    }
+}
+
+/// Where the `keys` commands find the database: resolved exactly like `serve`'s.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory of the SQLite database (used when no database URL is given).
+    #[arg(long, env = "CONNECTOR_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// The database: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`
+    /// (default: SQLite at DATA_DIR/connector.db).
+    #[arg(long, env = "CONNECTOR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn database(&self) -> anyhow::Result<DatabaseUrl> {
+        DatabaseUrl::resolve(self.database_url.as_deref(), &self.data_dir)
+            .map_err(|e| anyhow::anyhow!(e))
     }
 }
 
@@ -143,6 +173,10 @@ impl std::str::FromStr for RateLimit {
     }
 }
 
+/// The default of `--job-heartbeat-timeout-secs`: several missed beats (one every 10 s), so
+/// only a stopped replica or one cut off from the database loses its jobs.
+pub const JOB_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Validated settings the application is built from.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -157,6 +191,8 @@ pub struct Settings {
     pub rate_limit: Option<RateLimit>,
     pub max_body_bytes: usize,
     pub job_workers: usize,
+    /// A running job whose heartbeat is older than this is failed as interrupted.
+    pub job_heartbeat_timeout: Duration,
     pub delivery_concurrency: usize,
     pub delivery_timeout: Duration,
     pub retry: RetryPolicy,
@@ -166,6 +202,8 @@ pub struct Settings {
     pub retention: Duration,
     /// How often the dispatcher polls the outbox when it was not woken up.
     pub dispatcher_poll_interval: Duration,
+    /// Whether this process delivers webhooks (a replica that only answers requests does not).
+    pub deliver_webhooks: bool,
 }
 
 impl Settings {
@@ -224,6 +262,7 @@ impl Settings {
             rate_limit,
             max_body_bytes: args.max_body_bytes,
             job_workers: args.job_workers.max(1),
+            job_heartbeat_timeout: Duration::from_secs(args.job_heartbeat_timeout_secs.max(1)),
             delivery_concurrency: args.delivery_concurrency.max(1),
             delivery_timeout: Duration::from_secs(args.delivery_timeout_secs.max(1)),
             retry,
@@ -231,6 +270,7 @@ impl Settings {
             read_cache_bytes: args.read_cache_mib.saturating_mul(1024 * 1024),
             retention: Duration::from_secs(args.retention_days.saturating_mul(86_400)),
             dispatcher_poll_interval: Duration::from_secs(1),
+            deliver_webhooks: true,
         })
     }
 

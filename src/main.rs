@@ -10,7 +10,7 @@ use std::path::PathBuf;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
-use insights_connector::configuration::{ServeArgs, Settings};
+use insights_connector::configuration::{ServeArgs, Settings, StoreArgs};
 use insights_connector::startup::Application;
 use insights_connector::{api, spec, store, telemetry};
 
@@ -49,12 +49,28 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Create a key for a tenant and print it (only its hash is stored).
+    /// Create a key for a tenant and print it (only its hash and prefix are stored).
     Create {
         #[arg(long)]
         tenant: String,
-        #[arg(long, env = "CONNECTOR_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List a tenant's keys: `KEY_ID PREFIX CREATED LAST_USED EXPIRES` per line (`-`: none).
+    List {
+        #[arg(long)]
+        tenant: String,
+        /// Print a JSON array instead.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a key by its id (every replica refuses it within seconds).
+    Revoke {
+        key_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -82,23 +98,84 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(Command::Keys {
-            command: KeysCommand::Create { tenant, data_dir },
-        }) => {
+        Some(Command::Keys { command }) => keys(command).await,
+    }
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create { tenant, store } => {
             let tenant = tenant.trim();
             if tenant.is_empty() {
                 anyhow::bail!("--tenant must not be empty");
             }
-            let store = store::Store::open(&data_dir).await?;
+            let store = store::Store::connect(&store.database()?).await?;
             let key = api::auth::generate_key();
-            store
-                .insert_api_key(tenant, &api::auth::hash_key(&key))
-                .await?;
+            let id = api::auth::store_key(&store, tenant, &key).await;
             store.close().await;
+            let id = id?.ok_or_else(|| anyhow::anyhow!("the generated key already exists"))?;
+            eprintln!("created key {id} for tenant '{tenant}' (shown only now):");
             println!("{key}");
             Ok(())
         }
+        KeysCommand::List {
+            tenant,
+            json,
+            store,
+        } => {
+            let store = store::Store::connect(&store.database()?).await?;
+            let keys = store.list_api_keys(tenant.trim()).await;
+            store.close().await;
+            let keys = keys?;
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "id": k.id,
+                            "tenant": k.tenant,
+                            "prefix": k.prefix,
+                            "createdAt": time(k.created_at),
+                            "lastUsedAt": k.last_used_at.map(time),
+                            "expiresAt": k.expires_at.map(time),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for k in &keys {
+                    println!(
+                        "{} {} {} {} {}",
+                        k.id,
+                        k.prefix.as_deref().filter(|p| !p.is_empty()).unwrap_or("-"),
+                        time(k.created_at),
+                        k.last_used_at.map_or_else(|| "-".into(), time),
+                        k.expires_at.map_or_else(|| "-".into(), time),
+                    );
+                }
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { key_id, store } => {
+            let store = store::Store::connect(&store.database()?).await?;
+            let revoked = store.revoke_api_key(key_id.trim()).await;
+            store.close().await;
+            if !revoked? {
+                anyhow::bail!("no API key has the id '{}'", key_id.trim());
+            }
+            eprintln!(
+                "revoked key {}; every server refuses it within {} s",
+                key_id.trim(),
+                api::auth::KEY_CACHE_TTL.as_secs() + 2
+            );
+            Ok(())
+        }
     }
+}
+
+/// Timestamps as RFC 3339 UTC, to the second.
+fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -57,7 +57,9 @@ impl Application {
             settings.data_dir.clone(),
             settings.read_cache_bytes,
         );
-        engine.start_job_workers(settings.job_workers).await?;
+        engine
+            .start_job_workers(settings.job_workers, settings.job_heartbeat_timeout)
+            .await?;
         engine.start_scheduler(std::time::Duration::from_secs(1));
         let metrics = Metrics::new();
 
@@ -67,7 +69,9 @@ impl Application {
             engine: engine.clone(),
             public_url: public_url.clone(),
             keys: auth::KeyRing::new(store.clone()),
-            throttle: settings.rate_limit.map(auth::Throttle::new),
+            throttle: settings
+                .rate_limit
+                .map(|limit| auth::Throttle::new(limit, store.clone())),
             metrics: metrics.clone(),
             routes: RouteTable::from_openapi(&openapi),
             documents,
@@ -103,18 +107,20 @@ impl Application {
         let server = server.run();
 
         // Webhook dispatcher: delivers the outbox (stopped in `run_until_stopped`).
-        let dispatcher = dispatcher::spawn(
-            store.clone(),
-            engine.outbox_signal(),
-            DispatcherConfig {
-                policy: callback_policy.clone(),
-                timeout: settings.delivery_timeout,
-                concurrency: settings.delivery_concurrency,
-                retry: settings.retry.clone(),
-                poll_interval: settings.dispatcher_poll_interval,
-            },
-            Some(metrics.deliveries.clone()),
-        );
+        let dispatcher = settings.deliver_webhooks.then(|| {
+            dispatcher::spawn(
+                store.clone(),
+                engine.outbox_signal(),
+                DispatcherConfig {
+                    policy: callback_policy.clone(),
+                    timeout: settings.delivery_timeout,
+                    concurrency: settings.delivery_concurrency,
+                    retry: settings.retry.clone(),
+                    poll_interval: settings.dispatcher_poll_interval,
+                },
+                Some(metrics.deliveries.clone()),
+            )
+        });
 
         // Deliveries committed by other replicas wake this one's dispatcher.
         engine.spawn_background({
@@ -139,7 +145,7 @@ impl Application {
             engine,
             generated_key,
             stop_signals,
-            dispatcher: Some(dispatcher),
+            dispatcher,
         })
     }
 

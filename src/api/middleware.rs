@@ -10,7 +10,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use futures_util::FutureExt;
 
-use super::auth::{hash_key, API_KEY_HEADER};
+use super::auth::API_KEY_HEADER;
 use super::problem::ApiError;
 use super::state::AppState;
 
@@ -84,17 +84,21 @@ pub async fn authenticate(
     let Some(presented) = presented.filter(|k| !k.is_empty() && k.len() <= 512) else {
         return refuse(req, ApiError::Unauthorized);
     };
-    let tenant = match state.keys.resolve(&presented).await {
-        Ok(Some(t)) => t,
+    let key = match state.keys.resolve(&presented).await {
+        Ok(Some(key)) => key,
         Ok(None) => return refuse(req, ApiError::Unauthorized),
         Err(e) => return refuse(req, ApiError::Internal(e.to_string())),
     };
     if let Some(throttle) = &state.throttle {
-        if let Err(retry_after_secs) = throttle.check(&hash_key(&presented)) {
-            return refuse(req, ApiError::TooManyRequests { retry_after_secs });
+        match throttle.check(&key.id).await {
+            Ok(Ok(())) => {}
+            Ok(Err(retry_after_secs)) => {
+                return refuse(req, ApiError::TooManyRequests { retry_after_secs })
+            }
+            Err(e) => return refuse(req, ApiError::Internal(e.to_string())),
         }
     }
-    req.extensions_mut().insert(tenant);
+    req.extensions_mut().insert(key.tenant);
     Ok(next.call(req).await?.map_into_boxed_body())
 }
 

@@ -1,6 +1,10 @@
 //! Asynchronous jobs (Power Automate's 202 + Location polling pattern), run by a bounded pool
-//! of background workers. Jobs are rows, so they survive restarts: a job left running by a crash
-//! is marked failed at start-up; queued jobs simply run.
+//! of background workers. Jobs are rows, so they survive restarts: queued jobs simply run. A
+//! running job names its owner (the engine's process) and carries a heartbeat the owner renews;
+//! every replica sweeps periodically and fails the running jobs whose heartbeat stopped, so a
+//! crashed or killed replica's jobs fail with a reason while a replica starting leaves the jobs
+//! of the others alone. On SQLite (one process per file) a job left running by the previous
+//! process is also failed at start-up, at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,12 +119,55 @@ impl TryFrom<JobRecord> for Job {
     }
 }
 
+/// A job this process runs, heartbeated while the guard lives (dropped on a panic too).
+struct RunningJob {
+    engine: Engine,
+    id: String,
+}
+
+impl RunningJob {
+    fn new(engine: &Engine, id: &str) -> Self {
+        engine.running_jobs().insert(id.to_string());
+        Self {
+            engine: engine.clone(),
+            id: id.to_string(),
+        }
+    }
+}
+
+impl Drop for RunningJob {
+    fn drop(&mut self) {
+        self.engine.running_jobs().remove(&self.id);
+    }
+}
+
+/// The record of a job about to be queued.
+pub(crate) fn new_job(instance_id: &str, kind: JobKind, target_id: Option<&str>) -> JobRecord {
+    JobRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        instance_id: instance_id.to_string(),
+        kind: kind.as_str().to_string(),
+        target_id: target_id.map(String::from),
+        status: "queued".into(),
+        created_at: super::now(),
+        started_at: None,
+        completed_at: None,
+        result: None,
+        error: None,
+    }
+}
+
 /// What a finished job reports.
 pub struct JobOutcome {
     pub succeeded: bool,
     pub result: Value,
     pub error: Option<String>,
 }
+
+/// How often this process renews the heartbeat of its running jobs (at most).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// How often every replica looks for running jobs whose heartbeat stopped (at most).
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
 impl Engine {
     /// Queues a job and wakes a worker.
@@ -130,18 +177,7 @@ impl Engine {
         kind: JobKind,
         target_id: Option<&str>,
     ) -> EngineResult<Job> {
-        let rec = JobRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            instance_id: instance_id.to_string(),
-            kind: kind.as_str().to_string(),
-            target_id: target_id.map(String::from),
-            status: "queued".into(),
-            created_at: super::now(),
-            started_at: None,
-            completed_at: None,
-            result: None,
-            error: None,
-        };
+        let rec = new_job(instance_id, kind, target_id);
         self.store().insert_job(&rec).await?;
         self.job_signal().notify_one();
         rec.try_into()
@@ -161,8 +197,14 @@ impl Engine {
             .try_into()
     }
 
-    /// Starts `workers` background tasks that run queued jobs until the runtime stops.
-    pub async fn start_job_workers(&self, workers: usize) -> EngineResult<()> {
+    /// Starts `workers` background tasks that run queued jobs until the runtime stops, the
+    /// heartbeat of this process's running jobs, and the sweep that fails running jobs whose
+    /// heartbeat is older than `heartbeat_timeout`.
+    pub async fn start_job_workers(
+        &self,
+        workers: usize,
+        heartbeat_timeout: Duration,
+    ) -> EngineResult<()> {
         let interrupted = self.store().fail_interrupted_jobs().await?;
         if interrupted > 0 {
             tracing::warn!(
@@ -175,7 +217,72 @@ impl Engine {
             let engine = self.clone();
             self.spawn_background(async move { engine.job_worker(worker).await });
         }
+        // Heartbeats well within the timeout, so a slow database round trip or a missed beat
+        // does not make a live job look stale; the sweep runs at least twice per timeout.
+        let beat = HEARTBEAT_EVERY.min(heartbeat_timeout / 3);
+        let sweep = SWEEP_EVERY.min(heartbeat_timeout / 2);
+        let engine = self.clone();
+        self.spawn_background(async move {
+            engine
+                .every(beat, |engine| async move {
+                    if let Err(e) = engine.heartbeat_jobs().await {
+                        tracing::error!(error = %e, "job heartbeat failed");
+                    }
+                })
+                .await
+        });
+        let engine = self.clone();
+        self.spawn_background(async move {
+            engine
+                .every(sweep, move |engine| async move {
+                    if let Err(e) = engine.fail_stale_jobs(heartbeat_timeout).await {
+                        tracing::error!(error = %e, "the sweep of stale jobs failed");
+                    }
+                })
+                .await
+        });
         Ok(())
+    }
+
+    /// Runs `step` now and then every `period` until shutdown.
+    async fn every<F, Fut>(self, period: Duration, step: F)
+    where
+        F: Fn(Engine) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let shutdown = self.shutdown_token();
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            step(self.clone()).await;
+        }
+    }
+
+    /// Renews the heartbeat of the jobs this process runs.
+    pub async fn heartbeat_jobs(&self) -> EngineResult<u64> {
+        let running: Vec<String> = self.running_jobs().iter().cloned().collect();
+        if running.is_empty() {
+            return Ok(0);
+        }
+        Ok(self.store().heartbeat_jobs(self.owner(), &running).await?)
+    }
+
+    /// Fails the running jobs (of any replica) whose heartbeat is older than `timeout`.
+    pub async fn fail_stale_jobs(&self, timeout: Duration) -> EngineResult<u64> {
+        let failed = self.store().fail_stale_jobs(timeout).await?;
+        if failed > 0 {
+            tracing::warn!(
+                failed,
+                "running jobs whose replica stopped heartbeating were marked failed"
+            );
+            // Their instances are free again: queued jobs there may run.
+            self.job_signal().notify_one();
+        }
+        Ok(failed)
     }
 
     async fn job_worker(self, worker: usize) {
@@ -185,9 +292,10 @@ impl Engine {
             if shutdown.is_cancelled() {
                 return;
             }
-            match self.store().claim_next_job().await {
+            match self.store().claim_next_job(self.owner()).await {
                 Ok(Some(job)) => {
                     let id = job.id.clone();
+                    let _running = RunningJob::new(&self, &id);
                     tracing::info!(worker, job = %id, kind = %job.kind, "job started");
                     if let Err(e) = self.run_job(job).await {
                         tracing::error!(job = %id, error = %e, "job could not record its outcome");

@@ -73,6 +73,12 @@ pub struct Engine {
 
 struct EngineInner {
     store: Store,
+    /// This process among the replicas: the owner of the jobs it claims, which it keeps
+    /// heartbeating while it runs them.
+    owner: String,
+    /// The jobs this process's workers are running now: only these get heartbeats, so a job
+    /// whose worker died (a panic) stops heartbeating and is failed by the sweep.
+    running_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
     data_dir: PathBuf,
     /// Entity and item reads, valid while the store's data epoch is unchanged.
     reads: reads::ReadCache,
@@ -92,6 +98,8 @@ impl Engine {
         Self {
             inner: Arc::new(EngineInner {
                 store,
+                owner: uuid::Uuid::new_v4().to_string(),
+                running_jobs: Default::default(),
                 data_dir,
                 reads: reads::ReadCache::new(read_cache_bytes),
                 outbox_signal: Arc::new(tokio::sync::Notify::new()),
@@ -104,6 +112,18 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The owner id of this process's jobs.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    fn running_jobs(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.inner
+            .running_jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn reads(&self) -> &reads::ReadCache {
@@ -138,7 +158,8 @@ impl Engine {
     }
 
     /// After [`Self::shut_down`]: waits up to `grace` for the background loops to end (a job
-    /// that is running finishes its current step; one cut off is failed at the next start).
+    /// that is running finishes its current step; one cut off stops heartbeating and is failed
+    /// by the sweep of a replica, or at the next start on SQLite).
     pub async fn background_stopped(&self, grace: std::time::Duration) {
         self.inner.background.close();
         if tokio::time::timeout(grace, self.inner.background.wait())

@@ -1,12 +1,14 @@
 //! Scheduled full refreshes: an instance's `refreshSchedule` (cron, UTC) queues a full refresh
-//! at each occurrence. Occurrences missed while the service was down are not caught up.
+//! at each occurrence. Occurrences missed while the service was down are not caught up. Every
+//! replica runs the scheduler; the store records each occurrence it queues, so an occurrence
+//! queues one refresh however many replicas see it.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
 
-use super::jobs::JobKind;
+use super::jobs::{new_job, JobKind};
 use super::Engine;
 
 impl Engine {
@@ -18,6 +20,7 @@ impl Engine {
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let shutdown = engine.shutdown_token();
+            let mut last_prune: Option<DateTime<Utc>> = None;
             loop {
                 tokio::select! {
                     _ = interval.tick() => {}
@@ -28,6 +31,10 @@ impl Engine {
                     tracing::error!(error = %e, "scheduled refreshes could not be checked");
                 }
                 last_check = now;
+                if last_prune.is_none_or(|at| now - at >= PRUNE_EVERY) {
+                    engine.prune_schedule_occurrences(now).await;
+                    last_prune = Some(now);
+                }
             }
         });
     }
@@ -46,16 +53,38 @@ impl Engine {
             let Ok(cron) = croner::Cron::from_str(expr) else {
                 continue;
             };
-            let due = first_occurrence_in(&cron, after, until).is_some();
-            if due {
-                tracing::info!(instance = %instance.id, "scheduled full refresh");
-                self.enqueue_job(&instance.id, JobKind::FullRefresh, None)
-                    .await?;
+            let Some(occurrence) = first_occurrence_in(&cron, after, until) else {
+                continue;
+            };
+            let job = new_job(&instance.id, JobKind::FullRefresh, None);
+            if self.store().queue_scheduled_job(occurrence, &job).await? {
+                tracing::info!(instance = %instance.id, %occurrence, "scheduled full refresh");
+                self.job_signal().notify_one();
             }
         }
         Ok(())
     }
 }
+
+impl Engine {
+    /// Forgets the recorded occurrences older than [`KEEP_OCCURRENCES`].
+    async fn prune_schedule_occurrences(&self, now: DateTime<Utc>) {
+        match self
+            .store()
+            .prune_schedule_occurrences(now - KEEP_OCCURRENCES)
+            .await
+        {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pruned, "old schedule occurrences pruned"),
+            Err(e) => tracing::warn!(error = %e, "schedule occurrences could not be pruned"),
+        }
+    }
+}
+
+/// Recorded occurrences are only compared with the last second or so; a day is ample.
+const KEEP_OCCURRENCES: chrono::Duration = chrono::Duration::days(1);
+/// How often the scheduler prunes them (also at its first tick).
+const PRUNE_EVERY: chrono::Duration = chrono::Duration::hours(1);
 
 /// The first occurrence of `cron` in `(after, until]`.
 ///

@@ -24,7 +24,7 @@ pub mod subscriptions;
 pub mod unification;
 
 pub use instances::InstanceRecord;
-pub use keys::ApiKeyRecord;
+pub use keys::{ApiKeyRecord, KeyWindow, NewApiKey};
 
 use std::path::{Path, PathBuf};
 

@@ -63,6 +63,8 @@ pub struct DeliveryContext {
 pub struct Claimed {
     pub delivery_id: String,
     pub subscription_id: String,
+    /// Names this claim; the attempt's record must carry it ([`FinishedAttempt::claim_token`]).
+    pub claim_token: String,
 }
 
 /// What an attempt decided for its delivery.
@@ -96,6 +98,10 @@ pub struct Due {
 pub struct FinishedAttempt {
     pub delivery_id: String,
     pub subscription_id: String,
+    /// The claim the attempt was made under. Only while the delivery still carries it does the
+    /// attempt decide the delivery's state: a process whose lease ran out, and whose delivery
+    /// another claim took meanwhile, records its attempt but cannot overwrite the newer claim.
+    pub claim_token: String,
     pub attempt: AttemptRecord,
     pub decision: Decision,
 }
@@ -191,15 +197,20 @@ impl Store {
     /// writes in a transaction), so a claim is one round trip and one commit however many
     /// subscriptions it serves: the dispatcher refills its slots only after a claim, and a claim
     /// per subscription capped a fan-out at about a thousand deliveries a second.
+    ///
+    /// `cap` bounds the deliveries of one subscription under an unexpired lease at once, across
+    /// every process claiming from this database: a subscription's share is `plan`'s number or
+    /// what the cap leaves, whichever is less. Each claim gets a fresh claim token.
     pub async fn claim_due_batch(
         &self,
         plan: &[(String, usize)],
         now_ms: i64,
         lease_until_ms: i64,
+        cap: usize,
     ) -> StoreResult<Vec<Claimed>> {
         match &self.db {
-            Db::Sqlite(db) => db.claim_due_batch(plan, now_ms, lease_until_ms).await,
-            Db::Postgres(db) => db.claim_due_batch(plan, now_ms, lease_until_ms).await,
+            Db::Sqlite(db) => db.claim_due_batch(plan, now_ms, lease_until_ms, cap).await,
+            Db::Postgres(db) => db.claim_due_batch(plan, now_ms, lease_until_ms, cap).await,
         }
     }
 
@@ -273,6 +284,275 @@ impl Store {
         match &self.db {
             Db::Sqlite(db) => db.finish_attempts(attempts).await,
             Db::Postgres(db) => db.finish_attempts(attempts).await,
+        }
+    }
+}
+
+// ----- backend-neutral parts of recording attempts -----
+
+/// A delivery's status after an attempt with this decision, and its next attempt (epoch ms).
+pub(in crate::store) fn delivery_outcome(decision: &Decision) -> (&'static str, Option<i64>) {
+    match decision {
+        Decision::Delivered => ("delivered", None),
+        Decision::RetryAt(at) => ("pending", Some(*at)),
+        Decision::DeadLetter => ("dead", None),
+        Decision::Failed | Decision::SubscriptionGone => ("failed", None),
+    }
+}
+
+/// The text a delivery dead-lettered by its subscription's 404/410 keeps as `last_error`.
+pub(in crate::store) const SUBSCRIPTION_GONE_ERROR: &str =
+    "not sent: the subscription is dead (its callback answered that the flow is gone)";
+
+/// One subscription's attempts of a batch, folded in order into what recording them one by
+/// one would have left after the last of them.
+#[derive(Default)]
+pub(in crate::store) struct SubscriptionFold {
+    /// The last attempt's time (`last_delivery_at`).
+    pub at: DateTime<Utc>,
+    /// A delivery came through: `consecutive_failures` restarts from `failures`.
+    pub reset: bool,
+    /// Failures since the last delivery of the batch (or all of them, without one).
+    pub failures: i64,
+    /// The last attempt's error (none after a delivery).
+    pub error: Option<String>,
+    /// A 404/410: the subscription is dead; when (the attempt's time).
+    pub gone: bool,
+    pub gone_at: DateTime<Utc>,
+}
+
+impl SubscriptionFold {
+    fn add(&mut self, a: &FinishedAttempt) {
+        self.at = a.attempt.attempted_at;
+        if a.decision == Decision::Delivered {
+            self.reset = true;
+            self.failures = 0;
+            self.error = None;
+        } else {
+            self.failures += 1;
+            self.error = a
+                .attempt
+                .error
+                .as_deref()
+                .map(|e| super::clip(e, super::MAX_ERROR_CHARS));
+            if a.decision == Decision::SubscriptionGone {
+                self.gone = true;
+                self.gone_at = self.at;
+            }
+        }
+    }
+
+    /// The recorded attempts of a batch folded per subscription, subscriptions in order of
+    /// their first attempt.
+    pub(in crate::store) fn per_subscription<'a>(
+        attempts: impl IntoIterator<Item = &'a FinishedAttempt>,
+    ) -> Vec<(&'a str, SubscriptionFold)> {
+        let mut folded: Vec<(&str, SubscriptionFold)> = Vec::new();
+        for a in attempts {
+            let i = match folded.iter().position(|(s, _)| *s == a.subscription_id) {
+                Some(i) => i,
+                None => {
+                    folded.push((&a.subscription_id, SubscriptionFold::default()));
+                    folded.len() - 1
+                }
+            };
+            folded[i].1.add(a);
+        }
+        folded
+    }
+}
+
+/// The claim rules stated once and checked on both backends (PostgreSQL when
+/// `CONNECTOR_TEST_POSTGRES_URL` names a server: a fresh database there).
+#[cfg(test)]
+mod claim_tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::store::{DatabaseUrl, InstanceRecord};
+    use crate::triggers::{EventKind, Trigger};
+
+    async fn stores() -> Vec<(tempfile::TempDir, Store)> {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Store::open(dir.path()).await.unwrap();
+        let mut stores = vec![(dir, sqlite)];
+        if let Some(server) = std::env::var("CONNECTOR_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            use sqlx::Connection;
+            let name = format!("unit_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let mut url = url::Url::parse(&server).unwrap();
+            url.set_path(&name);
+            let store = Store::connect(&DatabaseUrl::Postgres(url.to_string()))
+                .await
+                .unwrap();
+            stores.push((tempfile::tempdir().unwrap(), store));
+        }
+        stores
+    }
+
+    /// One subscription with `n` pending deliveries (one event each); returns its id.
+    async fn subscription_with_deliveries(store: &Store, n: usize) -> String {
+        let instance = uuid::Uuid::new_v4().to_string();
+        store
+            .insert_instance(&InstanceRecord {
+                id: instance.clone(),
+                tenant: "t".into(),
+                name: "claims".into(),
+                refresh_schedule: None,
+                created_at: Utc::now(),
+            })
+            .await
+            .unwrap();
+        let subscription = store
+            .upsert_subscription(&SubscriptionRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                instance_id: instance.clone(),
+                trigger: Trigger::OnUnificationCompleted.as_str().to_string(),
+                notification_url: "http://127.0.0.1:9/hook".into(),
+                inputs: serde_json::json!({}),
+                inputs_key: String::new(),
+                secret: None,
+                status: "active".into(),
+                created_at: Utc::now(),
+                last_delivery_at: None,
+                consecutive_failures: 0,
+                last_error: None,
+            })
+            .await
+            .unwrap();
+        for _ in 0..n {
+            let event = crate::triggers::DomainEvent::new(
+                &instance,
+                EventKind::UnificationCompleted {
+                    job_id: "j".into(),
+                    source_records: 1,
+                    unified_profiles: 1,
+                    matched_records: 0,
+                    completed_at: Utc::now(),
+                },
+            );
+            let mut tx = store.begin().await.unwrap();
+            assert_eq!(Store::record_event(&mut tx, &event).await.unwrap(), 1);
+            store.commit(tx).await.unwrap();
+        }
+        subscription.id
+    }
+
+    fn attempt(claimed: &Claimed, decision: Decision) -> FinishedAttempt {
+        FinishedAttempt {
+            delivery_id: claimed.delivery_id.clone(),
+            subscription_id: claimed.subscription_id.clone(),
+            claim_token: claimed.claim_token.clone(),
+            attempt: AttemptRecord {
+                attempted_at: Utc::now(),
+                status_code: Some(500),
+                latency_ms: 1,
+                response_excerpt: None,
+                error: Some("boom".into()),
+            },
+            decision,
+        }
+    }
+
+    /// A subscription never has more than `cap` deliveries under an unexpired lease, however
+    /// many claims ask; an expired lease no longer counts.
+    #[tokio::test]
+    async fn the_in_flight_cap_holds_across_claims() {
+        for (_dir, store) in stores().await {
+            let sub = subscription_with_deliveries(&store, 6).await;
+            let now = epoch_ms(Utc::now()) + 1_000;
+            let lease = now + 60_000;
+            let plan = vec![(sub.clone(), 5)];
+            let first = store.claim_due_batch(&plan, now, lease, 2).await.unwrap();
+            assert_eq!(first.len(), 2, "the cap, not the plan's 5");
+            let second = store.claim_due_batch(&plan, now, lease, 2).await.unwrap();
+            assert!(second.is_empty(), "two are in flight already: {second:?}");
+            // One finishes (a retry later): its slot is free again.
+            let retry_at = lease + 60_000;
+            store
+                .finish_attempts(&[attempt(&first[0], Decision::RetryAt(retry_at))])
+                .await
+                .unwrap();
+            let third = store.claim_due_batch(&plan, now, lease, 2).await.unwrap();
+            assert_eq!(third.len(), 1);
+            // The leases run out (their holder died): the cap counts nothing any more.
+            let later = lease + 1;
+            let fourth = store
+                .claim_due_batch(&plan, later, later + 60_000, 2)
+                .await
+                .unwrap();
+            assert_eq!(fourth.len(), 2);
+        }
+    }
+
+    /// An attempt recorded under a claim that a later claim replaced (its lease ran out) is
+    /// recorded, but does not decide the delivery: the newer claim does.
+    #[tokio::test]
+    async fn an_attempt_under_a_replaced_claim_cannot_overwrite_the_newer_claim() {
+        for (_dir, store) in stores().await {
+            let sub = subscription_with_deliveries(&store, 1).await;
+            let now = epoch_ms(Utc::now()) + 1_000;
+            let plan = vec![(sub.clone(), 1)];
+            let old = store
+                .claim_due_batch(&plan, now, now + 10, 4)
+                .await
+                .unwrap();
+            let new = store
+                .claim_due_batch(&plan, now + 11, now + 60_000, 4)
+                .await
+                .unwrap();
+            assert_eq!((old.len(), new.len()), (1, 1));
+            assert_eq!(old[0].delivery_id, new[0].delivery_id);
+            assert_ne!(old[0].claim_token, new[0].claim_token);
+
+            // The stale attempt (dead-letter, say) is kept in the history only.
+            let recorded = store
+                .finish_attempts(&[attempt(&old[0], Decision::DeadLetter)])
+                .await
+                .unwrap();
+            assert!(matches!(recorded[..], [Ok(true)]));
+            let d = store.get_delivery(&sub, &old[0].delivery_id).await.unwrap();
+            assert_eq!(
+                (d.status.as_str(), d.attempts, d.next_attempt_at),
+                ("pending", 1, now + 60_000),
+                "the newer claim's lease stands"
+            );
+            // The newer claim's attempt decides.
+            let mut delivered = attempt(&new[0], Decision::Delivered);
+            delivered.attempt.status_code = Some(200);
+            delivered.attempt.error = None;
+            store.finish_attempts(&[delivered]).await.unwrap();
+            let d = store.get_delivery(&sub, &new[0].delivery_id).await.unwrap();
+            assert_eq!((d.status.as_str(), d.attempts), ("delivered", 2));
+            // The same through the one-by-one path (two attempts of one delivery in a batch).
+            let sub = subscription_with_deliveries(&store, 1).await;
+            let old = store
+                .claim_due_batch(&[(sub.clone(), 1)], now, now + 10, 4)
+                .await
+                .unwrap();
+            let new = store
+                .claim_due_batch(&[(sub.clone(), 1)], now + 11, now + 60_000, 4)
+                .await
+                .unwrap();
+            store
+                .finish_attempts(&[
+                    attempt(&new[0], Decision::RetryAt(now + 120_000)),
+                    attempt(&old[0], Decision::DeadLetter),
+                ])
+                .await
+                .unwrap();
+            let d = store.get_delivery(&sub, &new[0].delivery_id).await.unwrap();
+            assert_eq!(
+                (d.status.as_str(), d.attempts, d.next_attempt_at),
+                ("pending", 2, now + 120_000)
+            );
         }
     }
 }

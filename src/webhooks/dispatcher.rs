@@ -295,7 +295,9 @@ impl Worker {
         }
         let claimed = {
             let _turn = self.write_turn.lock().await;
-            self.store.claim_due_batch(&plan, now_ms, lease_until).await
+            self.store
+                .claim_due_batch(&plan, now_ms, lease_until, per_sub)
+                .await
         };
         let claimed = match claimed {
             Ok(c) => c,
@@ -307,7 +309,11 @@ impl Worker {
         };
         // What the attempts need, read for all of them at once. Should that fail, the claimed
         // deliveries are due again when their lease runs out.
-        let ids: Vec<String> = claimed.into_iter().map(|c| c.delivery_id).collect();
+        let ids: Vec<String> = claimed.iter().map(|c| c.delivery_id.clone()).collect();
+        let mut tokens: HashMap<String, String> = claimed
+            .into_iter()
+            .map(|c| (c.delivery_id, c.claim_token))
+            .collect();
         let contexts = match self.store.delivery_contexts(&ids).await {
             Ok(c) => c,
             Err(e) => {
@@ -317,6 +323,9 @@ impl Worker {
             }
         };
         for ctx in contexts {
+            let Some(claim_token) = tokens.remove(&ctx.delivery_id) else {
+                continue; // read once only: a claimed id comes back once
+            };
             slots.take(&ctx.subscription_id);
             let worker = self.clone();
             in_flight.spawn(async move {
@@ -324,7 +333,7 @@ impl Worker {
                 let sub = ctx.subscription_id.clone();
                 // Even a panicking attempt gives its slot back (its lease makes the
                 // delivery due again).
-                let health = std::panic::AssertUnwindSafe(worker.attempt(ctx))
+                let health = std::panic::AssertUnwindSafe(worker.attempt(ctx, claim_token))
                     .catch_unwind()
                     .await
                     .unwrap_or(Health::Unknown);
@@ -342,9 +351,9 @@ impl Worker {
 
     /// One attempt of one claimed delivery, recorded. Errors are logged: the lease makes the
     /// delivery due again, so nothing is lost.
-    async fn attempt(&self, ctx: DeliveryContext) -> Health {
+    async fn attempt(&self, ctx: DeliveryContext, claim_token: String) -> Health {
         let delivery_id = ctx.delivery_id.clone();
-        match self.try_attempt(ctx).await {
+        match self.try_attempt(ctx, claim_token).await {
             Ok(health) => health,
             Err(e) => {
                 tracing::warn!(delivery = %delivery_id, error = %e, "webhook attempt could not be recorded; it will be retried");
@@ -357,6 +366,7 @@ impl Worker {
     async fn try_attempt(
         &self,
         ctx: DeliveryContext,
+        claim_token: String,
     ) -> Result<Health, Box<dyn std::error::Error + Send + Sync>> {
         let Some(sub) = ctx.subscription.clone() else {
             // Deleted meanwhile; its deliveries go with it.
@@ -484,6 +494,7 @@ impl Worker {
         self.recorder
             .record(FinishedAttempt {
                 delivery_id: ctx.delivery_id.clone(),
+                claim_token,
                 subscription_id: sub.id.clone(),
                 attempt,
                 decision: decision.clone(),

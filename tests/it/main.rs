@@ -10,6 +10,7 @@ mod architecture;
 mod contract;
 mod engine;
 mod foundation;
+mod keys;
 mod power_automate;
 mod readme;
 mod replicas;

@@ -273,3 +273,56 @@ async fn each_cron_occurrence_queues_one_refresh_across_replicas() {
         "{queued} full refreshes queued in 40 s by a 10-second schedule"
     );
 }
+
+/// A delivery committed on a replica that does not deliver reaches the dispatcher of another
+/// at once: the NOTIFY hint, not its poll (a minute here), wakes it.
+#[tokio::test]
+async fn an_event_committed_on_one_replica_wakes_the_dispatcher_of_another() {
+    if !on_postgres() {
+        eprintln!("replicas: PostgreSQL only (CONNECTOR_TEST_POSTGRES_URL is not set)");
+        return;
+    }
+    let poll = Duration::from_secs(60);
+    // Replica A answers requests and runs jobs (so it commits the event); B only delivers.
+    let a = crate::common::spawn_app_with(|s| {
+        s.deliver_webhooks = false;
+        s.dispatcher_poll_interval = poll;
+    })
+    .await;
+    let b = crate::common::spawn_app_in(a.dir.clone(), |s| {
+        s.job_workers = 0;
+        s.dispatcher_poll_interval = poll;
+    })
+    .await;
+    // B's dispatcher has made its first pass over the empty outbox and now sleeps.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let inst = a.create_instance("Hints").await;
+    let ds = a
+        .create_source(
+            &inst,
+            json!({"name": "people", "entityName": "People", "format": "csv", "keyField": "Id",
+                   "content": "Id,Name\n1,Ann\n"}),
+        )
+        .await;
+    let rx = Receiver::start().await;
+    let path = Trigger::OnDataSourceRefreshSucceeded
+        .definition()
+        .path
+        .replace("{instanceId}", &inst);
+    let sub = a
+        .post(&path, json!({"notificationUrl": rx.url("/hook")}))
+        .await;
+    assert_eq!(sub.status, 201, "{}", sub.text);
+    let job = a
+        .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let committed = Instant::now();
+    // Without the hint B would not look before its next poll, a minute away.
+    rx.wait_for(Some("/hook"), 1, Duration::from_secs(10)).await;
+    eprintln!(
+        "committed on A, received from B's dispatcher {:?} later (poll: {poll:?})",
+        committed.elapsed()
+    );
+    drop(b);
+}

@@ -3,6 +3,7 @@
 mod datasources;
 mod entities;
 mod instances;
+mod item_sql;
 mod jobs;
 mod keys;
 mod measures;
@@ -28,7 +29,6 @@ pub(in crate::store) const OUTBOX_CHANNEL: &str = "outbox";
 pub struct PgTx<'a>(sqlx::Transaction<'a, sqlx::Postgres>);
 
 impl PgTx<'_> {
-    #[allow(dead_code)]
     pub(in crate::store) fn connection(&mut self) -> &mut sqlx::PgConnection {
         &mut self.0
     }
@@ -37,6 +37,17 @@ impl PgTx<'_> {
         self.0.commit().await?;
         Ok(())
     }
+}
+
+/// An id from outside as the uuid it must be: anything else names no row, so callers answer
+/// `NotFound` (or an empty list) instead of letting PostgreSQL reject the cast.
+pub(in crate::store) fn parse_id(id: &str) -> Option<uuid::Uuid> {
+    uuid::Uuid::parse_str(id).ok()
+}
+
+/// [`parse_id`] for a lookup of one row: a malformed id is `NotFound`.
+pub(in crate::store) fn id_or_not_found(id: &str) -> super::StoreResult<uuid::Uuid> {
+    parse_id(id).ok_or(super::StoreError::NotFound)
 }
 
 #[derive(Clone, Debug)]

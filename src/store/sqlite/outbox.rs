@@ -176,7 +176,7 @@ impl SqliteDb {
         // write lock); the reads afterwards only explain a refusal.
         let now = Utc::now();
         let done = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?
+            "UPDATE deliveries SET status = 'pending', attempts = 0, claim_token = NULL, next_attempt_at = ?, updated_at = ?
              WHERE id = ? AND subscription_id = ? AND status <> 'pending'
                AND EXISTS (SELECT 1 FROM subscriptions WHERE id = ? AND status = 'active')",
         )
@@ -257,26 +257,42 @@ impl SqliteDb {
         plan: &[(String, usize)],
         now_ms: i64,
         lease_until_ms: i64,
+        cap: usize,
     ) -> StoreResult<Vec<Claimed>> {
         let mut claimed = Vec::new();
-        // 100 subscriptions are 301 parameters, well under SQLite's limit.
+        let token = uuid::Uuid::new_v4().to_string();
+        // 100 subscriptions are 602 parameters, well under SQLite's limit.
         for chunk in plan.chunks(100) {
+            // The share: what the plan asks, at most what the cap leaves beside the deliveries
+            // of the subscription under an unexpired lease.
             let per_subscription = "SELECT * FROM (SELECT id FROM deliveries
                  WHERE subscription_id = ? AND status = 'pending' AND next_attempt_at <= ?
-                 ORDER BY next_attempt_at, created_at, id LIMIT ?)";
+                 ORDER BY next_attempt_at, created_at, id
+                 LIMIT max(0, min(?, ? - (SELECT count(*) FROM deliveries b
+                     WHERE b.subscription_id = ? AND b.status = 'pending'
+                       AND b.claim_token IS NOT NULL AND b.next_attempt_at > ?))))";
             let sql = format!(
-                "UPDATE deliveries SET next_attempt_at = ? WHERE id IN ({})
+                "UPDATE deliveries SET next_attempt_at = ?, claim_token = ? WHERE id IN ({})
                  RETURNING id, subscription_id",
                 vec![per_subscription; chunk.len()].join(" UNION ALL ")
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(lease_until_ms);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(lease_until_ms)
+                .bind(&token);
             for (subscription_id, limit) in chunk {
-                q = q.bind(subscription_id).bind(now_ms).bind(*limit as i64);
+                q = q
+                    .bind(subscription_id)
+                    .bind(now_ms)
+                    .bind(*limit as i64)
+                    .bind(cap as i64)
+                    .bind(subscription_id)
+                    .bind(now_ms);
             }
             for row in q.fetch_all(&self.writer).await? {
                 claimed.push(Claimed {
                     delivery_id: row.get("id"),
                     subscription_id: row.get("subscription_id"),
+                    claim_token: token.clone(),
                 });
             }
         }
@@ -526,6 +542,7 @@ impl SqliteDb {
                     "error": a.attempt.error.as_deref().map(|e| clip(e, MAX_ERROR_CHARS)),
                     "status": status,
                     "next": next,
+                    "token": a.claim_token,
                 })
             })
             .collect();
@@ -538,22 +555,25 @@ impl SqliteDb {
                 SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.at') AS at,
                        json_extract(value, '$.status') AS status,
                        json_extract(value, '$.next') AS next,
-                       json_extract(value, '$.error') AS error
+                       json_extract(value, '$.error') AS error,
+                       json_extract(value, '$.token') AS token
                 FROM json_each(?)
              )
              UPDATE deliveries SET
                 attempts = attempts + 1,
                 updated_at = f.at,
-                status = CASE WHEN deliveries.status = 'pending'
+                status = CASE WHEN (deliveries.status = 'pending' AND deliveries.claim_token IS f.token)
                                 OR (deliveries.status = 'dead' AND f.status = 'delivered')
                          THEN f.status ELSE deliveries.status END,
-                next_attempt_at = CASE WHEN deliveries.status = 'pending'
+                next_attempt_at = CASE WHEN (deliveries.status = 'pending' AND deliveries.claim_token IS f.token)
                                          OR (deliveries.status = 'dead' AND f.status = 'delivered')
                                   THEN COALESCE(f.next, deliveries.next_attempt_at)
                                   ELSE deliveries.next_attempt_at END,
-                last_error = CASE WHEN deliveries.status = 'pending'
+                last_error = CASE WHEN (deliveries.status = 'pending' AND deliveries.claim_token IS f.token)
                                     OR (deliveries.status = 'dead' AND f.status = 'delivered')
-                             THEN f.error ELSE deliveries.last_error END
+                             THEN f.error ELSE deliveries.last_error END,
+                claim_token = CASE WHEN deliveries.claim_token IS f.token THEN NULL
+                              ELSE deliveries.claim_token END
              FROM f WHERE deliveries.id = f.id
              RETURNING deliveries.id",
         )
@@ -578,27 +598,18 @@ impl SqliteDb {
         .await?;
 
         // The subscriptions: each one's attempts folded in batch order.
-        let mut folded: Vec<(&str, SubscriptionFold)> = Vec::new();
-        for a in attempts
-            .iter()
-            .filter(|a| recorded.contains(&a.delivery_id))
-        {
-            let i = match folded.iter().position(|(s, _)| *s == a.subscription_id) {
-                Some(i) => i,
-                None => {
-                    folded.push((&a.subscription_id, SubscriptionFold::default()));
-                    folded.len() - 1
-                }
-            };
-            folded[i].1.add(a);
-        }
+        let folded = SubscriptionFold::per_subscription(
+            attempts
+                .iter()
+                .filter(|a| recorded.contains(&a.delivery_id)),
+        );
         if !folded.is_empty() {
             let subscriptions = Value::Array(
                 folded
                     .iter()
                     .map(|(id, f)| {
                         serde_json::json!({
-                            "id": id, "at": f.at, "reset": f.reset, "failures": f.failures,
+                            "id": id, "at": ts(f.at), "reset": f.reset, "failures": f.failures,
                             "error": f.error, "gone": f.gone,
                         })
                     })
@@ -630,7 +641,7 @@ impl SqliteDb {
             let gone: Vec<Value> = folded
                 .iter()
                 .filter(|(_, f)| f.gone)
-                .map(|(id, f)| serde_json::json!({"id": id, "at": f.gone_at}))
+                .map(|(id, f)| serde_json::json!({"id": id, "at": ts(f.gone_at)}))
                 .collect();
             if !gone.is_empty() {
                 sqlx::query(
@@ -638,11 +649,11 @@ impl SqliteDb {
                         SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.at') AS at
                         FROM json_each(?)
                      )
-                     UPDATE deliveries SET status = 'dead', updated_at = g.at,
-                            last_error = 'not sent: the subscription is dead (its callback answered that the flow is gone)'
+                     UPDATE deliveries SET status = 'dead', updated_at = g.at, last_error = ?
                      FROM g WHERE deliveries.subscription_id = g.id AND deliveries.status = 'pending'",
                 )
                 .bind(Value::Array(gone).to_string())
+                .bind(SUBSCRIPTION_GONE_ERROR)
                 .execute(tx.connection())
                 .await?;
             }
@@ -660,6 +671,7 @@ impl SqliteDb {
             subscription_id,
             attempt,
             decision,
+            claim_token,
         } = finished;
         let now = ts(attempt.attempted_at);
         // Write first, so the transaction holds the write lock from its first statement.
@@ -691,13 +703,15 @@ impl SqliteDb {
         // it meanwhile; if this attempt got through anyway, it counts as delivered).
         let (status, next) = delivery_outcome(decision);
         sqlx::query(
-            "UPDATE deliveries SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?
-             WHERE id = ? AND (status = 'pending' OR (status = 'dead' AND ? = 'delivered'))",
+            "UPDATE deliveries SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?,
+                    claim_token = NULL
+             WHERE id = ? AND ((status = 'pending' AND claim_token IS ?) OR (status = 'dead' AND ? = 'delivered'))",
         )
         .bind(status)
         .bind(next)
         .bind(&error)
         .bind(delivery_id)
+        .bind(claim_token)
         .bind(status)
         .execute(tx.connection())
         .await?;
@@ -727,11 +741,11 @@ impl SqliteDb {
         }
         if *decision == Decision::SubscriptionGone {
             sqlx::query(
-                "UPDATE deliveries SET status = 'dead', updated_at = ?,
-                        last_error = 'not sent: the subscription is dead (its callback answered that the flow is gone)'
+                "UPDATE deliveries SET status = 'dead', updated_at = ?, last_error = ?
                  WHERE subscription_id = ? AND status = 'pending' AND id <> ?",
             )
             .bind(&now)
+            .bind(SUBSCRIPTION_GONE_ERROR)
             .bind(subscription_id)
             .bind(delivery_id)
             .execute(tx.connection())
@@ -741,54 +755,12 @@ impl SqliteDb {
     }
 }
 
-/// A delivery's status after an attempt with this decision, and its next attempt (epoch ms).
-fn delivery_outcome(decision: &Decision) -> (&'static str, Option<i64>) {
-    match decision {
-        Decision::Delivered => ("delivered", None),
-        Decision::RetryAt(at) => ("pending", Some(*at)),
-        Decision::DeadLetter => ("dead", None),
-        Decision::Failed | Decision::SubscriptionGone => ("failed", None),
-    }
-}
-
-/// One subscription's attempts of a batch, folded in order into what
-/// [`Store::apply_attempt`] would have left after the last of them.
-#[derive(Default)]
-struct SubscriptionFold {
-    /// The last attempt's time (`last_delivery_at`).
-    at: String,
-    /// A delivery came through: `consecutive_failures` restarts from `failures`.
-    reset: bool,
-    /// Failures since the last delivery of the batch (or all of them, without one).
-    failures: i64,
-    /// The last attempt's error (none after a delivery).
-    error: Option<String>,
-    /// A 404/410: the subscription is dead; when (the attempt's time).
-    gone: bool,
-    gone_at: String,
-}
-
-impl SubscriptionFold {
-    fn add(&mut self, a: &FinishedAttempt) {
-        self.at = ts(a.attempt.attempted_at);
-        if a.decision == Decision::Delivered {
-            self.reset = true;
-            self.failures = 0;
-            self.error = None;
-        } else {
-            self.failures += 1;
-            self.error = a.attempt.error.as_deref().map(|e| clip(e, MAX_ERROR_CHARS));
-            if a.decision == Decision::SubscriptionGone {
-                self.gone = true;
-                self.gone_at = self.at.clone();
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The claim the seeded deliveries are under, and that the attempts of the tests carry.
+    const TEST_CLAIM: &str = "claim-under-test";
     use crate::store::InstanceRecord;
     use crate::store::Store;
     use serde_json::json;
@@ -823,8 +795,8 @@ mod tests {
             .unwrap();
             for n in 0..per_subscription {
                 sqlx::query(
-                    "INSERT INTO deliveries (id, event_id, subscription_id, instance_id, status, attempts, next_attempt_at, created_at, updated_at)
-                     VALUES (?, ?, ?, 'inst', 'pending', 0, ?, ?, ?)",
+                    "INSERT INTO deliveries (id, event_id, subscription_id, instance_id, status, attempts, next_attempt_at, created_at, updated_at, claim_token)
+                     VALUES (?, ?, ?, 'inst', 'pending', 0, ?, ?, ?, ?)",
                 )
                 .bind(format!("d-{s}-{n}"))
                 .bind(format!("e-{n}"))
@@ -832,6 +804,7 @@ mod tests {
                 .bind(n as i64)
                 .bind(now)
                 .bind(now)
+                .bind(TEST_CLAIM)
                 .execute(store.pool())
                 .await
                 .unwrap();
@@ -989,6 +962,7 @@ mod tests {
     fn delivered(delivery_id: &str, subscription_id: &str) -> FinishedAttempt {
         FinishedAttempt {
             delivery_id: delivery_id.into(),
+            claim_token: TEST_CLAIM.into(),
             subscription_id: subscription_id.into(),
             attempt: AttemptRecord {
                 attempted_at: Utc::now(),
@@ -1020,7 +994,10 @@ mod tests {
         let mut plan: Vec<(String, usize)> = (0..150).map(|s| (format!("sub-{s}"), 2)).collect();
         plan[0].1 = 5; // more than it has
         let lease_until = 1_000_000;
-        let claimed = store.claim_due_batch(&plan, 10, lease_until).await.unwrap();
+        let claimed = store
+            .claim_due_batch(&plan, 10, lease_until, 100)
+            .await
+            .unwrap();
         let mut ids: Vec<&str> = claimed.iter().map(|c| c.delivery_id.as_str()).collect();
         ids.sort();
         assert_eq!(claimed.len(), 3 + 149 * 2);
@@ -1032,20 +1009,23 @@ mod tests {
                 .starts_with(&format!("d-{}-", &c.subscription_id[4..])));
         }
         // Leased: not due again until the lease runs out.
-        let again = store.claim_due_batch(&plan, 10, lease_until).await.unwrap();
+        let again = store
+            .claim_due_batch(&plan, 10, lease_until, 100)
+            .await
+            .unwrap();
         assert_eq!(
             again.len(),
             149,
             "only each subscription's third delivery is left"
         );
         assert!(store
-            .claim_due_batch(&plan, 10, lease_until)
+            .claim_due_batch(&plan, 10, lease_until, 100)
             .await
             .unwrap()
             .is_empty());
         assert_eq!(
             store
-                .claim_due_batch(&plan, lease_until, 0)
+                .claim_due_batch(&plan, lease_until, 0, 100)
                 .await
                 .unwrap()
                 .len(),
@@ -1055,7 +1035,7 @@ mod tests {
         // Not yet due.
         let (_dir, store) = outbox(1, 3).await;
         let claimed = store
-            .claim_due_batch(&[("sub-0".into(), 4)], 1, lease_until)
+            .claim_due_batch(&[("sub-0".into(), 4)], 1, lease_until, 100)
             .await
             .unwrap();
         assert_eq!(
@@ -1128,6 +1108,7 @@ mod tests {
             let failed = decision != Decision::Delivered;
             FinishedAttempt {
                 delivery_id: delivery.into(),
+                claim_token: TEST_CLAIM.into(),
                 subscription_id: sub.into(),
                 attempt: AttemptRecord {
                     attempted_at: t0 + chrono::Duration::milliseconds(n),
