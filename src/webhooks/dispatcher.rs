@@ -307,6 +307,12 @@ impl Worker {
                 return wait;
             }
         };
+        let planned: usize = plan.iter().map(|(_, n)| n).sum();
+        if claimed.len() < planned && !due.is_empty() {
+            // Another replica took part of the plan: go on with the rest of the list now
+            // rather than after the poll interval.
+            wait = Duration::ZERO;
+        }
         // What the attempts need, read for all of them at once. Should that fail, the claimed
         // deliveries are due again when their lease runs out.
         let ids: Vec<String> = claimed.iter().map(|c| c.delivery_id.clone()).collect();

@@ -179,7 +179,7 @@ async fn a_fan_out_survives_a_replica_killed_mid_way() {
     let (inst, ds) = instance_with_people(&cluster).await;
     let rx = Receiver::start().await;
     // Slow enough that each replica has attempts in flight at any moment.
-    rx.set_delay(Duration::from_millis(20));
+    rx.set_delay(Duration::from_millis(100));
     let path = Trigger::OnDataSourceRefreshSucceeded
         .definition()
         .path
@@ -220,8 +220,25 @@ async fn a_fan_out_survives_a_replica_killed_mid_way() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    // Nothing more is owed: wait out one more lease and count again.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The killed replica's attempts in flight reached the receiver but were never recorded:
+    // once their lease runs out another replica sends them again. Wait until every delivery
+    // is recorded as delivered, then count.
+    loop {
+        let undelivered = cluster
+            .sql_count(
+                "SELECT count(*) FROM deliveries WHERE status <> $1",
+                "delivered",
+            )
+            .await;
+        if undelivered == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{undelivered} deliveries are not recorded as delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let requests = rx.received().len();
     let delivered = counts.len();
     let duplicated = requests - delivered;
@@ -235,13 +252,6 @@ async fn a_fan_out_survives_a_replica_killed_mid_way() {
         duplicated <= CONCURRENCY,
         "{duplicated} duplicates: more than the killed replica could have had in flight"
     );
-    let pending = cluster
-        .sql_count(
-            "SELECT count(*) FROM deliveries WHERE status <> $1",
-            "delivered",
-        )
-        .await;
-    assert_eq!(pending, 0, "every delivery is recorded as delivered");
 }
 
 /// A 10-second schedule over 40 s with three replicas ticking: each occurrence queues one full
@@ -321,7 +331,7 @@ async fn an_event_committed_on_one_replica_wakes_the_dispatcher_of_another() {
     // Without the hint B would not look before its next poll, a minute away.
     rx.wait_for(Some("/hook"), 1, Duration::from_secs(10)).await;
     eprintln!(
-        "committed on A, received from B's dispatcher {:?} later (poll: {poll:?})",
+        "B delivered A's event {:?} after A's job was seen finished (B's poll: {poll:?})",
         committed.elapsed()
     );
     drop(b);

@@ -330,13 +330,27 @@ impl PgDb {
         let limits: Vec<i64> = positions.iter().map(|&i| plan[i].1 as i64).collect();
         let token = Uuid::new_v4();
         let mut tx = self.begin().await?;
-        // Claimers of one subscription take turns (its row lock, in id order as the recorders
-        // take it), so each one's count of leased deliveries sees the claims committed before
-        // it: the cap holds across replicas, not just within one.
-        sqlx::query("SELECT 1 FROM subscriptions WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&subscriptions)
-            .execute(tx.connection())
-            .await?;
+        // One claimer per subscription at a time (its row lock): its count of leased deliveries
+        // then sees every claim committed before, so the cap holds across replicas. A
+        // subscription another replica is claiming for (or recording for) right now is left to
+        // it, so replicas reading the same due list spread over different subscriptions instead
+        // of queueing behind each other.
+        let locked: HashSet<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM subscriptions WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&subscriptions)
+        .fetch_all(tx.connection())
+        .await?
+        .into_iter()
+        .collect();
+        let (subscriptions, limits): (Vec<Uuid>, Vec<i64>) = subscriptions
+            .into_iter()
+            .zip(limits)
+            .filter(|(s, _)| locked.contains(s))
+            .unzip();
+        if subscriptions.is_empty() {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(
             "UPDATE deliveries SET next_attempt_at = $1, claim_token = $6
              WHERE id IN (
