@@ -1,15 +1,17 @@
 //! Item 1: GetItems (page of 100, with and without `$filter`) and GetItem under wrk, against a
-//! bare actix-web handler returning the same bytes.
+//! bare actix-web handler returning the same bytes. On PostgreSQL with N replicas, the load is
+//! split over the replicas (one wrk each), and the baseline gets the same split.
 
 use actix_web::web::Bytes;
 use serde_json::{json, Value};
 
 use crate::api::Api;
+use crate::backend::{Backend, Cluster};
 use crate::baseline::{start_fixed, FixedBodies};
-use crate::process::{free_port, Service, API_KEY};
+use crate::process::{free_port, API_KEY};
 use crate::report::{ms, ratio, thousands};
 use crate::stats::{median, range};
-use crate::wrk::{self, Load, WrkResult};
+use crate::wrk::{self, WrkResult};
 use crate::{datagen, Ctx};
 
 pub struct Opts {
@@ -17,6 +19,7 @@ pub struct Opts {
     pub runs: usize,
     pub seconds: u32,
     pub connections: Vec<u32>,
+    pub backend: Backend,
 }
 
 /// The filter of the filtered scenario: 1 row in 24 has the city, ~80 % of those the age.
@@ -39,8 +42,17 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         "[actions] generated {} rows ({} bytes)",
         gen.rows, gen.bytes
     );
-    let service = Service::start(dir.path(), &[], &ctx.log("actions-service"));
-    let api = Api::new(&service.base);
+    let backend = &o.backend;
+    let suffix = backend.suffix();
+    let service = Cluster::start(
+        ctx,
+        backend,
+        dir.path(),
+        &[],
+        &format!("actions-service{suffix}"),
+    )
+    .await;
+    let api = Api::new(&service.first().base);
     let (inst, job) = api.instance_with_people("bench-actions").await;
     eprintln!(
         "[actions] ingested {} rows in {:.1} s",
@@ -85,60 +97,89 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         },
         baseline_port,
     );
-    // The same service over the same database with its read cache off: what a read costs when
-    // it must go to SQLite (a first read, or a read right after a change).
-    let uncached = Service::start(
-        dir.path(),
-        &["--read-cache-mib", "0"],
-        &ctx.log("actions-service-uncached"),
-    );
-    let bases = [
-        service.base.clone(),
-        format!("http://127.0.0.1:{baseline_port}"),
-        uncached.base.clone(),
+    // On SQLite, the same service over the same database with its read cache off: what a read
+    // costs when it must go to SQLite (a first read, or a read right after a change). On
+    // PostgreSQL the cache is off anyway (another replica's write would not invalidate it), so
+    // that side would measure the service side again.
+    let uncached = if backend.is_postgres() {
+        None
+    } else {
+        Some(
+            Cluster::start(
+                ctx,
+                backend,
+                dir.path(),
+                &["--read-cache-mib", "0"],
+                "actions-service-uncached",
+            )
+            .await,
+        )
+    };
+    // The baseline is one process however many replicas there are (it has no database to
+    // share), driven by the same number of wrk processes with the same connection split, so
+    // both sides pay the same load-generator overhead.
+    let baseline_base = format!("http://127.0.0.1:{baseline_port}");
+    let mut sides: Vec<(&str, Vec<String>)> = vec![
+        ("service", service.bases()),
+        ("baseline", vec![baseline_base; backend.replicas]),
     ];
-    const SIDES: [&str; 3] = ["service", "baseline", "uncached"];
+    if let Some(u) = &uncached {
+        sides.push(("uncached", u.bases()));
+    }
     let script = ctx.out.join("wrk.lua");
     std::fs::write(&script, wrk::SCRIPT).expect("write wrk.lua");
 
     let load = |side: usize, s: &Scenario, c: u32, seconds: u32| {
-        let url = format!("{}{}", bases[side], s.path);
         let prefixes = s.random_items.as_ref().map(|(p, n)| (p.as_str(), *n));
-        wrk::run(
+        wrk::run_split(
             &script,
-            &Load {
-                url: &url,
-                connections: c,
-                seconds,
-                api_key: API_KEY,
-                random_items: prefixes,
-            },
+            &sides[side].1,
+            &s.path,
+            c,
+            seconds,
+            API_KEY,
+            prefixes,
         )
     };
-    // Warm both (SQLite page cache, connection pools, allocator).
+    // Warm every side (page caches, connection pools, allocator).
     for s in &scenarios {
-        for side in 0..SIDES.len() {
-            load(side, s, 16, 2);
+        for side in 0..sides.len() {
+            load(side, s, 16.max(backend.replicas as u32), 2);
         }
     }
     // results[scenario][connections][side] = runs
-    let mut results: Vec<Vec<[Vec<WrkResult>; 3]>> = scenarios
+    let mut results: Vec<Vec<Vec<Vec<WrkResult>>>> = scenarios
         .iter()
         .map(|_| {
             o.connections
                 .iter()
-                .map(|_| [Vec::new(), Vec::new(), Vec::new()])
+                .map(|_| vec![Vec::new(); sides.len()])
                 .collect()
         })
         .collect();
+    // cpu[scenario][connections] = [wall s, service CPU s, PostgreSQL CPU s] of the service side
+    let mut cpu = vec![vec![[0.0f64; 3]; o.connections.len()]; scenarios.len()];
+    let cpu_of_service = |c: &Cluster| c.cpu_secs().iter().sum::<f64>();
     for run in 0..o.runs {
         for (si, s) in scenarios.iter().enumerate() {
             for (ci, &c) in o.connections.iter().enumerate() {
                 // Rotate who goes first so a drift in machine load hits all sides alike.
-                let first = (run + si + ci) % SIDES.len();
-                let order = [first, (first + 1) % 3, (first + 2) % 3];
+                let first = (run + si + ci) % sides.len();
+                let order = (0..sides.len()).map(|k| (first + k) % sides.len());
                 for side in order {
+                    let before = (cpu_of_service(&service), service.postgres_cpu_secs());
+                    let started = std::time::Instant::now();
                     let r = load(side, s, c, o.seconds);
+                    if side == 0 {
+                        // Where the two cores went while the service side was loaded.
+                        let wall = started.elapsed().as_secs_f64();
+                        let acc = &mut cpu[si][ci];
+                        acc[0] += wall;
+                        acc[1] += cpu_of_service(&service) - before.0;
+                        if let (Some(a), Some(b)) = (service.postgres_cpu_secs(), before.1) {
+                            acc[2] += a - b;
+                        }
+                    }
                     assert_eq!(
                         r.err_status + r.err_connect,
                         0,
@@ -150,7 +191,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
                         run + 1,
                         s.name,
                         c,
-                        SIDES[side],
+                        sides[side].0,
                         r.rps(),
                         r.p50_us,
                         r.p99_us,
@@ -162,14 +203,27 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         }
     }
     let service_hwm = service.hwm_kb();
+    let pg_cpu_known = service.postgres_cpu_secs().is_some();
     baseline.stop(true).await;
     service.stop();
-    uncached.stop();
+    let uncached_present = uncached.is_some();
+    if let Some(u) = uncached {
+        u.stop();
+    }
 
     let mut rows = Vec::new();
     let mut md = String::new();
+    let split = if backend.replicas > 1 {
+        format!(
+            " The load is split over the {n} replicas: one wrk per replica, connections divided evenly, throughput summed, p50 / p99 the worst wrk's; the baseline (one process) gets the same {n} wrks.",
+            n = backend.replicas
+        )
+    } else {
+        String::new()
+    };
     md.push_str(&format!(
-        "Entity of {} items; page = `$top=100` ({} bytes), filtered page = `$filter={FILTER}` ({} bytes), GetItem = random ids ({} bytes for id {}). wrk {} s per point, {} runs, threads = min(2, connections).\n\n",
+        "Backend: {}. Entity of {} items; page = `$top=100` ({} bytes), filtered page = `$filter={FILTER}` ({} bytes), GetItem = random ids ({} bytes for id {}). wrk {} s per point, {} runs, threads = min(2, connections).{split}\n\n",
+        backend.label(),
         thousands(o.rows as f64),
         body_sizes[0],
         body_sizes[1],
@@ -178,52 +232,70 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         o.seconds,
         o.runs
     ));
-    md.push_str("| action | conns | service req/s | baseline req/s | ratio (min–max) | service p50 / p99 | baseline p50 / p99 | cache off req/s | cache off ratio (min–max) | cache off p50 / p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let has_cold = uncached_present;
+    md.push_str("| action | conns | service req/s | baseline req/s | ratio (min–max) | service p50 / p99 | baseline p50 / p99 | CPU: service / PostgreSQL (cores) |");
+    md.push_str(if has_cold {
+        " cache off req/s | cache off ratio (min–max) | cache off p50 / p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    } else {
+        "\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    });
     for (si, s) in scenarios.iter().enumerate() {
         for (ci, &c) in o.connections.iter().enumerate() {
-            let [ours, base, cold] = &results[si][ci];
+            let sides_runs = &results[si][ci];
+            let (ours, base) = (&sides_runs[0], &sides_runs[1]);
             let f = |v: &[WrkResult], g: fn(&WrkResult) -> f64| {
                 median(&v.iter().map(g).collect::<Vec<_>>())
             };
-            let ratios: Vec<f64> = ours
-                .iter()
-                .zip(base)
-                .map(|(a, b)| a.rps() / b.rps())
-                .collect();
-            let (lo, hi) = range(&ratios);
-            let r = median(&ratios);
-            let cold_ratios: Vec<f64> = cold
-                .iter()
-                .zip(base)
-                .map(|(a, b)| a.rps() / b.rps())
-                .collect();
-            let (cold_lo, cold_hi) = range(&cold_ratios);
-            let cold_r = median(&cold_ratios);
-            let row = json!({
+            let summary = |v: &[WrkResult]| json!({"rps": f(v, WrkResult::rps), "p50_us": f(v, |r| r.p50_us as f64), "p99_us": f(v, |r| r.p99_us as f64)});
+            let against_base = |v: &[WrkResult]| {
+                let ratios: Vec<f64> = v.iter().zip(base).map(|(a, b)| a.rps() / b.rps()).collect();
+                let (lo, hi) = range(&ratios);
+                (median(&ratios), lo, hi)
+            };
+            let (r, lo, hi) = against_base(ours);
+            let mut row = json!({
                 "action": s.name,
                 "connections": c,
-                "service": {"rps": f(ours, WrkResult::rps), "p50_us": f(ours, |r| r.p50_us as f64), "p99_us": f(ours, |r| r.p99_us as f64)},
-                "baseline": {"rps": f(base, WrkResult::rps), "p50_us": f(base, |r| r.p50_us as f64), "p99_us": f(base, |r| r.p99_us as f64)},
+                "service": summary(ours),
+                "baseline": summary(base),
                 "ratio_median": r, "ratio_min": lo, "ratio_max": hi,
-                "uncached": {"rps": f(cold, WrkResult::rps), "p50_us": f(cold, |r| r.p50_us as f64), "p99_us": f(cold, |r| r.p99_us as f64),
-                    "ratio_median": cold_r, "ratio_min": cold_lo, "ratio_max": cold_hi},
-                "runs": {"service": ours, "baseline": base, "uncached": cold},
+                "runs": {"service": ours, "baseline": base},
             });
+            let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+            let [wall, service_cpu, pg_cpu] = cpu[si][ci];
+            let (service_cores, pg_cores) =
+                (service_cpu / wall, pg_cpu_known.then_some(pg_cpu / wall));
+            row["service"]["cpu_cores"] = json!(service_cores);
+            row["service"]["postgres_cpu_cores"] = json!(pg_cores);
             md.push_str(&format!(
-                "| {} | {c} | {} | {} | {} | {} / {} | {} / {} | {} | {} | {} / {} |\n",
+                "| {} | {c} | {} | {} | {} | {} / {} | {} / {} | {service_cores:.2} / {} |",
                 s.name,
-                thousands(row["service"]["rps"].as_f64().unwrap_or(f64::NAN)),
-                thousands(row["baseline"]["rps"].as_f64().unwrap_or(f64::NAN)),
+                thousands(num(&row["service"]["rps"])),
+                thousands(num(&row["baseline"]["rps"])),
                 ratio(r, lo, hi),
-                ms(row["service"]["p50_us"].as_f64().unwrap_or(f64::NAN)),
-                ms(row["service"]["p99_us"].as_f64().unwrap_or(f64::NAN)),
-                ms(row["baseline"]["p50_us"].as_f64().unwrap_or(f64::NAN)),
-                ms(row["baseline"]["p99_us"].as_f64().unwrap_or(f64::NAN)),
-                thousands(row["uncached"]["rps"].as_f64().unwrap_or(f64::NAN)),
-                ratio(cold_r, cold_lo, cold_hi),
-                ms(row["uncached"]["p50_us"].as_f64().unwrap_or(f64::NAN)),
-                ms(row["uncached"]["p99_us"].as_f64().unwrap_or(f64::NAN)),
+                ms(num(&row["service"]["p50_us"])),
+                ms(num(&row["service"]["p99_us"])),
+                ms(num(&row["baseline"]["p50_us"])),
+                ms(num(&row["baseline"]["p99_us"])),
+                pg_cores.map_or("–".into(), |p| format!("{p:.2}")),
             ));
+            if let Some(cold) = sides_runs.get(2) {
+                let (cold_r, cold_lo, cold_hi) = against_base(cold);
+                let mut u = summary(cold);
+                u["ratio_median"] = json!(cold_r);
+                u["ratio_min"] = json!(cold_lo);
+                u["ratio_max"] = json!(cold_hi);
+                md.push_str(&format!(
+                    " {} | {} | {} / {} |",
+                    thousands(num(&u["rps"])),
+                    ratio(cold_r, cold_lo, cold_hi),
+                    ms(num(&u["p50_us"])),
+                    ms(num(&u["p99_us"])),
+                ));
+                row["uncached"] = u;
+                row["runs"]["uncached"] = json!(cold);
+            }
+            md.push('\n');
             rows.push(row);
         }
     }
@@ -242,11 +314,12 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         .collect::<Vec<_>>()
         .join(", ");
     md.push_str(&format!(
-        "\nTarget: GetItems ≥ 0.5× baseline at 64 connections → {target}. Service peak RSS during the load: {:.1} MiB.\n",
+        "\nTarget: GetItems ≥ 0.5× baseline at 64 connections → {target}. Service peak RSS during the load{}: {:.1} MiB.\n",
+        if backend.replicas > 1 { " (sum over the replicas)" } else { "" },
         service_hwm as f64 / 1024.0
     ));
     (
-        json!({"rows": o.rows, "filter": FILTER, "body_bytes": body_sizes, "seconds": o.seconds, "service_peak_rss_kb": service_hwm, "results": rows}),
+        json!({"backend": backend.label(), "replicas": backend.replicas, "rows": o.rows, "filter": FILTER, "body_bytes": body_sizes, "seconds": o.seconds, "service_peak_rss_kb": service_hwm, "results": rows}),
         md,
     )
 }

@@ -3,15 +3,22 @@
 //! ```text
 //! CARGO_TARGET_DIR=target cargo bench --bench service -- [actions] [webhooks] [engine] [footprint]
 //!     [--runs N] [--seconds N] [--quick] [--rows-actions N] [--rows-engine N]
-//!     [--subscriptions N] [--events N]
+//!     [--subscriptions N] [--events N] [--connections 1,16,64]
+//!     [--postgres URL] [--replicas N]
 //! ```
 //! Each item starts the real release binary on 127.0.0.1 over a temporary data directory,
 //! generates its own seeded data, measures a baseline in the same run, and writes raw results
 //! (`<item>.json`) and a Markdown table (`<item>.md`, all of them in `summary.md`) to
 //! `<target>/bench/`. `scripts/bench.sh` installs wrk and runs everything.
+//!
+//! `--postgres URL` (or `CONNECTOR_BENCH_POSTGRES_URL`) names a PostgreSQL server: `actions`
+//! and `webhooks` then run on a fresh database created on it for each server start (dropped
+//! afterwards), with `--replicas N` binaries on that one database; their files are named
+//! `<item>-postgres-r<N>.*`.
 
 mod actions;
 mod api;
+mod backend;
 mod baseline;
 mod datagen;
 mod engine;
@@ -62,6 +69,8 @@ struct Args {
     scenario: String,
     /// Connection counts of `actions` (default 1, 16, 64).
     connections: Vec<u32>,
+    postgres: Option<String>,
+    replicas: usize,
 }
 
 fn parse_args(raw: &[String]) -> Args {
@@ -77,6 +86,10 @@ fn parse_args(raw: &[String]) -> Args {
         events: None,
         scenario: String::new(),
         connections: vec![1, 16, 64],
+        postgres: std::env::var("CONNECTOR_BENCH_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
+        replicas: 1,
     };
     let mut it = raw.iter();
     while let Some(arg) = it.next() {
@@ -102,6 +115,8 @@ fn parse_args(raw: &[String]) -> Args {
                     .collect()
             }
             "--events" => a.events = Some(value().parse().expect("--events N")),
+            "--postgres" => a.postgres = Some(value()),
+            "--replicas" => a.replicas = value().parse().expect("--replicas N"),
             "actions" | "webhooks" | "engine" | "footprint" => a.items.push(arg.clone()),
             "profile" => {
                 a.items.push(arg.clone());
@@ -115,7 +130,10 @@ fn parse_args(raw: &[String]) -> Args {
         }
     }
     a.explicit = !a.items.is_empty();
-    if a.items.is_empty() {
+    if a.items.is_empty() && a.postgres.is_some() {
+        // The items that have a PostgreSQL variant.
+        a.items = vec!["actions".into(), "webhooks".into()];
+    } else if a.items.is_empty() {
         a.items = ["footprint", "actions", "engine", "webhooks"]
             .map(String::from)
             .to_vec();
@@ -170,7 +188,16 @@ fn main() {
         "CARGO_TARGET_DIR=target cargo bench --bench service -- {}",
         raw.iter()
             .filter(|a| *a != "--bench")
-            .cloned()
+            .scan(false, |after_postgres, a| {
+                // The server URL may carry a password: the command is printed and stored.
+                let shown = if *after_postgres {
+                    "URL".to_string()
+                } else {
+                    a.clone()
+                };
+                *after_postgres = a == "--postgres";
+                Some(shown)
+            })
             .collect::<Vec<_>>()
             .join(" ")
     );
@@ -180,9 +207,20 @@ fn main() {
         .build()
         .expect("runtime");
     let q = args.quick;
+    let backend = backend::Backend::new(args.postgres.clone(), args.replicas);
+    if backend.is_postgres() {
+        for item in &args.items {
+            assert!(
+                matches!(item.as_str(), "actions" | "webhooks"),
+                "`{item}` runs on SQLite only; with --postgres, name actions and/or webhooks"
+            );
+        }
+    }
+    let suffix = backend.suffix();
     let mut summary = format!(
-        "# Benchmark summary\n\nMachine: {}\n\nCommand: `{command}`\n",
-        report::machine_line(&machine)
+        "# Benchmark summary\n\nMachine: {}\n\nCommand: `{command}`\n\nBackend: {}\n",
+        report::machine_line(&machine),
+        backend.label()
     );
     for item in &args.items {
         let started = std::time::Instant::now();
@@ -194,9 +232,10 @@ fn main() {
                         runs: args.runs.unwrap_or(if q { 1 } else { 5 }),
                         seconds: if q { 2 } else { args.seconds },
                         connections: args.connections.clone(),
+                        backend: backend.clone(),
                     };
                     let (r, md) = actions::run(&ctx, &o).await;
-                    (r, md, json!({"rows": o.rows, "runs": o.runs, "seconds": o.seconds, "connections": o.connections}))
+                    (r, md, json!({"rows": o.rows, "runs": o.runs, "seconds": o.seconds, "connections": o.connections, "backend": backend.label(), "replicas": backend.replicas}))
                 }
                 "engine" => {
                     let o = engine::Opts {
@@ -218,9 +257,10 @@ fn main() {
                         runs: args.runs.unwrap_or(if q { 1 } else { 5 }),
                         events: args.events.unwrap_or(if q { 50 } else { 1_000 }),
                         concurrency: 64,
+                        backend: backend.clone(),
                     };
                     let (r, md) = webhooks::run(&ctx, &o).await;
-                    (r, md, json!({"subscriptions": o.subscriptions, "runs": o.runs, "events": o.events, "concurrency": o.concurrency}))
+                    (r, md, json!({"subscriptions": o.subscriptions, "runs": o.runs, "events": o.events, "concurrency": o.concurrency, "backend": backend.label(), "replicas": backend.replicas}))
                 }
                 "profile" if args.scenario == "fanout" => {
                     let n = args.subscriptions.unwrap_or(10_000);
@@ -241,6 +281,7 @@ fn main() {
             }
         });
         let elapsed = started.elapsed().as_secs_f64();
+        let item = &format!("{item}{suffix}");
         let doc = json!({
             "item": item,
             "machine": machine,

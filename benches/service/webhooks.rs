@@ -1,5 +1,7 @@
 //! Item 2: webhook fan-out (10,000 subscriptions, one event) and end-to-end latency of one
-//! subscription on an idle service, against a bare HTTP client posting the same payload.
+//! subscription on an idle service, against a bare HTTP client posting the same payload. On
+//! PostgreSQL with N replicas, the subscriptions and the event go through the first replica and
+//! every replica's dispatcher delivers from the shared outbox.
 
 use std::time::Duration;
 
@@ -7,8 +9,8 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
 use crate::api::Api;
+use crate::backend::{Backend, Cluster};
 use crate::baseline::{unix_micros, Receipt, Sink};
-use crate::process::Service;
 use crate::report::{ms, ratio, thousands};
 use crate::stats::{median, percentile, range};
 use crate::Ctx;
@@ -19,6 +21,7 @@ pub struct Opts {
     pub events: u32,
     /// The service's `--delivery-concurrency`, also the baseline client's concurrency.
     pub concurrency: usize,
+    pub backend: Backend,
 }
 
 const TRIGGER: &str = "triggers/full-refresh-completed";
@@ -95,9 +98,18 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
     ];
 
     // --- Fan-out ---
+    let backend = &o.backend;
+    let suffix = backend.suffix();
     let dir = ctx.temp_dir("webhooks");
-    let service = Service::start(dir.path(), &args, &ctx.log("webhooks-fanout"));
-    let api = Api::new(&service.base);
+    let service = Cluster::start(
+        ctx,
+        backend,
+        dir.path(),
+        &args,
+        &format!("webhooks-fanout{suffix}"),
+    )
+    .await;
+    let api = Api::new(&service.first().base);
     let inst = api.create_instance("bench-fanout").await;
     let urls: Vec<String> = (0..o.subscriptions).map(|i| sink.url(i)).collect();
     let t = std::time::Instant::now();
@@ -122,10 +134,14 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
     let mut payload = actix_web::web::Bytes::new();
     for run in 0..o.runs {
         let mut pair = [None, None];
+        let mut cpu: Vec<f64> = Vec::new();
+        let mut pg_cpu: Option<f64> = None;
         let order = if run % 2 == 0 { [0, 1] } else { [1, 0] };
         for side in order {
             sink.reset();
             if side == 0 {
+                let cpu_before = service.cpu_secs();
+                let pg_before = service.postgres_cpu_secs();
                 fire(&api, &inst).await;
                 assert!(
                     sink.wait_for(u64::from(o.subscriptions), Duration::from_secs(900))
@@ -142,6 +158,17 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
                     .expect("occurredAt in the payload");
                 assert!(receipts.iter().all(|r| r.event_id == receipts[0].event_id));
                 payload = sink.last_body();
+                // CPU each replica spent: shows that every dispatcher took part.
+                cpu = service
+                    .cpu_secs()
+                    .iter()
+                    .zip(&cpu_before)
+                    .map(|(after, before)| after - before)
+                    .collect();
+                pg_cpu = service
+                    .postgres_cpu_secs()
+                    .zip(pg_before)
+                    .map(|(after, before)| after - before);
                 pair[0] = Some(account(&receipts, occurred, o.subscriptions));
             } else {
                 if payload.is_empty() {
@@ -178,15 +205,17 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
             unreachable!()
         };
         eprintln!(
-            "[webhooks] run {} fan-out service {:.3} s (first after {:.1} ms, {} duplicates) · baseline {:.3} s",
+            "[webhooks] run {} fan-out service {:.3} s (first after {:.1} ms, {} duplicates, replica CPU s {:.2?}, PostgreSQL CPU s {:.2?}) · baseline {:.3} s",
             run + 1,
             ours.total_us as f64 / 1e6,
             ours.first_us as f64 / 1e3,
             ours.duplicates,
+            cpu,
+            pg_cpu,
             base.total_us as f64 / 1e6
         );
         runs.push(json!({
-            "service": {"total_us": ours.total_us, "first_us": ours.first_us, "distinct": ours.distinct, "duplicates": ours.duplicates},
+            "service": {"total_us": ours.total_us, "first_us": ours.first_us, "distinct": ours.distinct, "duplicates": ours.duplicates, "replica_cpu_secs": cpu, "postgres_cpu_secs": pg_cpu},
             "baseline": {"total_us": base.total_us, "first_us": base.first_us, "distinct": base.distinct, "duplicates": base.duplicates},
         }));
     }
@@ -196,8 +225,15 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
 
     // --- Latency of one subscription on an idle service ---
     let dir = ctx.temp_dir("webhooks");
-    let service = Service::start(dir.path(), &args, &ctx.log("webhooks-latency"));
-    let api = Api::new(&service.base);
+    let service = Cluster::start(
+        ctx,
+        backend,
+        dir.path(),
+        &args,
+        &format!("webhooks-latency{suffix}"),
+    )
+    .await;
+    let api = Api::new(&service.first().base);
     let inst = api.create_instance("bench-latency").await;
     subscribe_all(&api, &inst, vec![sink.url(0)])
         .await
@@ -246,9 +282,17 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
     let ratios: Vec<f64> = a.iter().zip(&b).map(|(x, y)| y / x).collect();
     let (lo, hi) = range(&ratios);
     let n = f64::from(o.subscriptions);
+    let replicas = if backend.replicas > 1 {
+        format!(
+            " {} replicas on one database: subscriptions and the event through the first, every replica's dispatcher delivering.",
+            backend.replicas
+        )
+    } else {
+        String::new()
+    };
     let mut md = format!(
-        "{} subscriptions of `OnFullRefreshCompleted` on one instance, one event per run, {} runs; service with `--delivery-concurrency {}`; baseline = reqwest posting the service's own payload ({} bytes) to the same sink with the same concurrency, no persistence. Service time = event `occurredAt` (stamped just before its commit) → last notification received; baseline time = first send → last received.\n\n| figure | service | baseline | ratio (throughput, min–max) |\n|---|---:|---:|---:|\n",
-        thousands(n), o.runs, o.concurrency, payload.len()
+        "Backend: {}.{replicas} {} subscriptions of `OnFullRefreshCompleted` on one instance, one event per run, {} runs; service with `--delivery-concurrency {}`; baseline = reqwest posting the service's own payload ({} bytes) to the same sink with the same concurrency, no persistence. Service time = event `occurredAt` (stamped just before its commit) → last notification received; baseline time = first send → last received.\n\n| figure | service | baseline | ratio (throughput, min–max) |\n|---|---:|---:|---:|\n",
+        backend.label(), thousands(n), o.runs, o.concurrency, payload.len()
     );
     md.push_str(&format!(
         "| fan-out of one event to {} | {:.2} s = {} deliveries/s | {:.2} s = {} deliveries/s | {} (target ≥ 0.5×) |\n",
@@ -268,12 +312,44 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         ms(percentile(&base, 99.0)),
         percentile(&ours, 50.0) / percentile(&base, 50.0)
     ));
+    let duplicates: i64 = runs
+        .iter()
+        .map(|r| r["service"]["duplicates"].as_i64().unwrap_or(0))
+        .sum();
+    let cpu_line = runs
+        .iter()
+        .map(|r| {
+            let cores: Vec<String> = r["service"]["replica_cpu_secs"]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .map(|x| format!("{:.2}", x.as_f64().unwrap_or(f64::NAN)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let pg = r["service"]["postgres_cpu_secs"]
+                .as_f64()
+                .map_or(String::new(), |p| format!(", PostgreSQL {p:.2}"));
+            format!("[{}{pg}]", cores.join(" + "))
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     md.push_str(&format!(
-        "\nService peak RSS during the fan-out: {:.1} MiB.\n",
+        "\nCPU seconds per fan-out run (each replica{}): {cpu_line}.\n",
+        if backend.is_postgres() {
+            ", then the PostgreSQL server"
+        } else {
+            ""
+        }
+    ));
+    md.push_str(&format!(
+        "\nDuplicates over all runs: {duplicates}. Service peak RSS during the fan-out{}: {:.1} MiB.\n",
+        if backend.replicas > 1 { " (sum over the replicas)" } else { "" },
         fanout_peak as f64 / 1024.0
     ));
     (
         json!({
+            "backend": backend.label(), "replicas": backend.replicas,
             "subscriptions": o.subscriptions, "concurrency": o.concurrency, "payload_bytes": payload.len(),
             "fanout": {"runs": runs, "service_total_us_median": median(&a), "baseline_total_us_median": median(&b),
                        "ratio_median": median(&ratios), "ratio_min": lo, "ratio_max": hi, "service_peak_rss_kb": fanout_peak},

@@ -23,6 +23,9 @@ pub struct WrkResult {
     pub p99_us: u64,
     pub max_us: u64,
     pub mean_us: f64,
+    /// For a load split over several servers: each wrk's own result (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<WrkResult>,
 }
 
 impl WrkResult {
@@ -41,6 +44,89 @@ pub struct Load<'a> {
     pub seconds: u32,
     pub api_key: &'a str,
     pub random_items: Option<(&'a str, u64)>,
+}
+
+/// `connections` split over `bases` (one wrk per base, all at once, `path` on each), summed: a
+/// client-side load balancer. One wrk per server rather than a proxy in front of them, because
+/// a proxy would take CPU from the same two cores and add a hop the baseline does not have.
+/// Requests, bytes and errors are sums; the duration is the longest wrk's, so the throughput is
+/// at most the sum of the parts'; p50 / p90 / p99 / max are the worst part's (wrk does not
+/// export its histogram, so the percentiles cannot be merged exactly).
+pub fn run_split(
+    script: &Path,
+    bases: &[String],
+    path: &str,
+    connections: u32,
+    seconds: u32,
+    api_key: &str,
+    random_items: Option<(&str, u64)>,
+) -> WrkResult {
+    let n = bases.len() as u32;
+    assert!(
+        n >= 1 && connections >= n,
+        "{connections} connections over {n} servers"
+    );
+    let urls: Vec<String> = bases.iter().map(|b| format!("{b}{path}")).collect();
+    if urls.len() == 1 {
+        return run(
+            script,
+            &Load {
+                url: &urls[0],
+                connections,
+                seconds,
+                api_key,
+                random_items,
+            },
+        );
+    }
+    let parts: Vec<WrkResult> = std::thread::scope(|scope| {
+        let handles: Vec<_> = urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                let c = connections / n + u32::from((i as u32) < connections % n);
+                scope.spawn(move || {
+                    run(
+                        script,
+                        &Load {
+                            url,
+                            connections: c,
+                            seconds,
+                            api_key,
+                            random_items,
+                        },
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("wrk thread"))
+            .collect()
+    });
+    let sum = |f: fn(&WrkResult) -> u64| parts.iter().map(f).sum::<u64>();
+    let max = |f: fn(&WrkResult) -> u64| parts.iter().map(f).max().unwrap_or(0);
+    let requests = sum(|r| r.requests);
+    WrkResult {
+        requests,
+        duration_us: max(|r| r.duration_us),
+        bytes: sum(|r| r.bytes),
+        err_connect: sum(|r| r.err_connect),
+        err_read: sum(|r| r.err_read),
+        err_write: sum(|r| r.err_write),
+        err_status: sum(|r| r.err_status),
+        err_timeout: sum(|r| r.err_timeout),
+        p50_us: max(|r| r.p50_us),
+        p90_us: max(|r| r.p90_us),
+        p99_us: max(|r| r.p99_us),
+        max_us: max(|r| r.max_us),
+        mean_us: parts
+            .iter()
+            .map(|r| r.mean_us * r.requests as f64)
+            .sum::<f64>()
+            / requests.max(1) as f64,
+        parts,
+    }
 }
 
 pub fn run(script: &Path, load: &Load) -> WrkResult {
