@@ -349,6 +349,7 @@ impl Engine {
             Some(v) => key_text(&entity.key_field, v)?,
         };
         let data = Value::Object(item);
+        refuse_nul(&data)?;
         let text = data.to_string();
         self.store()
             .write_item(&entity, &key, true, |_, mut schema| {
@@ -374,6 +375,7 @@ impl Engine {
                 "entity '{entity_name}' is produced by unification and cannot be written to"
             )));
         }
+        refuse_nul(&Value::Object(patch.clone()))?;
         if let Some(k) = patch.get(&entity.key_field) {
             if key_text(&entity.key_field, k)? != item_id {
                 return Err(EngineError::Invalid(format!(
@@ -404,6 +406,34 @@ impl Engine {
             serde_json::from_str(&data).map_err(|e| EngineError::Internal(e.to_string()))?;
         Ok(data)
     }
+}
+
+/// Refuses text with the NUL character (U+0000) anywhere in an item, names or values: PostgreSQL
+/// cannot store it in a document, and one backend must not accept what the other refuses.
+fn refuse_nul(value: &Value) -> EngineResult<()> {
+    let has_nul = |s: &str| s.contains('\0');
+    let found = match value {
+        Value::String(s) => has_nul(s),
+        Value::Array(items) => return items.iter().try_for_each(refuse_nul),
+        Value::Object(fields) => {
+            for (name, v) in fields {
+                if has_nul(name) {
+                    return Err(nul_refused());
+                }
+                refuse_nul(v)?;
+            }
+            false
+        }
+        _ => false,
+    };
+    if found {
+        return Err(nul_refused());
+    }
+    Ok(())
+}
+
+fn nul_refused() -> EngineError {
+    EngineError::Invalid("text in an item must not contain the NUL character (U+0000)".into())
 }
 
 /// The key of an item as text; only strings and numbers make keys.

@@ -1289,3 +1289,26 @@ async fn a_job_whose_replica_stopped_heartbeating_is_failed_with_the_reason() {
         .contains("stopped heartbeating"));
     app.stop().await;
 }
+
+/// Text with U+0000 in an item is refused with a 400 on both backends (PostgreSQL cannot store
+/// it in a document; before, it answered 500 there).
+#[tokio::test]
+async fn an_item_with_a_nul_character_is_refused_on_every_backend() {
+    let app = spawn_app().await;
+    let (inst, crm, _) = instance_with_sources(&app).await;
+    app.run_job(&format!("/instances/{inst}/datasources/{crm}/refresh"))
+        .await;
+    let base = format!("/instances/{inst}/entities/CrmContacts/items");
+    app.post(&base, json!({"Id": "n1", "City": "Bo\u{0}nn"}))
+        .await
+        .assert_problem(400);
+    app.post(&base, json!({"Id": "n2", "Tags": [{"x\u{0}": 1}]}))
+        .await
+        .assert_problem(400);
+    let created = app.post(&base, json!({"Id": "n3", "City": "Bonn"})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    app.patch(&format!("{base}/n3"), json!({"City": "\u{0}"}))
+        .await
+        .assert_problem(400);
+    assert_eq!(app.get(&format!("{base}/n3")).await.json()["City"], "Bonn");
+}
