@@ -222,6 +222,12 @@ impl Engine {
                     .into(),
             )),
             (None, Some(p)) => Some(parse_relative_path(p)?),
+            (Some(content), None) if content.contains('\0') => {
+                return Err(EngineError::Invalid(format!(
+                    "content: {}",
+                    crate::engine::ingest::NUL_REFUSED
+                )))
+            }
             (Some(_), None) => None,
         };
         if let Ok(existing) = self.store().entity(instance_id, &entity_name).await {

@@ -408,32 +408,15 @@ impl Engine {
     }
 }
 
-/// Refuses text with the NUL character (U+0000) anywhere in an item, names or values: PostgreSQL
-/// cannot store it in a document, and one backend must not accept what the other refuses.
+/// Refuses text with U+0000 anywhere in an item, names or values (the rule of ingestion too).
 fn refuse_nul(value: &Value) -> EngineResult<()> {
-    let has_nul = |s: &str| s.contains('\0');
-    let found = match value {
-        Value::String(s) => has_nul(s),
-        Value::Array(items) => return items.iter().try_for_each(refuse_nul),
-        Value::Object(fields) => {
-            for (name, v) in fields {
-                if has_nul(name) {
-                    return Err(nul_refused());
-                }
-                refuse_nul(v)?;
-            }
-            false
-        }
-        _ => false,
-    };
-    if found {
-        return Err(nul_refused());
+    if crate::engine::ingest::has_nul(value) {
+        return Err(EngineError::Invalid(format!(
+            "{}, in a field name or a value",
+            crate::engine::ingest::NUL_REFUSED
+        )));
     }
     Ok(())
-}
-
-fn nul_refused() -> EngineError {
-    EngineError::Invalid("text in an item must not contain the NUL character (U+0000)".into())
 }
 
 /// The key of an item as text; only strings and numbers make keys.

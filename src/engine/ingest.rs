@@ -58,6 +58,26 @@ pub enum IngestError {
     Io(String),
 }
 
+/// Why a record with U+0000 is refused: PostgreSQL cannot store it in a document, and both
+/// backends take the same files.
+pub(crate) const NUL_REFUSED: &str = "text must not contain the NUL character (U+0000)";
+
+/// Whether any name or text value of an item holds U+0000.
+pub(crate) fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(fields) => has_nul_in_object(fields),
+        _ => false,
+    }
+}
+
+pub(crate) fn has_nul_in_object(fields: &Map<String, Value>) -> bool {
+    fields
+        .iter()
+        .any(|(name, v)| name.contains('\0') || has_nul(v))
+}
+
 /// One ingested record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
@@ -236,6 +256,9 @@ fn parse_csv<R: Read, E, F: FnMut(Vec<Row>) -> Result<(), E>>(
                 malformed(header_line, format!("header column '{name}' appears twice")).into(),
             );
         }
+        if name.contains('\0') {
+            return Err(malformed(header_line, NUL_REFUSED.to_owned()).into());
+        }
     }
     let key_index = headers
         .iter()
@@ -251,6 +274,9 @@ fn parse_csv<R: Read, E, F: FnMut(Vec<Row>) -> Result<(), E>>(
         }
         let byte = record.position().map_or(u64::MAX, csv::Position::byte);
         let line = rdr.get_mut().line_at(byte);
+        if record.as_slice().contains('\0') {
+            return Err(malformed(line, NUL_REFUSED.to_owned()).into());
+        }
         let key = &record[key_index];
         if key.trim().is_empty() {
             return Err(IngestError::MissingKey {
@@ -451,6 +477,9 @@ fn parse_jsonl<R: Read, E, F: FnMut(Vec<Row>) -> Result<(), E>>(
             )
             .into());
         };
+        if text.contains("u0000") && has_nul_in_object(&data) {
+            return Err(malformed(line, NUL_REFUSED.to_owned()).into());
+        }
         let key = match data.get(key_field) {
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
@@ -819,6 +848,27 @@ mod tests {
             matches!(err, IngestError::Malformed { line: 3, .. }),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn text_with_nul_is_malformed_in_either_format() {
+        let nul = |line| IngestError::Malformed {
+            line,
+            message: NUL_REFUSED.into(),
+        };
+        assert_eq!(
+            rows("id,name\n1,a\n2,b\0c\n", Format::Csv, "id").unwrap_err(),
+            nul(3)
+        );
+        assert_eq!(
+            rows("id,na\0me\n1,a\n", Format::Csv, "id").unwrap_err(),
+            nul(1)
+        );
+        let jsonl = "{\"id\":1}\n{\"id\":2,\"tags\":[{\"x\":\"a\\u0000\"}]}\n";
+        assert_eq!(rows(jsonl, Format::Jsonl, "id").unwrap_err(), nul(2));
+        // An escaped backslash before `u0000` is ordinary text.
+        let fine = rows("{\"id\":1,\"p\":\"C:\\\\u0000\"}\n", Format::Jsonl, "id").unwrap();
+        assert_eq!(fine[0].data["p"], "C:\\u0000");
     }
 
     #[test]

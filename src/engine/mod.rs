@@ -58,6 +58,7 @@ impl From<StoreError> for EngineError {
         match e {
             StoreError::NotFound => EngineError::NotFound("not found".into()),
             StoreError::Conflict(m) => EngineError::Conflict(m),
+            StoreError::Unstorable(m) => EngineError::Invalid(m),
             other => EngineError::Internal(other.to_string()),
         }
     }

@@ -38,12 +38,27 @@ pub enum StoreError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A value the database cannot hold (PostgreSQL refuses U+0000 in text and documents).
+    #[error("{0}")]
+    Unstorable(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // PostgreSQL's "untranslatable character" (U+0000 in jsonb) and "invalid byte sequence"
+        // (U+0000 in text): bad input, not a failure of the database.
+        let code = e.as_database_error().and_then(|d| d.code());
+        if matches!(code.as_deref(), Some("22P05") | Some("22021")) {
+            return Self::Unstorable("text must not contain the NUL character (U+0000)".into());
+        }
+        Self::Database(e)
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

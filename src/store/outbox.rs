@@ -362,10 +362,10 @@ impl SubscriptionFold {
     }
 }
 
-/// The claim rules stated once and checked on both backends (PostgreSQL when
+/// Store rules checked on both backends, claims and unstorable text (PostgreSQL when
 /// `CONNECTOR_TEST_POSTGRES_URL` names a server: a fresh database there).
 #[cfg(test)]
-mod claim_tests {
+mod both_backends {
     use chrono::Utc;
 
     use super::*;
@@ -553,6 +553,36 @@ mod claim_tests {
                 (d.status.as_str(), d.attempts, d.next_attempt_at),
                 ("pending", 2, now + 120_000)
             );
+        }
+    }
+
+    /// U+0000 where PostgreSQL cannot keep it is bad input (`Unstorable`, a 400 upstream), not a
+    /// database failure (a 500); SQLite keeps it.
+    #[tokio::test]
+    async fn text_with_nul_is_unstorable_not_a_database_failure() {
+        for (_dir, store) in stores().await {
+            let instance = uuid::Uuid::new_v4().to_string();
+            store
+                .insert_instance(&InstanceRecord {
+                    id: instance.clone(),
+                    tenant: "t".into(),
+                    name: "nul".into(),
+                    refresh_schedule: None,
+                    created_at: Utc::now(),
+                })
+                .await
+                .unwrap();
+            let stored = store
+                .set_unification_config(&instance, r#"{"rules":[{"name":"a\u0000"}]}"#)
+                .await;
+            if store.is_postgres() {
+                assert!(
+                    matches!(stored, Err(crate::store::StoreError::Unstorable(_))),
+                    "{stored:?}"
+                );
+            } else {
+                stored.unwrap();
+            }
         }
     }
 }

@@ -1312,3 +1312,38 @@ async fn an_item_with_a_nul_character_is_refused_on_every_backend() {
         .assert_problem(400);
     assert_eq!(app.get(&format!("{base}/n3")).await.json()["City"], "Bonn");
 }
+
+/// U+0000 in a data source is refused the same way on both backends: inline content at once
+/// (400), a server-side file when its refresh runs (a failed job naming the line).
+#[tokio::test]
+async fn a_data_source_with_a_nul_character_is_refused_on_every_backend() {
+    let app = spawn_app().await;
+    let inst = app.create_instance("Nul").await;
+    app.post(
+        &format!("/instances/{inst}/datasources"),
+        json!({"name":"inline","entityName":"Inline","format":"csv","keyField":"Id",
+               "content":"Id,Name\n1,A\u{0}n\n"}),
+    )
+    .await
+    .assert_problem(400);
+    std::fs::write(
+        app.dir.path().join("nul.jsonl"),
+        "{\"Id\":1}\n{\"Id\":2,\"Name\":\"A\\u0000n\"}\n",
+    )
+    .unwrap();
+    let ds = app
+        .create_source(
+            &inst,
+            json!({"name":"file","entityName":"File","format":"jsonl","keyField":"Id","path":"nul.jsonl"}),
+        )
+        .await;
+    let job = app
+        .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("line 2") && error.contains("U+0000"),
+        "{error}"
+    );
+}
