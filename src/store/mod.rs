@@ -97,10 +97,6 @@ impl DatabaseUrl {
             url.split('@').next_back().unwrap_or(url)
         ))
     }
-
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, Self::Postgres(_))
-    }
 }
 
 /// A unit of work: one write transaction. Opaque outside the store: the engine gets one from

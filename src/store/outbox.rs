@@ -397,6 +397,186 @@ mod both_backends {
         stores
     }
 
+    /// The outbox's query queues a delivery for exactly the subscriptions that the event's
+    /// [`Audience`] includes: the SQL and `Audience::includes` state one rule.
+    #[tokio::test]
+    async fn the_outbox_queues_exactly_the_audience_of_an_event() {
+        use crate::triggers::{DomainEvent, SubscriptionInputs};
+        use serde_json::json;
+        for (_dir, store) in stores().await {
+            let instance = uuid::Uuid::new_v4().to_string();
+            store
+                .insert_instance(&InstanceRecord {
+                    id: instance.clone(),
+                    tenant: "t".into(),
+                    name: "audience".into(),
+                    refresh_schedule: None,
+                    created_at: Utc::now(),
+                })
+                .await
+                .unwrap();
+            let subscriptions: Vec<(Trigger, serde_json::Value)> = vec![
+                (Trigger::OnDataSourceRefreshFailed, json!({})),
+                (
+                    Trigger::OnDataSourceRefreshFailed,
+                    json!({"dataSourceId": "ds-1"}),
+                ),
+                (
+                    Trigger::OnDataSourceRefreshFailed,
+                    json!({"dataSourceId": "ds-2"}),
+                ),
+                (
+                    Trigger::OnDataSourceRefreshFailed,
+                    json!({"dataSourceId": null}),
+                ),
+                (Trigger::OnDataSourceRefreshSucceeded, json!({})),
+                (
+                    Trigger::OnSegmentThresholdCrossed,
+                    json!({"segmentId": "seg-1", "threshold": 10}),
+                ),
+                (
+                    Trigger::OnSegmentThresholdCrossed,
+                    json!({"segmentId": "seg-1", "threshold": 12}),
+                ),
+                (
+                    Trigger::OnSegmentThresholdCrossed,
+                    json!({"segmentId": "seg-1", "threshold": 0}),
+                ),
+                (
+                    Trigger::OnSegmentThresholdCrossed,
+                    json!({"segmentId": "seg-2", "threshold": 10}),
+                ),
+                (
+                    Trigger::OnMeasureThresholdCrossed,
+                    json!({"measureId": "m-1", "threshold": 100.0}),
+                ),
+                (
+                    Trigger::OnMeasureThresholdCrossed,
+                    json!({"measureId": "m-1", "threshold": 99.5}),
+                ),
+                (
+                    Trigger::OnMeasureThresholdCrossed,
+                    json!({"measureId": "m-1", "threshold": -1.0}),
+                ),
+                (Trigger::OnFullRefreshCompleted, json!({})),
+                (Trigger::OnUnificationCompleted, json!({})),
+            ];
+            let mut ids = Vec::new();
+            for (n, (trigger, inputs)) in subscriptions.iter().enumerate() {
+                let stored = store
+                    .upsert_subscription(&SubscriptionRecord {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        instance_id: instance.clone(),
+                        trigger: trigger.as_str().to_string(),
+                        notification_url: format!("http://127.0.0.1:9/{n}"),
+                        inputs: inputs.clone(),
+                        inputs_key: format!("key-{n}"),
+                        secret: None,
+                        status: "active".into(),
+                        created_at: Utc::now(),
+                        last_delivery_at: None,
+                        consecutive_failures: 0,
+                        last_error: None,
+                    })
+                    .await
+                    .unwrap();
+                ids.push(stored.id);
+            }
+            let now = Utc::now();
+            let data_source = |id: &str, succeeded: bool| EventKind::DataSourceRefreshed {
+                data_source_id: id.into(),
+                data_source_name: "Source".into(),
+                succeeded,
+                rows_ingested: 1,
+                error: None,
+                started_at: now,
+                completed_at: now,
+            };
+            let segment = |previous: Option<i64>, current: i64| EventKind::SegmentRefreshed {
+                segment_id: "seg-1".into(),
+                segment_name: "Segment".into(),
+                previous_count: previous,
+                current_count: current,
+            };
+            let measure =
+                |previous: Option<f64>, current: Option<f64>| EventKind::MeasureRefreshed {
+                    measure_id: "m-1".into(),
+                    measure_name: "Measure".into(),
+                    previous_value: previous,
+                    current_value: current,
+                };
+            let events = vec![
+                data_source("ds-1", false),
+                data_source("ds-3", false),
+                data_source("ds-1", true),
+                segment(Some(9), 12),
+                segment(Some(10), 11),
+                segment(Some(12), 9),
+                segment(None, 1),
+                segment(Some(12), 13),
+                measure(Some(99.5), Some(100.5)),
+                measure(None, Some(99.6)),
+                measure(Some(200.0), Some(50.0)),
+                measure(Some(1.0), None),
+                EventKind::FullRefreshCompleted {
+                    job_id: "j".into(),
+                    status: "succeeded".into(),
+                    started_at: now,
+                    completed_at: now,
+                    stages: vec![],
+                },
+                EventKind::UnificationCompleted {
+                    job_id: "j".into(),
+                    source_records: 1,
+                    unified_profiles: 1,
+                    matched_records: 0,
+                    completed_at: now,
+                },
+            ];
+            let mut audiences_seen = 0;
+            for kind in events {
+                let event = DomainEvent::new(&instance, kind);
+                let mut tx = store.begin().await.unwrap();
+                let queued = Store::record_event(&mut tx, &event).await.unwrap();
+                store.commit(tx).await.unwrap();
+                let mut got = Vec::new();
+                for id in &ids {
+                    for d in store.list_deliveries(id, None, 100).await.unwrap() {
+                        if d.event_id == event.id {
+                            got.push((id.clone(), d.id));
+                        }
+                    }
+                }
+                got.sort();
+                let audience = event.audience();
+                let mut expected: Vec<String> = subscriptions
+                    .iter()
+                    .zip(&ids)
+                    .filter(|((trigger, inputs), _)| {
+                        let inputs: SubscriptionInputs =
+                            serde_json::from_value(inputs.clone()).unwrap();
+                        *trigger == event.trigger() && audience.includes(&inputs)
+                    })
+                    .map(|(_, id)| id.clone())
+                    .collect();
+                expected.sort();
+                let got_subscriptions: Vec<String> = got.iter().map(|(s, _)| s.clone()).collect();
+                assert_eq!(got_subscriptions, expected, "{:?}", event.kind);
+                assert_eq!(queued as usize, expected.len());
+                audiences_seen += usize::from(!expected.is_empty());
+                // The event round-trips through its stored payload.
+                if let Some((subscription, delivery)) = got.first() {
+                    let context = store.delivery_context(delivery).await.unwrap();
+                    assert_eq!(context.event, event.kind);
+                    assert_eq!(context.occurred_at, event.occurred_at);
+                    assert_eq!(&context.subscription.unwrap().id, subscription);
+                }
+            }
+            // The cases are not vacuous: most events reach somebody.
+            assert!(audiences_seen >= 8, "{audiences_seen}");
+        }
+    }
+
     /// One subscription with `n` pending deliveries (one event each); returns its id.
     async fn subscription_with_deliveries(store: &Store, n: usize) -> String {
         let instance = uuid::Uuid::new_v4().to_string();

@@ -687,10 +687,7 @@ async fn full_refresh_continues_past_a_failing_source() {
 async fn jobs_poll_202_then_200_and_survive_a_restart() {
     let app = spawn_app().await;
     let inst = app.create_instance("Jobs").await;
-    let mut big = String::from("id,value\n");
-    for i in 0..60_000 {
-        big.push_str(&format!("{i},{}\n", i * 7));
-    }
+    let big = common::big_csv(60_000);
     let ds = app
         .create_source(
             &inst,
@@ -1162,10 +1159,7 @@ async fn a_running_job_survives_its_timeout_and_a_replica_starting() {
     };
     let app = common::spawn_app_with(short).await;
     let inst = app.create_instance("Slow").await;
-    let mut big = String::from("id,value\n");
-    for i in 0..SLOW_ROWS {
-        big.push_str(&format!("{i},{}\n", i * 7));
-    }
+    let big = common::big_csv(SLOW_ROWS);
     let ds = app
         .create_source(
             &inst,

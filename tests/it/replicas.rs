@@ -426,14 +426,11 @@ async fn a_replica_starting_during_a_long_refresh_does_not_fail_it() {
     let (s, inst, _) = r0.post("/instances", json!({"name": "Long"})).await;
     assert_eq!(s, 201, "{inst}");
     let inst = inst["instanceId"].as_str().unwrap().to_string();
-    let mut rows = String::from("Id,Value\n");
-    for i in 0..100_000 {
-        rows.push_str(&format!("{i},{}\n", i * 7));
-    }
+    let rows = crate::common::big_csv(100_000);
     let (s, ds, _) = r0
         .post(
             &format!("/instances/{inst}/datasources"),
-            json!({"name": "big", "entityName": "Big", "format": "csv", "keyField": "Id",
+            json!({"name": "big", "entityName": "Big", "format": "csv", "keyField": "id",
                    "content": rows}),
         )
         .await;

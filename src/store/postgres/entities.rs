@@ -1,7 +1,7 @@
 //! PostgreSQL: entities.
 
 use super::item_sql::{bind_all, filter_sql, order_sql, param, Bind};
-use super::{PgDb, PgTx};
+use super::{parse_id, PgDb, PgTx};
 use crate::item_query::{ItemQuery, SortDirection};
 use crate::store::entities::*;
 use crate::store::{StoreError, StoreResult};
@@ -13,12 +13,6 @@ use uuid::Uuid;
 
 /// Rows staged per `INSERT … SELECT FROM UNNEST` statement.
 const STAGE_BATCH: usize = 1000;
-
-/// An id from outside as a UUID; text that is not one names no row (`None`), so lookups by it
-/// answer "not found" rather than fail in the database.
-pub(super) fn parse_id(id: &str) -> Option<Uuid> {
-    Uuid::parse_str(id).ok()
-}
 
 const ENTITY_COLUMNS: &str =
     "e.id, e.instance_id, e.name, e.kind, e.key_field, e.generation, e.item_count, e.schema";

@@ -21,11 +21,6 @@ fn key_from_row(r: PgRow) -> ApiKeyRecord {
     }
 }
 
-/// Ids are uuids here; any other text names no key (rather than failing the query).
-fn key_id(id: &str) -> Option<uuid::Uuid> {
-    uuid::Uuid::parse_str(id.trim()).ok()
-}
-
 impl PgDb {
     pub async fn count_api_keys(&self) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
@@ -72,7 +67,7 @@ impl PgDb {
 
     /// Deletes the key and its rate-limit window (nothing else refers to a key).
     pub async fn revoke_api_key(&self, id: &str) -> StoreResult<bool> {
-        let Some(uuid) = key_id(id) else {
+        let Some(uuid) = super::parse_id(id) else {
             return Ok(false);
         };
         let mut tx = self.pool.begin().await?;
@@ -89,7 +84,7 @@ impl PgDb {
     }
 
     pub async fn touch_api_key(&self, id: &str, at: DateTime<Utc>) -> StoreResult<()> {
-        let Some(uuid) = key_id(id) else {
+        let Some(uuid) = super::parse_id(id) else {
             return Ok(());
         };
         sqlx::query(

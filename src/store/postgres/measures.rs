@@ -1,7 +1,7 @@
 //! PostgreSQL: measures.
 
-use super::entities::parse_id;
 use super::item_sql::{aggregate_sql, bind_all, filter_sql, Bind};
+use super::parse_id;
 use super::{PgDb, PgTx};
 use crate::item_query::{Aggregate, Expr};
 use crate::store::entities::EntityRecord;

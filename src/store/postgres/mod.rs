@@ -39,10 +39,16 @@ impl PgTx<'_> {
     }
 }
 
-/// An id from outside as the uuid it must be: anything else names no row, so callers answer
-/// `NotFound` (or an empty list) instead of letting PostgreSQL reject the cast.
+/// An id from outside as the uuid it names, or `None` when it names no row, so callers answer
+/// `NotFound` (or an empty list) instead of letting PostgreSQL reject the cast. The engine's ids
+/// are `Uuid::new_v4().to_string()`, so only that spelling matches, as on SQLite, where ids are
+/// compared as text.
 pub(in crate::store) fn parse_id(id: &str) -> Option<uuid::Uuid> {
-    uuid::Uuid::parse_str(id).ok()
+    uuid::Uuid::try_parse(id).ok().filter(|u| {
+        *u.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+            == *id
+    })
 }
 
 /// [`parse_id`] for a lookup of one row: a malformed id is `NotFound`.

@@ -1,7 +1,7 @@
 //! PostgreSQL: segments.
 
-use super::entities::parse_id;
 use super::item_sql::{bind_all, filter_sql, param, Bind};
+use super::parse_id;
 use super::{PgDb, PgTx};
 use crate::item_query::Expr;
 use crate::store::entities::EntityRecord;

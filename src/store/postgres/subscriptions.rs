@@ -1,6 +1,6 @@
 //! PostgreSQL: subscriptions.
 
-use super::PgDb;
+use super::{parse_id, PgDb};
 use crate::store::subscriptions::*;
 use crate::store::{StoreError, StoreResult};
 use sqlx::postgres::PgRow;
@@ -10,15 +10,6 @@ use uuid::Uuid;
 pub(super) const SUBSCRIPTION_COLUMNS: &str =
     "s.id, s.instance_id, s.trigger, s.notification_url, s.inputs, s.inputs_key, \
      s.secret, s.status, s.created_at, s.last_delivery_at, s.consecutive_failures, s.last_error";
-
-/// An id from outside as the uuid it names, or `None` when it names no row: the engine's ids
-/// are `Uuid::new_v4().to_string()`, so only that spelling matches, as on SQLite, where ids are
-/// compared as text (and a malformed id must be a missing row, not a database error).
-pub(super) fn row_id(id: &str) -> Option<Uuid> {
-    Uuid::try_parse(id)
-        .ok()
-        .filter(|u| *u.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == *id)
-}
 
 pub(super) fn subscription_from_row(r: &PgRow) -> StoreResult<SubscriptionRecord> {
     Ok(SubscriptionRecord {
@@ -55,7 +46,7 @@ impl PgDb {
         instance_id: &str,
         id: &str,
     ) -> StoreResult<bool> {
-        let (Some(id), Some(instance_id)) = (row_id(id), row_id(instance_id)) else {
+        let (Some(id), Some(instance_id)) = (parse_id(id), parse_id(instance_id)) else {
             return Ok(false);
         };
         let sql = match table {
@@ -121,7 +112,7 @@ impl PgDb {
         &self,
         rec: &SubscriptionRecord,
     ) -> StoreResult<SubscriptionRecord> {
-        let (Some(id), Some(instance_id)) = (row_id(&rec.id), row_id(&rec.instance_id)) else {
+        let (Some(id), Some(instance_id)) = (parse_id(&rec.id), parse_id(&rec.instance_id)) else {
             return Err(StoreError::NotFound);
         };
         let sql = format!(
@@ -156,7 +147,7 @@ impl PgDb {
         tenant: &str,
         instance_id: &str,
     ) -> StoreResult<Vec<SubscriptionRecord>> {
-        let Some(instance_id) = row_id(instance_id) else {
+        let Some(instance_id) = parse_id(instance_id) else {
             return Ok(Vec::new());
         };
         let sql = format!(
@@ -180,7 +171,7 @@ impl PgDb {
         instance_id: &str,
         id: &str,
     ) -> StoreResult<SubscriptionRecord> {
-        let (Some(id), Some(instance_id)) = (row_id(id), row_id(instance_id)) else {
+        let (Some(id), Some(instance_id)) = (parse_id(id), parse_id(instance_id)) else {
             return Err(StoreError::NotFound);
         };
         let sql = format!(
@@ -205,7 +196,7 @@ impl PgDb {
         instance_id: &str,
         id: &str,
     ) -> StoreResult<bool> {
-        let (Some(id), Some(instance_id)) = (row_id(id), row_id(instance_id)) else {
+        let (Some(id), Some(instance_id)) = (parse_id(id), parse_id(instance_id)) else {
             return Ok(false);
         };
         // One statement: the deliveries go only if the subscription did (attempts go with their

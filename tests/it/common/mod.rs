@@ -109,6 +109,15 @@ pub async fn database_for(dir: &Path) -> DatabaseUrl {
     DatabaseUrl::Postgres(url.to_string())
 }
 
+/// A CSV of `rows` rows `id,value` (key `id`): an inline data source whose refresh takes a while.
+pub fn big_csv(rows: usize) -> String {
+    let mut csv = String::from("id,value\n");
+    for i in 0..rows {
+        csv.push_str(&format!("{i},{}\n", i * 7));
+    }
+    csv
+}
+
 pub fn settings_for(dir: &Path) -> Settings {
     let mut settings = Settings::for_tests(dir.to_path_buf());
     settings.bootstrap_keys = vec![
