@@ -43,6 +43,9 @@ pub enum StoreError {
     Unstorable(String),
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// An error of the synchronous SQLite connections (`store/sqlite/threads.rs`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]

@@ -1,24 +1,25 @@
 //! SQLite: entities.
 
-use super::item_sql::{bind_all, field_path, filter_sql, Bind};
+use super::item_sql::{field_path, filter_sql, Bind};
 use super::{SqliteDb, SqliteTx};
 use crate::item_query::{ItemQuery, SortDirection};
 use crate::store::entities::*;
 use crate::store::{StoreError, StoreResult};
+use rusqlite::OptionalExtension;
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-fn entity_from_row(r: SqliteRow) -> StoreResult<EntityRecord> {
-    let schema: String = r.get("schema");
+/// An entity row, read on the synchronous connections (`threads.rs`).
+fn entity_from_row(r: &rusqlite::Row) -> StoreResult<EntityRecord> {
+    let schema: String = r.get("schema")?;
     Ok(EntityRecord {
-        id: r.get("id"),
-        instance_id: r.get("instance_id"),
-        name: r.get("name"),
-        kind: r.get("kind"),
-        key_field: r.get("key_field"),
-        generation: r.get("generation"),
-        item_count: r.get("item_count"),
+        id: r.get("id")?,
+        instance_id: r.get("instance_id")?,
+        name: r.get("name")?,
+        kind: r.get("kind")?,
+        key_field: r.get("key_field")?,
+        generation: r.get("generation")?,
+        item_count: r.get("item_count")?,
         schema: serde_json::from_str(&schema)
             .map_err(|e| StoreError::Corrupt(format!("entity schema: {e}")))?,
     })
@@ -26,23 +27,32 @@ fn entity_from_row(r: SqliteRow) -> StoreResult<EntityRecord> {
 
 impl SqliteDb {
     pub async fn list_entities(&self, instance_id: &str) -> StoreResult<Vec<EntityRecord>> {
-        sqlx::query("SELECT * FROM entities WHERE instance_id = ? ORDER BY name")
-            .bind(instance_id)
-            .fetch_all(&self.reader)
-            .await?
-            .into_iter()
-            .map(entity_from_row)
-            .collect()
+        let instance_id = instance_id.to_string();
+        self.readers
+            .run(move |c| {
+                let mut list = c.prepare_cached(
+                    "SELECT * FROM entities WHERE instance_id = ?1 ORDER BY name",
+                )?;
+                let mut rows = list.query([&instance_id])?;
+                let mut entities = Vec::new();
+                while let Some(row) = rows.next()? {
+                    entities.push(entity_from_row(row)?);
+                }
+                Ok(entities)
+            })
+            .await
     }
 
     pub async fn entity(&self, instance_id: &str, name: &str) -> StoreResult<EntityRecord> {
-        let row = sqlx::query("SELECT * FROM entities WHERE instance_id = ? AND name = ?")
-            .bind(instance_id)
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        entity_from_row(row)
+        let (instance_id, name) = (instance_id.to_string(), name.to_string());
+        self.readers
+            .run(move |c| {
+                c.prepare_cached("SELECT * FROM entities WHERE instance_id = ?1 AND name = ?2")?
+                    .query_row([&instance_id, &name], |r| Ok(entity_from_row(r)))
+                    .optional()?
+                    .ok_or(StoreError::NotFound)?
+            })
+            .await
     }
 
     /// The entity if it exists in an instance of `tenant` (one query for the hot read paths;
@@ -53,17 +63,22 @@ impl SqliteDb {
         instance_id: &str,
         name: &str,
     ) -> StoreResult<Option<EntityRecord>> {
-        sqlx::query(
-            "SELECT e.* FROM entities e JOIN instances i ON i.id = e.instance_id
-             WHERE i.tenant = ? AND e.instance_id = ? AND e.name = ?",
-        )
-        .bind(tenant)
-        .bind(instance_id)
-        .bind(name)
-        .fetch_optional(&self.reader)
-        .await?
-        .map(entity_from_row)
-        .transpose()
+        let (tenant, instance_id, name) = (
+            tenant.to_string(),
+            instance_id.to_string(),
+            name.to_string(),
+        );
+        self.readers
+            .run(move |c| {
+                c.prepare_cached(
+                    "SELECT e.* FROM entities e JOIN instances i ON i.id = e.instance_id
+                     WHERE i.tenant = ?1 AND e.instance_id = ?2 AND e.name = ?3",
+                )?
+                .query_row([&tenant, &instance_id, &name], |r| Ok(entity_from_row(r)))
+                .optional()?
+                .transpose()
+            })
+            .await
     }
 
     /// The entity, created empty if it does not exist yet.
@@ -113,25 +128,31 @@ impl SqliteDb {
         sql.push_str("item_key LIMIT ? OFFSET ?");
         binds.push(Bind::Integer(query.limit));
         binds.push(Bind::Integer(query.offset));
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.get("item_key"), r.get("data")))
-            .collect())
+        self.readers
+            .run(move |c| {
+                // The text repeats for every query of one shape (literals are binds), so the
+                // statement cache serves it.
+                let mut page = c.prepare_cached(&sql)?;
+                let rows = page.query_map(rusqlite::params_from_iter(&binds), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
     }
 
     pub async fn get_item(&self, entity: &EntityRecord, key: &str) -> StoreResult<String> {
-        sqlx::query_scalar(
-            "SELECT data FROM items WHERE entity_id = ? AND generation = ? AND item_key = ?",
-        )
-        .bind(entity.id)
-        .bind(entity.generation)
-        .bind(key)
-        .fetch_optional(&self.reader)
-        .await?
-        .ok_or(StoreError::NotFound)
+        let (entity_id, generation, key) = (entity.id, entity.generation, key.to_string());
+        self.readers
+            .run(move |c| {
+                c.prepare_cached(
+                    "SELECT data FROM items WHERE entity_id = ?1 AND generation = ?2 AND item_key = ?3",
+                )?
+                .query_row(rusqlite::params![entity_id, generation, key], |r| r.get(0))
+                .optional()?
+                .ok_or(StoreError::NotFound)
+            })
+            .await
     }
 
     /// Creates (`create`) or rewrites an item of the current generation in one write
@@ -311,19 +332,20 @@ impl SqliteDb {
         after_key: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT item_key, data FROM items WHERE entity_id = ? AND generation = ? AND item_key > ?
-             ORDER BY item_key LIMIT ?",
-        )
-        .bind(entity.id)
-        .bind(entity.generation)
-        .bind(after_key.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.get("item_key"), r.get("data")))
-            .collect())
+        let (entity_id, generation) = (entity.id, entity.generation);
+        let after_key = after_key.unwrap_or("").to_string();
+        self.readers
+            .run(move |c| {
+                let mut page = c.prepare_cached(
+                    "SELECT item_key, data FROM items WHERE entity_id = ?1 AND generation = ?2 AND item_key > ?3
+                     ORDER BY item_key LIMIT ?4",
+                )?;
+                let rows = page.query_map(
+                    rusqlite::params![entity_id, generation, after_key, limit],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
     }
 }

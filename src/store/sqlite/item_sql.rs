@@ -17,6 +17,16 @@ pub enum Bind {
     Text(String),
 }
 
+impl rusqlite::ToSql for Bind {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(match self {
+            Bind::Integer(i) => (*i).into(),
+            Bind::Real(f) => (*f).into(),
+            Bind::Text(s) => s.as_str().into(),
+        })
+    }
+}
+
 pub type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
 pub fn bind_all<'q>(mut q: SqliteQuery<'q>, binds: &'q [Bind]) -> SqliteQuery<'q> {

@@ -16,6 +16,7 @@ mod measures;
 mod outbox;
 mod segments;
 mod subscriptions;
+mod threads;
 mod unification;
 
 use std::path::Path;
@@ -27,18 +28,22 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::{StoreError, StoreResult};
+use threads::{Access, ConnectionThreads};
 
-/// A write transaction on the writer connection.
-pub struct SqliteTx<'a>(sqlx::Transaction<'a, sqlx::Sqlite>);
+/// A write transaction on the writer connection, holding the write turn until it ends.
+pub struct SqliteTx<'a> {
+    tx: sqlx::Transaction<'a, sqlx::Sqlite>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
 
 impl SqliteTx<'_> {
     pub(in crate::store) fn connection(&mut self) -> &mut sqlx::SqliteConnection {
-        &mut self.0
+        &mut self.tx
     }
 
     /// Commits a transaction that changed nothing readers of entities and items can see.
     pub(in crate::store) async fn commit(self) -> StoreResult<()> {
-        self.0.commit().await?;
+        self.tx.commit().await?;
         Ok(())
     }
 }
@@ -47,6 +52,16 @@ impl SqliteTx<'_> {
 pub struct SqliteDb {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Synchronous read-only connections for the hot reads (entities, pages and items): a
+    /// read is one hand-off to a connection thread, not one per statement and row batch.
+    readers: ConnectionThreads,
+    /// The dispatcher's connection: its scans, claims, reads of claimed deliveries and attempt
+    /// records, each one hand-off; reading on the connection that wrote keeps its page cache.
+    outbox: ConnectionThreads,
+    /// Queues the writers of the two write connections (the sqlx writer's transactions and the
+    /// outbox connection's) in the application: SQLite's busy handler would make the loser
+    /// poll with sleeps of a millisecond and more.
+    write_turn: Arc<tokio::sync::Mutex<()>>,
     /// Counts committed changes to what readers of entities and items can see; read caches
     /// tag their entries with it (see [`crate::store::Store::data_epoch`]). This process is the
     /// file's only writer, so the counter sees every change.
@@ -95,9 +110,14 @@ impl SqliteDb {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
+        let readers = ConnectionThreads::open(path, 4, Access::ReadOnly, "sqlite-read")?;
+        let outbox = ConnectionThreads::open(path, 1, Access::ReadWrite, "sqlite-outbox")?;
         Ok(Self {
             writer,
             reader,
+            readers,
+            outbox,
+            write_turn: Arc::new(tokio::sync::Mutex::new(())),
             epoch: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -108,7 +128,11 @@ impl SqliteDb {
     /// and then writes fails at once with `SQLITE_BUSY` (the busy timeout does not apply) when
     /// another connection committed in between; an immediate one waits its turn instead.
     pub async fn begin(&self) -> StoreResult<SqliteTx<'static>> {
-        Ok(SqliteTx(self.writer.begin_with("BEGIN IMMEDIATE").await?))
+        let turn = self.write_turn.clone().lock_owned().await;
+        Ok(SqliteTx {
+            tx: self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            _turn: turn,
+        })
     }
 
     /// Commits a transaction that may have changed entities or items, then moves the data epoch.

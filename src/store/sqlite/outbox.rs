@@ -1,6 +1,6 @@
 //! SQLite: outbox.
 
-use super::subscriptions::{subscription_from_row, SUBSCRIPTION_COLUMNS};
+use super::subscriptions::{subscription_from_sync_row, SUBSCRIPTION_COLUMNS};
 use super::{parse_ts, ts};
 use super::{SqliteDb, SqliteTx};
 use crate::store::outbox::*;
@@ -8,6 +8,7 @@ use crate::store::subscriptions::SubscriptionRecord;
 use crate::store::{clip, StoreError, StoreResult, MAX_ERROR_CHARS};
 use crate::triggers::{Audience, DomainEvent, EventKind};
 use chrono::Utc;
+use rusqlite::OptionalExtension;
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -208,7 +209,10 @@ impl SqliteDb {
         }
     }
 
-    // ----- deliveries: the dispatcher side -----
+    // ----- deliveries: the dispatcher side, on the outbox connection -----
+    //
+    // Each call is one unit of work on the outbox connection (`threads.rs`): one hand-off,
+    // statements prepared once, and the reads after its own writes served from its page cache.
 
     /// Every active subscription with pending deliveries: the earliest `next_attempt_at` (epoch
     /// ms) among them, and how many are due at `now_ms` (counted up to `cap`), earliest first.
@@ -218,40 +222,41 @@ impl SqliteDb {
     /// its full share for a subscription with a single due delivery left most slots idle in a
     /// fan-out (one event for each of many subscriptions).
     pub async fn due_by_subscription(&self, now_ms: i64, cap: usize) -> StoreResult<Vec<Due>> {
-        let rows = sqlx::query(
-            "SELECT id, due, ready FROM (
-                SELECT s.id,
-                       (SELECT MIN(d.next_attempt_at) FROM deliveries d
-                        WHERE d.subscription_id = s.id AND d.status = 'pending') AS due,
-                       (SELECT count(*) FROM (SELECT 1 FROM deliveries d
-                        WHERE d.subscription_id = s.id AND d.status = 'pending'
-                          AND d.next_attempt_at <= ? LIMIT ?)) AS ready
-                FROM subscriptions s WHERE s.status = 'active'
-             ) WHERE due IS NOT NULL ORDER BY due, id",
-        )
-        .bind(now_ms)
-        .bind(cap as i64)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Due {
-                subscription_id: r.get("id"),
-                due_at: r.get("due"),
-                ready: r.get::<i64, _>("ready") as usize,
+        self.outbox
+            .run(move |c| {
+                let mut scan = c.prepare_cached(
+                    "SELECT id, due, ready FROM (
+                        SELECT s.id,
+                               (SELECT MIN(d.next_attempt_at) FROM deliveries d
+                                WHERE d.subscription_id = s.id AND d.status = 'pending') AS due,
+                               (SELECT count(*) FROM (SELECT 1 FROM deliveries d
+                                WHERE d.subscription_id = s.id AND d.status = 'pending'
+                                  AND d.next_attempt_at <= ?1 LIMIT ?2)) AS ready
+                        FROM subscriptions s WHERE s.status = 'active'
+                     ) WHERE due IS NOT NULL ORDER BY due, id",
+                )?;
+                let due = scan
+                    .query_map(rusqlite::params![now_ms, cap as i64], |r| {
+                        Ok(Due {
+                            subscription_id: r.get(0)?,
+                            due_at: r.get(1)?,
+                            ready: r.get::<_, i64>(2)? as usize,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok(due)
             })
-            .collect())
+            .await
     }
 
     /// Claims due deliveries of several subscriptions, oldest first per subscription: `plan`
     /// says how many each may take (its free slots). Each claimed delivery gets
     /// `next_attempt_at = lease_until_ms`, so it is not due again until the lease runs out (or
-    /// the attempt is recorded).
+    /// the attempt is recorded), and the claim's token.
     ///
-    /// One statement per 100 subscriptions selects and leases atomically (no read, then guarded
-    /// writes in a transaction), so a claim is one round trip and one commit however many
-    /// subscriptions it serves: the dispatcher refills its slots only after a claim, and a claim
-    /// per subscription capped a fan-out at about a thousand deliveries a second.
+    /// One transaction for the whole plan, one fixed statement per subscription that selects
+    /// and leases atomically: the share is what the plan asks, at most what the cap leaves
+    /// beside the subscription's deliveries under an unexpired lease.
     pub async fn claim_due_batch(
         &self,
         plan: &[(String, usize)],
@@ -259,44 +264,49 @@ impl SqliteDb {
         lease_until_ms: i64,
         cap: usize,
     ) -> StoreResult<Vec<Claimed>> {
-        let mut claimed = Vec::new();
-        let token = uuid::Uuid::new_v4().to_string();
-        // 100 subscriptions are 602 parameters, well under SQLite's limit.
-        for chunk in plan.chunks(100) {
-            // The share: what the plan asks, at most what the cap leaves beside the deliveries
-            // of the subscription under an unexpired lease.
-            let per_subscription = "SELECT * FROM (SELECT id FROM deliveries
-                 WHERE subscription_id = ? AND status = 'pending' AND next_attempt_at <= ?
-                 ORDER BY next_attempt_at, created_at, id
-                 LIMIT max(0, min(?, ? - (SELECT count(*) FROM deliveries b
-                     WHERE b.subscription_id = ? AND b.status = 'pending'
-                       AND b.claim_token IS NOT NULL AND b.next_attempt_at > ?))))";
-            let sql = format!(
-                "UPDATE deliveries SET next_attempt_at = ?, claim_token = ? WHERE id IN ({})
-                 RETURNING id, subscription_id",
-                vec![per_subscription; chunk.len()].join(" UNION ALL ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(lease_until_ms)
-                .bind(&token);
-            for (subscription_id, limit) in chunk {
-                q = q
-                    .bind(subscription_id)
-                    .bind(now_ms)
-                    .bind(*limit as i64)
-                    .bind(cap as i64)
-                    .bind(subscription_id)
-                    .bind(now_ms);
-            }
-            for row in q.fetch_all(&self.writer).await? {
-                claimed.push(Claimed {
-                    delivery_id: row.get("id"),
-                    subscription_id: row.get("subscription_id"),
-                    claim_token: token.clone(),
-                });
-            }
-        }
-        Ok(claimed)
+        let plan = plan.to_vec();
+        let _turn = self.write_turn.lock().await;
+        self.outbox
+            .run(move |c| {
+                let token = uuid::Uuid::new_v4().to_string();
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let mut claimed = Vec::new();
+                {
+                    let mut claim = tx.prepare_cached(
+                        "UPDATE deliveries SET next_attempt_at = ?1, claim_token = ?2 WHERE id IN (
+                            SELECT id FROM deliveries
+                            WHERE subscription_id = ?3 AND status = 'pending' AND next_attempt_at <= ?4
+                            ORDER BY next_attempt_at, created_at, id
+                            LIMIT max(0, min(?5, ?6 - (SELECT count(*) FROM deliveries b
+                                WHERE b.subscription_id = ?3 AND b.status = 'pending'
+                                  AND b.claim_token IS NOT NULL AND b.next_attempt_at > ?4))))
+                         RETURNING id",
+                    )?;
+                    for (subscription_id, limit) in &plan {
+                        let ids = claim.query_map(
+                            rusqlite::params![
+                                lease_until_ms,
+                                token,
+                                subscription_id,
+                                now_ms,
+                                *limit as i64,
+                                cap as i64
+                            ],
+                            |r| r.get::<_, String>(0),
+                        )?;
+                        for id in ids {
+                            claimed.push(Claimed {
+                                delivery_id: id?,
+                                subscription_id: subscription_id.clone(),
+                                claim_token: token.clone(),
+                            });
+                        }
+                    }
+                }
+                tx.commit()?;
+                Ok(claimed)
+            })
+            .await
     }
 
     /// Deletes finished deliveries (with their attempts) last changed before `before`, then the
@@ -354,67 +364,81 @@ impl SqliteDb {
             .ok_or(StoreError::NotFound)
     }
 
-    /// [`delivery_context`](Self::delivery_context) for many deliveries in two queries, in the
-    /// order given; the deliveries that are gone are left out. The dispatcher reads what a whole
-    /// claim needs at once: two reads per attempt were as many round trips to a connection's
-    /// thread, each a fresh read transaction.
+    /// [`delivery_context`](Self::delivery_context) for many deliveries, in the order given;
+    /// the deliveries that are gone are left out. The dispatcher reads what a whole claim needs
+    /// at once, in one read transaction.
     pub async fn delivery_contexts(&self, ids: &[String]) -> StoreResult<Vec<DeliveryContext>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = serde_json::to_string(ids).expect("ids serialize");
-        let rows = sqlx::query(
-            "SELECT d.id, d.attempts, d.subscription_id, e.id AS event_id, e.instance_id,
-                    e.payload, e.occurred_at
-             FROM json_each(?) j
-             JOIN deliveries d ON d.id = j.value
-             JOIN events e ON e.id = d.event_id
-             ORDER BY j.key",
-        )
-        .bind(&ids)
-        .fetch_all(&self.reader)
-        .await?;
-        let sql = format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s
-             WHERE s.id IN (SELECT d.subscription_id FROM json_each(?) j
-                            JOIN deliveries d ON d.id = j.value)"
-        );
-        let subscriptions: HashMap<String, SubscriptionRecord> =
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&ids)
-                .fetch_all(&self.reader)
-                .await?
-                .iter()
-                .map(|r| subscription_from_row(r).map(|s| (s.id.clone(), s)))
-                .collect::<StoreResult<_>>()?;
-        // A fan-out is one event for many deliveries: its payload is parsed once.
-        let mut events: HashMap<String, EventKind> = HashMap::new();
-        let mut contexts = Vec::with_capacity(rows.len());
-        for row in rows {
-            let event_id: String = row.get("event_id");
-            let event = match events.get(&event_id) {
-                Some(event) => event.clone(),
-                None => {
-                    let event: EventKind = serde_json::from_str(row.get::<&str, _>("payload"))
-                        .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?;
-                    events.insert(event_id.clone(), event.clone());
-                    event
+        let ids = ids.to_vec();
+        self.outbox
+            .run(move |c| {
+                let tx = c.transaction()?;
+                let mut delivery = tx.prepare_cached(
+                    "SELECT d.attempts, d.subscription_id, e.id, e.instance_id, e.payload, e.occurred_at
+                     FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = ?1",
+                )?;
+                let mut subscription = tx.prepare_cached(&format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.id = ?1"
+                ))?;
+                let mut subscriptions: HashMap<String, Option<SubscriptionRecord>> =
+                    HashMap::new();
+                // A fan-out is one event for many deliveries: its payload is parsed once.
+                let mut events: HashMap<String, EventKind> = HashMap::new();
+                let mut contexts = Vec::with_capacity(ids.len());
+                for delivery_id in ids {
+                    let row = delivery
+                        .query_row([&delivery_id], |r| {
+                            Ok((
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, String>(2)?,
+                                r.get::<_, String>(3)?,
+                                r.get::<_, String>(4)?,
+                                r.get::<_, String>(5)?,
+                            ))
+                        })
+                        .optional()?;
+                    let Some((attempts, subscription_id, event_id, instance_id, payload, at)) =
+                        row
+                    else {
+                        continue;
+                    };
+                    let event = match events.get(&event_id) {
+                        Some(event) => event.clone(),
+                        None => {
+                            let event: EventKind = serde_json::from_str(&payload)
+                                .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?;
+                            events.insert(event_id.clone(), event.clone());
+                            event
+                        }
+                    };
+                    let record = match subscriptions.get(&subscription_id) {
+                        Some(record) => record.clone(),
+                        None => {
+                            let record = subscription
+                                .query_row([&subscription_id], |r| Ok(subscription_from_sync_row(r)))
+                                .optional()?
+                                .transpose()?;
+                            subscriptions.insert(subscription_id.clone(), record.clone());
+                            record
+                        }
+                    };
+                    contexts.push(DeliveryContext {
+                        delivery_id,
+                        subscription_id,
+                        attempts,
+                        event_id,
+                        instance_id,
+                        occurred_at: parse_ts(&at)?,
+                        event,
+                        subscription: record,
+                    });
                 }
-            };
-            let subscription_id: String = row.get("subscription_id");
-            let subscription = subscriptions.get(&subscription_id).cloned();
-            contexts.push(DeliveryContext {
-                delivery_id: row.get("id"),
-                subscription_id,
-                attempts: row.get("attempts"),
-                event_id,
-                instance_id: row.get("instance_id"),
-                occurred_at: parse_ts(row.get::<&str, _>("occurred_at"))?,
-                event,
-                subscription,
-            });
-        }
-        Ok(contexts)
+                Ok(contexts)
+            })
+            .await
     }
 
     /// Removes a delivery whose subscription no longer exists.
@@ -445,12 +469,10 @@ impl SqliteDb {
     /// the batch instead of one per attempt).
     ///
     /// The batch is applied with a handful of set-based statements (see
-    /// [`apply_attempts_together`](Self::apply_attempts_together)): a statement is a round trip
-    /// to the connection's thread, and seven per attempt made recording the bottleneck of a
-    /// fan-out. If that fails, the batch is recorded again attempt by attempt, each inside its
-    /// own savepoint, so one bad record is undone alone and reported in its slot while the
-    /// others are still committed: a bad record must not send a whole batch of delivered
-    /// notifications out again.
+    /// [`apply_attempts_together`](Self::apply_attempts_together)). If that fails, the batch is
+    /// recorded again attempt by attempt, each inside its own savepoint, so one bad record is
+    /// undone alone and reported in its slot while the others are still committed: a bad record
+    /// must not send a whole batch of delivered notifications out again.
     ///
     /// `Err` for the whole call means nothing was recorded. Per attempt, `Ok(false)` means the
     /// delivery no longer exists (its subscription was deleted meanwhile; nothing is recorded).
@@ -458,60 +480,57 @@ impl SqliteDb {
         &self,
         attempts: &[FinishedAttempt],
     ) -> StoreResult<Vec<StoreResult<bool>>> {
-        // Two attempts of one delivery (a lease that ran out mid-attempt) must apply one after
-        // the other, which only the one-by-one path does.
-        let distinct: HashSet<&str> = attempts.iter().map(|a| a.delivery_id.as_str()).collect();
-        if distinct.len() == attempts.len() {
-            let mut tx = self.begin().await?;
-            match Self::apply_attempts_together(&mut tx, attempts).await {
-                Ok(recorded) => {
-                    tx.commit().await?;
-                    return Ok(recorded.into_iter().map(Ok).collect());
+        let attempts = attempts.to_vec();
+        let _turn = self.write_turn.lock().await;
+        self.outbox
+            .run(move |c| {
+                // Two attempts of one delivery (a lease that ran out mid-attempt) must apply one
+                // after the other, which only the one-by-one path does.
+                let distinct: HashSet<&str> =
+                    attempts.iter().map(|a| a.delivery_id.as_str()).collect();
+                if distinct.len() == attempts.len() {
+                    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    match Self::apply_attempts_together(&tx, &attempts) {
+                        Ok(recorded) => {
+                            tx.commit()?;
+                            return Ok(recorded.into_iter().map(Ok).collect());
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, attempts = attempts.len(), "recording attempts together failed; recording them one by one");
+                        }
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, attempts = attempts.len(), "recording attempts together failed; recording them one by one");
-                }
-            }
-        }
-        self.finish_attempts_one_by_one(attempts).await
+                Self::finish_attempts_one_by_one(c, &attempts)
+            })
+            .await
     }
 
     /// [`finish_attempts`](Self::finish_attempts) attempt by attempt, each in a savepoint.
-    async fn finish_attempts_one_by_one(
-        &self,
+    fn finish_attempts_one_by_one(
+        c: &mut rusqlite::Connection,
         attempts: &[FinishedAttempt],
     ) -> StoreResult<Vec<StoreResult<bool>>> {
-        let mut tx = self.begin().await?;
+        let mut tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(attempts.len());
         for finished in attempts {
-            sqlx::query("SAVEPOINT attempt")
-                .execute(tx.connection())
-                .await?;
-            match Self::apply_attempt(&mut tx, finished).await {
+            let mut savepoint = tx.savepoint()?;
+            match Self::apply_attempt(&savepoint, finished) {
                 Ok(recorded) => {
-                    sqlx::query("RELEASE attempt")
-                        .execute(tx.connection())
-                        .await?;
+                    savepoint.commit()?;
                     results.push(Ok(recorded));
                 }
                 Err(e) => {
                     // If SQLite rolled back the whole transaction (a full disk, say), the
                     // savepoint is gone too: then the batch fails as a whole, with this error.
-                    if sqlx::query("ROLLBACK TO attempt")
-                        .execute(tx.connection())
-                        .await
-                        .is_err()
-                    {
+                    if savepoint.rollback().is_err() {
                         return Err(e);
                     }
-                    sqlx::query("RELEASE attempt")
-                        .execute(tx.connection())
-                        .await?;
+                    drop(savepoint);
                     results.push(Err(e));
                 }
             }
         }
-        tx.commit().await?;
+        tx.commit()?;
         Ok(results)
     }
 
@@ -525,8 +544,8 @@ impl SqliteDb {
     /// subscription's pending deliveries last, which leaves what the sequence would (an attempt
     /// of the same subscription that was scheduled for a retry is dead-lettered either way).
     /// One difference: a sibling attempt that failed for good keeps `failed` rather than `dead`.
-    async fn apply_attempts_together(
-        tx: &mut SqliteTx<'_>,
+    fn apply_attempts_together(
+        tx: &rusqlite::Connection,
         attempts: &[FinishedAttempt],
     ) -> StoreResult<Vec<bool>> {
         let rows: Vec<Value> = attempts
@@ -550,52 +569,48 @@ impl SqliteDb {
 
         // The deliveries: an attempt more, and (only a pending one, or a dead-lettered one this
         // attempt got through to) the decision. SET expressions all see the row as it was.
-        let recorded: HashSet<String> = sqlx::query_scalar(
-            "WITH f AS (
-                SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.at') AS at,
-                       json_extract(value, '$.status') AS status,
-                       json_extract(value, '$.next') AS next,
-                       json_extract(value, '$.error') AS error,
-                       json_extract(value, '$.token') AS token
-                FROM json_each(?)
-             )
-             UPDATE deliveries SET
-                attempts = attempts + 1,
-                updated_at = f.at,
-                status = CASE WHEN (deliveries.status = 'pending' AND deliveries.claim_token IS f.token)
-                                OR (deliveries.status = 'dead' AND f.status = 'delivered')
-                         THEN f.status ELSE deliveries.status END,
-                next_attempt_at = CASE WHEN (deliveries.status = 'pending' AND deliveries.claim_token IS f.token)
-                                         OR (deliveries.status = 'dead' AND f.status = 'delivered')
-                                  THEN COALESCE(f.next, deliveries.next_attempt_at)
-                                  ELSE deliveries.next_attempt_at END,
-                last_error = CASE WHEN (deliveries.status = 'pending' AND deliveries.claim_token IS f.token)
+        let recorded: HashSet<String> = tx
+            .prepare_cached(
+                "WITH f AS (
+                    SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.at') AS at,
+                           json_extract(value, '$.status') AS status,
+                           json_extract(value, '$.next') AS next,
+                           json_extract(value, '$.error') AS error,
+                           json_extract(value, '$.token') AS token
+                    FROM json_each(?1)
+                 )
+                 UPDATE deliveries SET
+                    attempts = attempts + 1,
+                    updated_at = f.at,
+                    status = CASE WHEN (deliveries.status = 'pending' AND deliveries.claim_token IS f.token)
                                     OR (deliveries.status = 'dead' AND f.status = 'delivered')
-                             THEN f.error ELSE deliveries.last_error END,
-                claim_token = CASE WHEN deliveries.claim_token IS f.token THEN NULL
-                              ELSE deliveries.claim_token END
-             FROM f WHERE deliveries.id = f.id
-             RETURNING deliveries.id",
-        )
-        .bind(&batch)
-        .fetch_all(tx.connection())
-        .await?
-        .into_iter()
-        .collect();
+                             THEN f.status ELSE deliveries.status END,
+                    next_attempt_at = CASE WHEN (deliveries.status = 'pending' AND deliveries.claim_token IS f.token)
+                                             OR (deliveries.status = 'dead' AND f.status = 'delivered')
+                                      THEN COALESCE(f.next, deliveries.next_attempt_at)
+                                      ELSE deliveries.next_attempt_at END,
+                    last_error = CASE WHEN (deliveries.status = 'pending' AND deliveries.claim_token IS f.token)
+                                        OR (deliveries.status = 'dead' AND f.status = 'delivered')
+                                 THEN f.error ELSE deliveries.last_error END,
+                    claim_token = CASE WHEN deliveries.claim_token IS f.token THEN NULL
+                                  ELSE deliveries.claim_token END
+                 FROM f WHERE deliveries.id = f.id
+                 RETURNING deliveries.id",
+            )?
+            .query_map([&batch], |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
 
         // The attempts, in batch order, of the deliveries that exist (those just updated).
-        sqlx::query(
+        tx.prepare_cached(
             "INSERT INTO delivery_attempts (delivery_id, attempted_at, status_code, latency_ms, response_excerpt, error)
              SELECT json_extract(value, '$.id'), json_extract(value, '$.at'),
                     json_extract(value, '$.code'), json_extract(value, '$.ms'),
                     json_extract(value, '$.excerpt'), json_extract(value, '$.error')
-             FROM json_each(?)
+             FROM json_each(?1)
              WHERE json_extract(value, '$.id') IN (SELECT id FROM deliveries)
              ORDER BY key",
-        )
-        .bind(&batch)
-        .execute(tx.connection())
-        .await?;
+        )?
+        .execute([&batch])?;
 
         // The subscriptions: each one's attempts folded in batch order.
         let folded = SubscriptionFold::per_subscription(
@@ -616,14 +631,14 @@ impl SqliteDb {
                     .collect(),
             )
             .to_string();
-            sqlx::query(
+            tx.prepare_cached(
                 "WITH f AS (
                     SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.at') AS at,
                            json_extract(value, '$.reset') AS reset,
                            json_extract(value, '$.failures') AS failures,
                            json_extract(value, '$.error') AS error,
                            json_extract(value, '$.gone') AS gone
-                    FROM json_each(?)
+                    FROM json_each(?1)
                  )
                  UPDATE subscriptions SET
                     last_delivery_at = f.at,
@@ -632,10 +647,8 @@ impl SqliteDb {
                     last_error = f.error,
                     status = CASE WHEN f.gone THEN 'dead' ELSE subscriptions.status END
                  FROM f WHERE subscriptions.id = f.id",
-            )
-            .bind(&subscriptions)
-            .execute(tx.connection())
-            .await?;
+            )?
+            .execute([&subscriptions])?;
 
             // A 404/410: the subscription's other pending deliveries are dead-lettered.
             let gone: Vec<Value> = folded
@@ -644,18 +657,18 @@ impl SqliteDb {
                 .map(|(id, f)| serde_json::json!({"id": id, "at": ts(f.gone_at)}))
                 .collect();
             if !gone.is_empty() {
-                sqlx::query(
+                tx.prepare_cached(
                     "WITH g AS (
                         SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.at') AS at
-                        FROM json_each(?)
+                        FROM json_each(?1)
                      )
-                     UPDATE deliveries SET status = 'dead', updated_at = g.at, last_error = ?
+                     UPDATE deliveries SET status = 'dead', updated_at = g.at, last_error = ?2
                      FROM g WHERE deliveries.subscription_id = g.id AND deliveries.status = 'pending'",
-                )
-                .bind(Value::Array(gone).to_string())
-                .bind(SUBSCRIPTION_GONE_ERROR)
-                .execute(tx.connection())
-                .await?;
+                )?
+                .execute(rusqlite::params![
+                    Value::Array(gone).to_string(),
+                    SUBSCRIPTION_GONE_ERROR
+                ])?;
             }
         }
         Ok(attempts
@@ -665,7 +678,7 @@ impl SqliteDb {
     }
 
     /// The statements of one attempt's record, inside the caller's transaction.
-    async fn apply_attempt(tx: &mut SqliteTx<'_>, finished: &FinishedAttempt) -> StoreResult<bool> {
+    fn apply_attempt(tx: &rusqlite::Connection, finished: &FinishedAttempt) -> StoreResult<bool> {
         let FinishedAttempt {
             delivery_id,
             subscription_id,
@@ -675,81 +688,69 @@ impl SqliteDb {
         } = finished;
         let now = ts(attempt.attempted_at);
         // Write first, so the transaction holds the write lock from its first statement.
-        let done = sqlx::query(
-            "UPDATE deliveries SET attempts = attempts + 1, updated_at = ? WHERE id = ?",
-        )
-        .bind(&now)
-        .bind(delivery_id)
-        .execute(tx.connection())
-        .await?;
-        if done.rows_affected() == 0 {
+        let done = tx
+            .prepare_cached(
+                "UPDATE deliveries SET attempts = attempts + 1, updated_at = ?1 WHERE id = ?2",
+            )?
+            .execute(rusqlite::params![now, delivery_id])?;
+        if done == 0 {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO delivery_attempts (delivery_id, attempted_at, status_code, latency_ms, response_excerpt, error)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(delivery_id)
-        .bind(&now)
-        .bind(attempt.status_code)
-        .bind(attempt.latency_ms)
-        .bind(&attempt.response_excerpt)
-        .bind(attempt.error.as_deref().map(|e| clip(e, MAX_ERROR_CHARS)))
-        .execute(tx.connection())
-        .await?;
-
         let error = attempt.error.as_deref().map(|e| clip(e, MAX_ERROR_CHARS));
+        tx.prepare_cached(
+            "INSERT INTO delivery_attempts (delivery_id, attempted_at, status_code, latency_ms, response_excerpt, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(rusqlite::params![
+            delivery_id,
+            now,
+            attempt.status_code,
+            attempt.latency_ms,
+            attempt.response_excerpt,
+            error
+        ])?;
+
         // The delivery: only a pending one changes state (a concurrent 410 may have dead-lettered
         // it meanwhile; if this attempt got through anyway, it counts as delivered).
         let (status, next) = delivery_outcome(decision);
-        sqlx::query(
-            "UPDATE deliveries SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?,
+        tx.prepare_cached(
+            "UPDATE deliveries SET status = ?1, next_attempt_at = COALESCE(?2, next_attempt_at), last_error = ?3,
                     claim_token = NULL
-             WHERE id = ? AND ((status = 'pending' AND claim_token IS ?) OR (status = 'dead' AND ? = 'delivered'))",
-        )
-        .bind(status)
-        .bind(next)
-        .bind(&error)
-        .bind(delivery_id)
-        .bind(claim_token)
-        .bind(status)
-        .execute(tx.connection())
-        .await?;
+             WHERE id = ?4 AND ((status = 'pending' AND claim_token IS ?5) OR (status = 'dead' AND ?1 = 'delivered'))",
+        )?
+        .execute(rusqlite::params![status, next, error, delivery_id, claim_token])?;
 
         // The subscription's delivery state.
         if *decision == Decision::Delivered {
-            sqlx::query(
-                "UPDATE subscriptions SET last_delivery_at = ?, consecutive_failures = 0, last_error = NULL
-                 WHERE id = ?",
-            )
-            .bind(&now)
-            .bind(subscription_id)
-            .execute(tx.connection())
-            .await?;
+            tx.prepare_cached(
+                "UPDATE subscriptions SET last_delivery_at = ?1, consecutive_failures = 0, last_error = NULL
+                 WHERE id = ?2",
+            )?
+            .execute(rusqlite::params![now, subscription_id])?;
         } else {
-            sqlx::query(
-                "UPDATE subscriptions SET last_delivery_at = ?, consecutive_failures = consecutive_failures + 1,
-                        last_error = ?, status = CASE WHEN ? THEN 'dead' ELSE status END
-                 WHERE id = ?",
-            )
-            .bind(&now)
-            .bind(&error)
-            .bind(*decision == Decision::SubscriptionGone)
-            .bind(subscription_id)
-            .execute(tx.connection())
-            .await?;
+            tx.prepare_cached(
+                "UPDATE subscriptions SET last_delivery_at = ?1, consecutive_failures = consecutive_failures + 1,
+                        last_error = ?2, status = CASE WHEN ?3 THEN 'dead' ELSE status END
+                 WHERE id = ?4",
+            )?
+            .execute(rusqlite::params![
+                now,
+                error,
+                *decision == Decision::SubscriptionGone,
+                subscription_id
+            ])?;
         }
         if *decision == Decision::SubscriptionGone {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'dead', updated_at = ?, last_error = ?
-                 WHERE subscription_id = ? AND status = 'pending' AND id <> ?",
-            )
-            .bind(&now)
-            .bind(SUBSCRIPTION_GONE_ERROR)
-            .bind(subscription_id)
-            .bind(delivery_id)
-            .execute(tx.connection())
-            .await?;
+            tx.prepare_cached(
+                "UPDATE deliveries SET status = 'dead', updated_at = ?1, last_error = ?2
+                 WHERE subscription_id = ?3 AND status = 'pending' AND id <> ?4",
+            )?
+            .execute(rusqlite::params![
+                now,
+                SUBSCRIPTION_GONE_ERROR,
+                subscription_id,
+                delivery_id
+            ])?;
         }
         Ok(true)
     }
@@ -996,21 +997,23 @@ mod tests {
                 .execute(store.pool())
                 .await
                 .unwrap();
-            let recorded: Vec<bool> = if together {
-                let mut tx = store.sqlite().begin().await.unwrap();
-                let recorded = SqliteDb::apply_attempts_together(&mut tx, &batch)
-                    .await
-                    .unwrap();
-                tx.commit().await.unwrap();
-                recorded
-            } else {
-                let results = store
-                    .sqlite()
-                    .finish_attempts_one_by_one(&batch)
-                    .await
-                    .unwrap();
-                results.into_iter().map(Result::unwrap).collect()
-            };
+            let batch = batch.clone();
+            let recorded: Vec<bool> = store
+                .sqlite()
+                .outbox
+                .run(move |c| {
+                    if together {
+                        let tx = c.transaction()?;
+                        let recorded = SqliteDb::apply_attempts_together(&tx, &batch)?;
+                        tx.commit()?;
+                        Ok(recorded)
+                    } else {
+                        let results = SqliteDb::finish_attempts_one_by_one(c, &batch)?;
+                        Ok(results.into_iter().map(Result::unwrap).collect())
+                    }
+                })
+                .await
+                .unwrap();
             assert_eq!(
                 recorded,
                 [true, true, true, true, true, true, true, true, true, false]

@@ -34,6 +34,27 @@ pub(super) fn subscription_from_row(r: &SqliteRow) -> StoreResult<SubscriptionRe
     })
 }
 
+/// [`subscription_from_row`] for the synchronous connections (`threads.rs`), over the
+/// columns of [`SUBSCRIPTION_COLUMNS`].
+pub(super) fn subscription_from_sync_row(r: &rusqlite::Row) -> StoreResult<SubscriptionRecord> {
+    let inputs: String = r.get("inputs")?;
+    Ok(SubscriptionRecord {
+        id: r.get("id")?,
+        instance_id: r.get("instance_id")?,
+        trigger: r.get("trigger")?,
+        notification_url: r.get("notification_url")?,
+        inputs: serde_json::from_str(&inputs)
+            .map_err(|e| StoreError::Corrupt(format!("subscription inputs: {e}")))?,
+        inputs_key: r.get("inputs_key")?,
+        secret: r.get("secret")?,
+        status: r.get("status")?,
+        created_at: parse_ts(&r.get::<_, String>("created_at")?)?,
+        last_delivery_at: parse_opt_ts(r.get("last_delivery_at")?)?,
+        consecutive_failures: r.get("consecutive_failures")?,
+        last_error: r.get("last_error")?,
+    })
+}
+
 impl SqliteDb {
     // ----- existence checks for subscribe inputs (tenant-scoped) -----
 
