@@ -246,6 +246,9 @@ pub struct ItemQuery {
     pub order_by: Vec<OrderKey>,
     pub limit: i64,
     pub offset: i64,
+    /// Keyset continuation: only items whose key sorts after this one (used without sort keys,
+    /// where the page is in key order), so a deep page costs what the first one does.
+    pub after_key: Option<String>,
 }
 
 // An aggregate over an entity's items; numeric aggregates consider only JSON numbers. (No doc

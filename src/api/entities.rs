@@ -12,7 +12,7 @@ use super::params::{EntityPath, InstancePath, ItemPath};
 use super::problem::{ApiError, Problem};
 use super::state::AppState;
 use super::urls;
-use crate::engine::entities::{Entity, ItemsQuery};
+use crate::engine::entities::{skiptoken, Entity, ItemsQuery, NextPage};
 use crate::engine::TenantId;
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -62,6 +62,8 @@ pub struct ODataParams {
     top: Option<i64>,
     #[serde(rename = "$skip")]
     skip: Option<i64>,
+    #[serde(rename = "$skiptoken")]
+    skiptoken: Option<String>,
 }
 
 /// Get entities
@@ -130,6 +132,7 @@ async fn get_entity_schema(
         ("$orderby" = Option<String>, Query, description = "Comma-separated fields to order by, each optionally followed by asc or desc."),
         ("$top" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (1 to 1000, default 100)."),
         ("$skip" = Option<i64>, Query, minimum = 0, description = "Number of items to skip."),
+        ("$skiptoken" = Option<String>, Query, description = "Where the next page starts; the nextLink carries it."),
     ),
     responses(
         (status = 200, description = "A page of items.", body = ItemList),
@@ -162,13 +165,15 @@ async fn get_items(
                 orderby: q.orderby.clone(),
                 top: q.top,
                 skip: q.skip,
+                skiptoken: q.skiptoken.clone(),
             },
         )
         .await?;
     let body = page.rendered.get_or_init(|| {
         let next_link = page
-            .next_skip
-            .map(|skip| next_link(&state, &instance_id, &entity_name, &q, page.top, skip));
+            .next
+            .as_ref()
+            .map(|next| next_link(&state, &instance_id, &entity_name, &q, page.top, next));
         let list = ItemList {
             value: page.items.clone(),
             next_link,
@@ -182,14 +187,14 @@ async fn get_items(
         .body(body.clone()))
 }
 
-/// Absolute URL of the page at `skip`, with the same query options.
+/// Absolute URL of the next page, with the same query options.
 fn next_link(
     state: &AppState,
     instance_id: &str,
     entity_name: &str,
     q: &ODataParams,
     top: i64,
-    skip: i64,
+    next: &NextPage,
 ) -> String {
     let mut url = url::Url::parse(&state.url(&urls::items(instance_id, entity_name)))
         .expect("public URL is absolute");
@@ -205,7 +210,10 @@ fn next_link(
             }
         }
         pairs.append_pair("$top", &top.to_string());
-        pairs.append_pair("$skip", &skip.to_string());
+        match next {
+            NextPage::AfterKey(key) => pairs.append_pair("$skiptoken", &skiptoken(key)),
+            NextPage::Skip(skip) => pairs.append_pair("$skip", &skip.to_string()),
+        };
     }
     url.to_string()
 }

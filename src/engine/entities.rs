@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use std::sync::Arc;
 
 use super::odata;
-pub use super::reads::ItemsPage;
+pub use super::reads::{ItemsPage, NextPage};
 use super::reads::{ReadKey, ReadValue};
 use super::schema_inference::widen_schema;
 use super::{not_found, Engine, EngineError, EngineResult, TenantId};
@@ -67,6 +67,28 @@ pub struct ItemsQuery {
     pub orderby: Option<String>,
     pub top: Option<i64>,
     pub skip: Option<i64>,
+    /// The continuation of a page in key order, as the previous page's next link gave it.
+    pub skiptoken: Option<String>,
+}
+
+/// The `$skiptoken` of the page after `key`: the key itself, base64url, so a link never has
+/// to escape it and a client has nothing to read into it.
+pub fn skiptoken(key: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+}
+
+fn key_of_skiptoken(token: &str) -> EngineResult<String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| {
+            EngineError::Invalid(
+                "invalid $skiptoken: use the nextLink of the previous page as it is".into(),
+            )
+        })
 }
 
 /// A stored item as raw JSON; anything that is not a JSON object reads as `{}`.
@@ -201,6 +223,7 @@ impl Engine {
             orderby: q.orderby.clone(),
             top: q.top,
             skip: q.skip,
+            skiptoken: q.skiptoken.clone(),
         };
         let epoch = self.store().data_epoch();
         if let Some(ReadValue::Page(page)) = self.reads().get(&key, epoch) {
@@ -235,6 +258,7 @@ impl Engine {
         let mut query = ItemQuery {
             limit: top + 1,
             offset: skip,
+            after_key: q.skiptoken.as_deref().map(key_of_skiptoken).transpose()?,
             ..ItemQuery::default()
         };
         if let Some(text) = q.filter.as_deref().filter(|t| !t.trim().is_empty()) {
@@ -264,9 +288,23 @@ impl Engine {
             }
             None => None,
         };
+        if query.after_key.is_some() && !query.order_by.is_empty() {
+            return Err(EngineError::Invalid(
+                "invalid $skiptoken: it continues pages in key order and cannot be combined with $orderby".into(),
+            ));
+        }
         let mut rows = self.store().query_items(&entity, &query).await?;
         let has_more = rows.len() as i64 > top;
         rows.truncate(top as usize);
+        // Pages in key order continue after their last key (keyset: page 1,000 costs what the
+        // first does); ordered pages continue at an offset.
+        let next = match rows.last() {
+            Some((last_key, _)) if has_more && query.order_by.is_empty() => {
+                Some(NextPage::AfterKey(last_key.clone()))
+            }
+            _ if has_more => Some(NextPage::Skip(skip + top)),
+            _ => None,
+        };
         let items: Vec<Box<RawValue>> = rows
             .into_iter()
             .map(|(_, data)| match &select {
@@ -290,7 +328,7 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("page of items: {e}")))?;
         Ok(ItemsPage {
             items: Arc::from(items),
-            next_skip: has_more.then_some(skip + top),
+            next,
             top,
             rendered: std::sync::OnceLock::new(),
         })

@@ -17,13 +17,22 @@ pub(crate) type ReadCache = EpochCache<ReadKey, ReadValue>;
 #[derive(Debug, Clone)]
 pub struct ItemsPage {
     pub items: Arc<RawValue>,
-    /// `$skip` of the next page when there is one.
-    pub next_skip: Option<i64>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<NextPage>,
     pub top: i64,
     /// The page as the caller last rendered it (the API layer's response body): a cached page
     /// is then rendered once, not on every read. Everything the rendering depends on is part of
     /// the cache key.
     pub rendered: std::sync::OnceLock<bytes::Bytes>,
+}
+
+/// Where the page after a page of items starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextPage {
+    /// After this key (pages in key order): the next link carries it as `$skiptoken`.
+    AfterKey(String),
+    /// At this `$skip` (pages with `$orderby`).
+    Skip(i64),
 }
 
 /// What the read cache holds: the key of a read (the tenant is part of every key).
@@ -50,6 +59,7 @@ pub(crate) enum ReadKey {
         orderby: Option<String>,
         top: Option<i64>,
         skip: Option<i64>,
+        skiptoken: Option<String>,
     },
 }
 
@@ -75,6 +85,7 @@ impl Weigh for ReadKey {
                 filter,
                 select,
                 orderby,
+                skiptoken,
                 ..
             } => {
                 tenant.len()
@@ -83,6 +94,7 @@ impl Weigh for ReadKey {
                     + opt(filter)
                     + opt(select)
                     + opt(orderby)
+                    + opt(skiptoken)
             }
         }
     }

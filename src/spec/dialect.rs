@@ -198,6 +198,11 @@ pub const QUERY_PARAMETERS: &[QueryParameter] = &[
         visibility: Some("advanced"),
     },
     QueryParameter {
+        name: "$skiptoken",
+        summary: "Skip token",
+        visibility: Some("internal"),
+    },
+    QueryParameter {
         name: "status",
         summary: "Delivery status",
         visibility: None,

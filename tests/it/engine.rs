@@ -338,6 +338,76 @@ fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// Pages in key order continue after their last key (`$skiptoken`), so a deep page is an index
+/// seek rather than a count through everything before it: every item comes exactly once and
+/// in key order, an item created behind the cursor does not shift the pages after it, and
+/// ordered pages keep continuing with `$skip`.
+#[tokio::test]
+async fn pages_in_key_order_continue_after_their_last_key() {
+    let app = spawn_app().await;
+    let (inst, crm, _) = instance_with_sources(&app).await;
+    let job = app
+        .run_job(&format!("/instances/{inst}/datasources/{crm}/refresh"))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let items = format!("/instances/{inst}/entities/CrmContacts/items");
+
+    let first = app.get(&format!("{items}?$top=2")).await.json();
+    let next = first["nextLink"].as_str().unwrap().to_string();
+    assert!(
+        next.contains("%24skiptoken=") && !next.contains("%24skip="),
+        "{next}"
+    );
+    // Created behind the cursor (key "0" sorts before "2"): the following pages do not move.
+    let created = app.post(&items, json!({"Id":"0","First":"Zed"})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let mut keys: Vec<String> = first["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["Id"].as_str().unwrap().to_string())
+        .collect();
+    let mut url = next;
+    loop {
+        let page = app.get(&url).await.json();
+        keys.extend(
+            page["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["Id"].as_str().unwrap().to_string()),
+        );
+        match page["nextLink"].as_str() {
+            Some(next) => url = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(keys, ["1", "2", "3", "4", "5"]);
+
+    let ordered = app
+        .get(&format!("{items}?$top=2&$orderby=City"))
+        .await
+        .json();
+    assert!(
+        ordered["nextLink"].as_str().unwrap().contains("%24skip=2"),
+        "{ordered}"
+    );
+    for query in [
+        "$skiptoken=!!!",
+        "$skiptoken=MQ&$orderby=City",
+        "$skiptoken=_w",
+    ] {
+        let body = app
+            .get(&format!("{items}?{query}"))
+            .await
+            .assert_problem(400);
+        assert!(
+            body["detail"].as_str().unwrap().contains("$skiptoken"),
+            "{query}: {body}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn items_can_be_created_read_and_merged() {
     let app = spawn_app().await;

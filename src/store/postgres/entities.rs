@@ -121,6 +121,10 @@ impl PgDb {
         let mut sql = String::from(
             "SELECT item_key, data::text AS data FROM items WHERE entity_id = $1 AND generation = $2",
         );
+        if let Some(after) = &query.after_key {
+            let after = param(&mut binds, Bind::Text(after.clone()));
+            sql.push_str(&format!(" AND item_key > {after}"));
+        }
         if let Some(filter) = &query.filter {
             sql.push_str(" AND ");
             sql.push_str(&filter_sql(filter, "data", &mut binds));

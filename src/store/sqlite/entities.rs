@@ -112,6 +112,10 @@ impl SqliteDb {
         let mut sql =
             String::from("SELECT item_key, data FROM items WHERE entity_id = ? AND generation = ?");
         let mut binds = vec![Bind::Integer(entity.id), Bind::Integer(entity.generation)];
+        if let Some(after) = &query.after_key {
+            sql.push_str(" AND item_key > ?");
+            binds.push(Bind::Text(after.clone()));
+        }
         if let Some(filter) = &query.filter {
             sql.push_str(" AND ");
             sql.push_str(&filter_sql(filter, "data", &mut binds));
