@@ -495,6 +495,7 @@ mod tests {
             order_by,
             limit: 1000,
             offset: 0,
+            after_key: None,
         };
         for text in FILTERS {
             let expr = parse_filter(text).unwrap();
