@@ -46,6 +46,16 @@ pub fn field_path(field: &str) -> String {
     format!("$.\"{field}\"")
 }
 
+/// The value `json_extract` gives for a JSON value equal to a non-null literal (`true` is 1).
+pub fn literal_bind(value: &Literal) -> Option<Bind> {
+    match value {
+        Literal::Bool(b) => Some(Bind::Integer(i64::from(*b))),
+        Literal::Number(x) => Some(number_param(*x)),
+        Literal::String(s) => Some(Bind::Text(s.clone())),
+        Literal::Null => None,
+    }
+}
+
 /// A literal is bound as INTEGER when it is integral and fits, otherwise as REAL.
 fn number_param(x: f64) -> Bind {
     match literal_num(x) {

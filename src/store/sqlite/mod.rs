@@ -8,6 +8,7 @@
 
 mod datasources;
 mod entities;
+mod field_indexes;
 mod instances;
 mod item_sql;
 mod jobs;
@@ -62,6 +63,8 @@ pub struct SqliteDb {
     /// outbox connection's) in the application: SQLite's busy handler would make the loser
     /// poll with sleeps of a millisecond and more.
     write_turn: Arc<tokio::sync::Mutex<()>>,
+    /// The indexes on filtered fields (`field_indexes.rs`).
+    field_indexes: Arc<field_indexes::FieldIndexes>,
     /// Counts committed changes to what readers of entities and items can see; read caches
     /// tag their entries with it (see [`crate::store::Store::data_epoch`]). This process is the
     /// file's only writer, so the counter sees every change.
@@ -110,6 +113,13 @@ impl SqliteDb {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
+        let index_names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'items_field_%'",
+        )
+        .fetch_all(&writer)
+        .await?;
+        let field_indexes =
+            field_indexes::FieldIndexes::from_names(index_names.iter().map(String::as_str));
         let readers = ConnectionThreads::open(path, 4, Access::ReadOnly, "sqlite-read")?;
         let outbox = ConnectionThreads::open(path, 1, Access::ReadWrite, "sqlite-outbox")?;
         Ok(Self {
@@ -118,6 +128,7 @@ impl SqliteDb {
             readers,
             outbox,
             write_turn: Arc::new(tokio::sync::Mutex::new(())),
+            field_indexes,
             epoch: Arc::new(AtomicU64::new(0)),
         })
     }
