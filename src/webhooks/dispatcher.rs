@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use prometheus::IntCounterVec;
-use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use tokio::sync::{mpsc, Mutex, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -108,67 +108,60 @@ pub fn spawn(
 /// Most attempt records committed in one transaction.
 const RECORD_BATCH: usize = 256;
 
-/// Why an attempt could not be recorded (the delivery is then attempted again when its lease
-/// runs out).
-type RecordError = String;
-
-/// One attempt waiting to be recorded, and where to say how that went.
-type RecordRequest = (FinishedAttempt, oneshot::Sender<Result<bool, RecordError>>);
-
 /// Records attempts with group commit: whatever finished while the previous transaction was
 /// committing goes into the next one ([`Store::finish_attempts`]), so under load a commit (and
 /// its WAL write) serves many attempts instead of one, and when idle an attempt is recorded at
 /// once, alone.
 ///
-/// Durability is that of a commit per attempt: [`record`](Self::record) returns only after the
-/// attempt's transaction committed, and the dispatcher frees the attempt's slot (and so may
-/// schedule the subscription's next delivery) only then. A crash before the commit loses the
-/// record, not the delivery: its lease runs out and it is sent again (at least once).
+/// A delivery counts as done only once its attempt's record is committed: until then it keeps
+/// its claim (token and lease) in the database, so no claim takes it again or counts it out of
+/// its subscription's cap, and a crash before the commit loses the record, not the delivery:
+/// its lease runs out and it is sent again (at least once). The attempt's slot, which bounds
+/// the requests in flight, is free as soon as the request has ended and its record is queued
+/// here, so sending never waits for a commit and a commit serves every attempt that ended
+/// meanwhile.
 #[derive(Clone)]
 struct Recorder {
-    requests: mpsc::Sender<RecordRequest>,
+    requests: mpsc::Sender<FinishedAttempt>,
 }
 
 impl Recorder {
     /// Starts the recording task. It ends once every `Recorder` is dropped and what was queued
     /// is committed; the dispatcher awaits it on shutdown, before the database closes.
     fn spawn(store: Store, write_turn: WriteTurn) -> (Self, tokio::task::JoinHandle<()>) {
-        let (requests, mut queue) = mpsc::channel::<RecordRequest>(RECORD_BATCH * 4);
+        let (requests, mut queue) = mpsc::channel::<FinishedAttempt>(RECORD_BATCH * 4);
         let task = tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(RECORD_BATCH);
-            while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-                let (attempts, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+            let mut attempts = Vec::with_capacity(RECORD_BATCH);
+            while queue.recv_many(&mut attempts, RECORD_BATCH).await > 0 {
                 let result = {
                     let _turn = write_turn.lock().await;
                     store.finish_attempts(&attempts).await
                 };
+                // What could not be recorded is attempted again when its lease runs out.
                 match result {
                     Ok(results) => {
-                        for (reply, result) in replies.into_iter().zip(results) {
-                            let _ = reply.send(result.map_err(|e| e.to_string()));
+                        for (attempt, result) in attempts.iter().zip(results) {
+                            if let Err(e) = result {
+                                tracing::warn!(delivery = %attempt.delivery_id, error = %e, "webhook attempt could not be recorded; it will be retried");
+                            }
                         }
                     }
                     Err(e) => {
-                        let message = e.to_string();
-                        for reply in replies {
-                            let _ = reply.send(Err(message.clone()));
-                        }
+                        tracing::warn!(attempts = attempts.len(), error = %e, "webhook attempts could not be recorded; they will be retried");
                     }
                 }
+                attempts.clear();
             }
         });
         (Self { requests }, task)
     }
 
-    /// Records one attempt; returns once it is committed (`false`: the delivery is gone).
-    async fn record(&self, attempt: FinishedAttempt) -> Result<bool, RecordError> {
-        let stopped = || "the attempt recorder stopped".to_string();
-        let (reply, recorded) = oneshot::channel();
+    /// Queues one attempt's record (waiting only while the queue is full).
+    async fn record(&self, attempt: FinishedAttempt) -> Result<(), &'static str> {
         self.requests
-            .send((attempt, reply))
+            .send(attempt)
             .await
-            .map_err(|_| stopped())?;
-        recorded.await.map_err(|_| stopped())?
+            .map_err(|_| "the attempt recorder stopped")
     }
 }
 
@@ -496,7 +489,7 @@ impl Worker {
             response_excerpt: excerpt.filter(|s| !s.is_empty()),
             error,
         };
-        // Returns once the record is committed: only then is the slot freed (see `Recorder`).
+        // Queued, not yet committed: the delivery keeps its claim until it is (see `Recorder`).
         self.recorder
             .record(FinishedAttempt {
                 delivery_id: ctx.delivery_id.clone(),
