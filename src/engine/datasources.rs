@@ -447,11 +447,7 @@ impl Engine {
         let mut write_error = None;
         while let Some(batch) = rx.recv().await {
             if write_error.is_none() {
-                if let Err(e) = self
-                    .store()
-                    .stage_items(entity.id, generation, &batch)
-                    .await
-                {
+                if let Err(e) = self.store().stage_items(entity.id, generation, batch).await {
                     write_error = Some(e.to_string());
                     rx.close();
                 }

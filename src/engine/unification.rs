@@ -241,11 +241,7 @@ impl Engine {
         });
         let mut write_error = None;
         while let Some(batch) = rx.recv().await {
-            if let Err(e) = self
-                .store()
-                .stage_items(entity.id, generation, &batch)
-                .await
-            {
+            if let Err(e) = self.store().stage_items(entity.id, generation, batch).await {
                 write_error = Some(e);
                 rx.close();
                 break;

@@ -114,11 +114,11 @@ impl Store {
         &self,
         entity_id: i64,
         generation: i64,
-        rows: &[(String, String)],
+        rows: Vec<(String, String)>,
     ) -> StoreResult<()> {
         match &self.db {
             Db::Sqlite(db) => db.stage_items(entity_id, generation, rows).await,
-            Db::Postgres(db) => db.stage_items(entity_id, generation, rows).await,
+            Db::Postgres(db) => db.stage_items(entity_id, generation, &rows).await,
         }
     }
 

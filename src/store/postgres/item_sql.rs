@@ -446,7 +446,7 @@ mod tests {
             .map(|(n, item)| (format!("k{n:02}"), item.to_string()))
             .collect();
         store
-            .stage_items(entity.id, generation, &rows)
+            .stage_items(entity.id, generation, rows.clone())
             .await
             .unwrap();
         let mut tx = store.begin().await.unwrap();

@@ -309,32 +309,30 @@ impl SqliteDb {
         Ok(next)
     }
 
-    /// Writes one batch of staged items in one transaction.
+    /// Writes one batch of staged items in one transaction, on the bulk connection: one
+    /// hand-off and one prepared insert for the whole batch.
     pub async fn stage_items(
         &self,
         entity_id: i64,
         generation: i64,
-        rows: &[(String, String)],
+        rows: Vec<(String, String)>,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        for chunk in rows.chunks(200) {
-            let mut sql =
-                String::from("INSERT INTO items (entity_id, generation, item_key, data) VALUES ");
-            for i in 0..chunk.len() {
-                sql.push_str(if i == 0 {
-                    "(?, ?, ?, ?)"
-                } else {
-                    ", (?, ?, ?, ?)"
-                });
-            }
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (key, data) in chunk {
-                q = q.bind(entity_id).bind(generation).bind(key).bind(data);
-            }
-            q.execute(tx.connection()).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let _turn = self.write_turn.lock().await;
+        self.bulk
+            .run(move |c| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO items (entity_id, generation, item_key, data) VALUES (?1, ?2, ?3, ?4)",
+                    )?;
+                    for (key, data) in &rows {
+                        insert.execute(rusqlite::params![entity_id, generation, key, data])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
     }
 
     /// Makes `generation` current inside the caller's transaction (which also records the event).
@@ -451,7 +449,7 @@ mod tests {
                 )
             })
             .collect();
-        db.stage_items(entity.id, generation, &rows).await.unwrap();
+        db.stage_items(entity.id, generation, rows).await.unwrap();
         let mut tx = db.begin().await.unwrap();
         SqliteDb::switch_generation(
             &mut tx,

@@ -59,6 +59,8 @@ pub struct SqliteDb {
     /// The dispatcher's connection: its scans, claims, reads of claimed deliveries and attempt
     /// records, each one hand-off; reading on the connection that wrote keeps its page cache.
     outbox: ConnectionThreads,
+    /// The connection that writes staged items (refreshes and unification), a batch at a time.
+    bulk: ConnectionThreads,
     /// Queues the writers of the two write connections (the sqlx writer's transactions and the
     /// outbox connection's) in the application: SQLite's busy handler would make the loser
     /// poll with sleeps of a millisecond and more.
@@ -122,11 +124,13 @@ impl SqliteDb {
             field_indexes::FieldIndexes::from_names(index_names.iter().map(String::as_str));
         let readers = ConnectionThreads::open(path, 4, Access::ReadOnly, "sqlite-read")?;
         let outbox = ConnectionThreads::open(path, 1, Access::ReadWrite, "sqlite-outbox")?;
+        let bulk = ConnectionThreads::open(path, 1, Access::ReadWrite, "sqlite-bulk")?;
         Ok(Self {
             writer,
             reader,
             readers,
             outbox,
+            bulk,
             write_turn: Arc::new(tokio::sync::Mutex::new(())),
             field_indexes,
             epoch: Arc::new(AtomicU64::new(0)),
