@@ -113,7 +113,12 @@ pub async fn run_fanout(ctx: &Ctx, subscriptions: u32) -> String {
 pub async fn run(ctx: &Ctx, rows: u64, scenario: &str, seconds: u32) -> String {
     let dir = ctx.temp_dir("profile");
     datagen::write_people(&dir.path().join("people.csv"), rows, 0.0, 7).expect("data");
-    let service = Service::start(dir.path(), &[], &ctx.log("profile-service"));
+    // `<scenario>-uncached`: the same with the read cache off, what every first read costs.
+    let (scenario, service_args): (&str, &[&str]) = match scenario.strip_suffix("-uncached") {
+        Some(base) => (base, &["--read-cache-mib", "0"]),
+        None => (scenario, &[]),
+    };
+    let service = Service::start(dir.path(), service_args, &ctx.log("profile-service"));
     let api = Api::new(&service.base);
     let (inst, _) = api.instance_with_people("bench-profile").await;
     let items = format!("{}/instances/{inst}/entities/People/items", service.base);
@@ -127,7 +132,9 @@ pub async fn run(ctx: &Ctx, rows: u64, scenario: &str, seconds: u32) -> String {
             None,
         ),
         "getitem" => (format!("{items}/1"), Some(rows)),
-        other => panic!("unknown scenario {other} (getitems, filter, getitem)"),
+        other => panic!(
+            "unknown scenario {other} (getitems, filter, getitem, each optionally -uncached)"
+        ),
     };
     let prefix = format!("/instances/{inst}/entities/People/items/");
     let script = ctx.out.join("wrk.lua");
