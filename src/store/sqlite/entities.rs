@@ -98,7 +98,7 @@ impl SqliteDb {
         .bind(name)
         .bind(kind)
         .bind(key_field)
-        .execute(&self.writer)
+        .execute(&mut *self.write_alone().await?)
         .await?;
         self.data_changed();
         self.entity(instance_id, name).await
@@ -185,13 +185,14 @@ impl SqliteDb {
         let db = self.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let built = {
-                let _turn = db.write_turn.lock().await;
-                sqlx::query(sqlx::AssertSqlSafe(field_indexes::create_sql(
+            let built = match db.write_alone().await {
+                Ok(mut writer) => sqlx::query(sqlx::AssertSqlSafe(field_indexes::create_sql(
                     entity_id, &field,
                 )))
-                .execute(&db.writer)
+                .execute(&mut *writer)
                 .await
+                .map_err(StoreError::from),
+                Err(e) => Err(e),
             };
             match &built {
                 Ok(_) => tracing::info!(
@@ -368,7 +369,7 @@ impl SqliteDb {
             .bind(generation)
             .bind(entity_id)
             .bind(generation)
-            .execute(&self.writer)
+            .execute(&mut *self.write_alone().await?)
             .await?;
             if done.rows_affected() == 0 {
                 return Ok(());

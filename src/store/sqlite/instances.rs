@@ -29,7 +29,7 @@ impl SqliteDb {
         .bind(&rec.name)
         .bind(&rec.refresh_schedule)
         .bind(ts(rec.created_at))
-        .execute(&self.writer)
+        .execute(&mut *self.write_alone().await?)
         .await?;
         Ok(())
     }
@@ -84,7 +84,7 @@ impl SqliteDb {
         .bind(refresh_schedule)
         .bind(tenant)
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.write_alone().await?)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);

@@ -77,7 +77,7 @@ impl SqliteDb {
         .bind(&now)
         .bind(owner)
         .bind(&now)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.write_alone().await?)
         .await?;
         row.map(job_from_row).transpose()
     }
@@ -91,7 +91,7 @@ impl SqliteDb {
         .bind(ts(Utc::now()))
         .bind(owner)
         .bind(ids)
-        .execute(&self.writer)
+        .execute(&mut *self.write_alone().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -107,7 +107,7 @@ impl SqliteDb {
         .bind(ts(now))
         .bind(stale_reason(timeout))
         .bind(ts(cutoff))
-        .execute(&self.writer)
+        .execute(&mut *self.write_alone().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -139,7 +139,7 @@ impl SqliteDb {
     pub async fn prune_schedule_occurrences(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM schedule_occurrences WHERE occurrence < ?")
             .bind(ts(before))
-            .execute(&self.writer)
+            .execute(&mut *self.write_alone().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -173,7 +173,7 @@ impl SqliteDb {
              WHERE status = 'running'",
         )
         .bind(ts(Utc::now()))
-        .execute(&self.writer)
+        .execute(&mut *self.write_alone().await?)
         .await?;
         Ok(done.rows_affected())
     }

@@ -38,7 +38,7 @@ impl SqliteDb {
         .bind(key.key_hash)
         .bind(key.prefix)
         .bind(ts(chrono::Utc::now()))
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.write_alone().await?)
         .await?)
     }
 
@@ -68,7 +68,7 @@ impl SqliteDb {
     pub async fn revoke_api_key(&self, id: &str) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM api_keys WHERE id = ?")
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *self.write_alone().await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -85,7 +85,7 @@ impl SqliteDb {
         )
         .bind(ts(at))
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.write_alone().await?)
         .await?;
         Ok(())
     }

@@ -40,7 +40,7 @@ impl SqliteDb {
         .bind(&m.field)
         .bind(&m.filter)
         .bind(ts(m.created_at))
-        .execute(&self.writer)
+        .execute(&mut *self.write_alone().await?)
         .await?;
         Ok(())
     }

@@ -49,6 +49,25 @@ impl SqliteTx<'_> {
     }
 }
 
+/// The writer connection in its turn, for statements outside a transaction.
+pub(in crate::store) struct WriteAlone {
+    connection: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl std::ops::Deref for WriteAlone {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.connection
+    }
+}
+
+impl std::ops::DerefMut for WriteAlone {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.connection
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SqliteDb {
     writer: SqlitePool,
@@ -146,6 +165,17 @@ impl SqliteDb {
         let turn = self.write_turn.clone().lock_owned().await;
         Ok(SqliteTx {
             tx: self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            _turn: turn,
+        })
+    }
+
+    /// The writer connection for one statement outside a transaction, in its turn (see
+    /// `write_turn`): use it as `.execute(&mut *self.write_alone().await?)`, so the turn lasts
+    /// until the statement has run.
+    pub(in crate::store) async fn write_alone(&self) -> StoreResult<WriteAlone> {
+        let turn = self.write_turn.clone().lock_owned().await;
+        Ok(WriteAlone {
+            connection: self.writer.acquire().await?,
             _turn: turn,
         })
     }

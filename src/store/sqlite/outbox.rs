@@ -186,7 +186,7 @@ impl SqliteDb {
         .bind(id)
         .bind(subscription_id)
         .bind(subscription_id)
-        .execute(&self.writer)
+        .execute(&mut *self.write_alone().await?)
         .await?;
         if done.rows_affected() == 1 {
             return Ok(Requeue::Queued);
@@ -327,7 +327,7 @@ impl SqliteDb {
             )
             .bind(&cutoff)
             .bind(BATCH)
-            .execute(&self.writer)
+            .execute(&mut *self.write_alone().await?)
             .await?
             .rows_affected();
             deliveries += done;
@@ -345,7 +345,7 @@ impl SqliteDb {
             )
             .bind(&cutoff)
             .bind(BATCH)
-            .execute(&self.writer)
+            .execute(&mut *self.write_alone().await?)
             .await?
             .rows_affected();
             events += done;
@@ -445,7 +445,7 @@ impl SqliteDb {
     pub async fn drop_orphan_delivery(&self, delivery_id: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM deliveries WHERE id = ? AND subscription_id NOT IN (SELECT id FROM subscriptions)")
             .bind(delivery_id)
-            .execute(&self.writer)
+            .execute(&mut *self.write_alone().await?)
             .await?;
         Ok(())
     }
@@ -459,7 +459,7 @@ impl SqliteDb {
         .bind(clip(reason, MAX_ERROR_CHARS))
         .bind(ts(Utc::now()))
         .bind(delivery_id)
-        .execute(&self.writer)
+        .execute(&mut *self.write_alone().await?)
         .await?;
         Ok(())
     }

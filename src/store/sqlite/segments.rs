@@ -33,7 +33,7 @@ impl SqliteDb {
         .bind(&s.name)
         .bind(&s.filter)
         .bind(ts(s.created_at))
-        .execute(&self.writer)
+        .execute(&mut *self.write_alone().await?)
         .await?;
         Ok(())
     }

@@ -139,7 +139,7 @@ impl SqliteDb {
             .bind(&rec.inputs_key)
             .bind(&rec.secret)
             .bind(ts(rec.created_at))
-            .fetch_one(&self.writer)
+            .fetch_one(&mut *self.write_alone().await?)
             .await?;
         subscription_from_row(&row)
     }

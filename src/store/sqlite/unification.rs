@@ -23,7 +23,7 @@ impl SqliteDb {
         .bind(instance_id)
         .bind(config)
         .bind(ts(Utc::now()))
-        .execute(&self.writer)
+        .execute(&mut *self.write_alone().await?)
         .await?;
         Ok(())
     }
