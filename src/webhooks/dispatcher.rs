@@ -261,6 +261,12 @@ impl Worker {
         // Plan: which subscriptions get how many attempts now.
         let mut plan: Vec<(String, usize)> = Vec::new();
         let mut free = concurrency.saturating_sub(in_flight.len());
+        // While attempts are in flight, claim once a quarter of the slots is free rather than
+        // for every slot that frees up: a claim is a commit, and one per delivery made claiming
+        // the cost of a fan-out. An idle dispatcher claims at once.
+        if free < (concurrency / 4).max(1) && !in_flight.is_empty() {
+            return wait;
+        }
         while let Some(next) = due.front() {
             if next.due_at > now_ms {
                 // Sorted by due time: nothing further is due yet.

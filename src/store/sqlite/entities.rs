@@ -316,8 +316,11 @@ impl SqliteDb {
         &self,
         entity_id: i64,
         generation: i64,
-        rows: Vec<(String, String)>,
+        mut rows: Vec<(String, String)>,
     ) -> StoreResult<()> {
+        // In key order, consecutive inserts land on the same pages of the items tree instead of
+        // all over it (keys in a file are rarely sorted as text).
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let _turn = self.write_turn.lock().await;
         self.bulk
             .run(move |c| {
