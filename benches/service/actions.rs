@@ -202,6 +202,14 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
             }
         }
     }
+    let deep = deep_pages(
+        &api,
+        &items,
+        o,
+        &script,
+        &sides[if uncached.is_some() { 2 } else { 0 }].1,
+    )
+    .await;
     let service_hwm = service.hwm_kb();
     let pg_cpu_known = service.postgres_cpu_secs().is_some();
     baseline.stop(true).await;
@@ -318,8 +326,102 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         if backend.replicas > 1 { " (sum over the replicas)" } else { "" },
         service_hwm as f64 / 1024.0
     ));
+    md.push_str(&deep.1);
     (
-        json!({"backend": backend.label(), "replicas": backend.replicas, "rows": o.rows, "filter": FILTER, "body_bytes": body_sizes, "seconds": o.seconds, "service_peak_rss_kb": service_hwm, "results": rows}),
+        json!({"backend": backend.label(), "replicas": backend.replicas, "rows": o.rows, "filter": FILTER, "body_bytes": body_sizes, "seconds": o.seconds, "service_peak_rss_kb": service_hwm, "results": rows, "deep_pages": deep.0}),
         md,
     )
+}
+
+/// Deep pages, read with the cache off (SQLite's `--read-cache-mib 0` service; PostgreSQL's
+/// service, whose cache is off): page 1 against page 1,000 reached by following `nextLink` 999
+/// times (the link as the service gives it, taken as opaque) and against `$skip=99900`.
+/// Cost of a page = page 1's req/s ÷ its req/s, per run.
+async fn deep_pages(
+    api: &Api,
+    items: &str,
+    o: &Opts,
+    script: &std::path::Path,
+    bases: &[String],
+) -> (Value, String) {
+    // Page 1,000 of 100,000 items; with fewer items (`--quick`), the last page.
+    let deepest = (o.rows / 100).clamp(2, 1_000);
+    let first = format!("{items}?$top=100");
+    let mut link = first.clone();
+    for _ in 1..deepest {
+        let (status, text) = api.get_text(&link).await;
+        assert_eq!(status, 200, "{link}: {text}");
+        let page: Value = serde_json::from_str(&text).expect("JSON page");
+        let next = page["nextLink"].as_str().expect("a next page");
+        link = next[next.find("/instances/").expect("a path in nextLink")..].to_string();
+    }
+    let skip = (deepest - 1) * 100;
+    let pages = [
+        ("page 1".to_string(), first),
+        (
+            format!("page {} by nextLink", thousands(deepest as f64)),
+            link,
+        ),
+        (
+            format!("page {} by $skip={skip}", thousands(deepest as f64)),
+            format!("{items}?$top=100&$skip={skip}"),
+        ),
+    ];
+    for (name, path) in &pages {
+        let (status, text) = api.get_text(path).await;
+        assert_eq!(status, 200, "{name}: {text}");
+        let page: Value = serde_json::from_str(&text).expect("JSON page");
+        assert_eq!(page["value"].as_array().map(Vec::len), Some(100), "{name}");
+    }
+    // results[connections][page] = runs
+    let mut results = vec![vec![Vec::new(); pages.len()]; o.connections.len()];
+    for run in 0..o.runs {
+        for (ci, &c) in o.connections.iter().enumerate() {
+            for k in 0..pages.len() {
+                let pi = (run + k) % pages.len();
+                let r = wrk::run_split(script, bases, &pages[pi].1, c, o.seconds, API_KEY, None);
+                assert_eq!(r.err_status + r.err_connect, 0, "{}: {r:?}", pages[pi].0);
+                eprintln!(
+                    "[actions] run {} {:<26} c={c:<3} {:>9.0} req/s p50 {:>6} µs p99 {:>7} µs",
+                    run + 1,
+                    pages[pi].0,
+                    r.rps(),
+                    r.p50_us,
+                    r.p99_us
+                );
+                results[ci][pi].push(r);
+            }
+        }
+    }
+    let mut md = format!(
+        "\nDeep pages (cache off; page {} of an entity of {} items; {} runs): cost = page 1's req/s ÷ the page's, per run (target ≤ 2 for page 1,000 of 100,000).\n\n| page | conns | req/s | p50 / p99 | cost vs page 1 (min–max) |\n|---|---:|---:|---:|---:|\n",
+        thousands(deepest as f64),
+        thousands(o.rows as f64),
+        o.runs
+    );
+    let mut rows = Vec::new();
+    for (ci, &c) in o.connections.iter().enumerate() {
+        for (pi, (name, path)) in pages.iter().enumerate() {
+            let runs = &results[ci][pi];
+            let costs: Vec<f64> = results[ci][0]
+                .iter()
+                .zip(runs)
+                .map(|(p1, p)| p1.rps() / p.rps())
+                .collect();
+            let (lo, hi) = range(&costs);
+            let rps = median(&runs.iter().map(WrkResult::rps).collect::<Vec<_>>());
+            let p50 = median(&runs.iter().map(|r| r.p50_us as f64).collect::<Vec<_>>());
+            let p99 = median(&runs.iter().map(|r| r.p99_us as f64).collect::<Vec<_>>());
+            md.push_str(&format!(
+                "| {name} | {c} | {} | {} / {} | {} |\n",
+                thousands(rps),
+                ms(p50),
+                ms(p99),
+                ratio(median(&costs), lo, hi)
+            ));
+            rows.push(json!({"page": name, "path": path, "connections": c, "rps": rps, "p50_us": p50, "p99_us": p99,
+                             "cost_median": median(&costs), "cost_min": lo, "cost_max": hi, "runs": runs}));
+        }
+    }
+    (json!(rows), md)
 }

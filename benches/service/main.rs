@@ -258,6 +258,9 @@ fn main() {
                         events: args.events.unwrap_or(if q { 50 } else { 1_000 }),
                         concurrency: 64,
                         backend: backend.clone(),
+                        stream_rate: if q { 20 } else { 200 },
+                        stream_secs: if q { 5 } else { 30 },
+                        stream_subscriptions: 50,
                     };
                     let (r, md) = webhooks::run(&ctx, &o).await;
                     (r, md, json!({"subscriptions": o.subscriptions, "runs": o.runs, "events": o.events, "concurrency": o.concurrency, "backend": backend.label(), "replicas": backend.replicas}))

@@ -22,6 +22,10 @@ pub struct Opts {
     /// The service's `--delivery-concurrency`, also the baseline client's concurrency.
     pub concurrency: usize,
     pub backend: Backend,
+    /// The sustained stream: events per second, for how long, to how many subscriptions each.
+    pub stream_rate: u32,
+    pub stream_secs: u32,
+    pub stream_subscriptions: u32,
 }
 
 const TRIGGER: &str = "triggers/full-refresh-completed";
@@ -271,6 +275,8 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     service.stop();
+
+    let stream = sustained_stream(ctx, o, &sink, &args).await;
     sink.stop().await;
 
     let total = |side: &str| -> Vec<f64> {
@@ -342,6 +348,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
             ""
         }
     ));
+    md.push_str(&stream.1);
     md.push_str(&format!(
         "\nDuplicates over all runs: {duplicates}. Service peak RSS during the fan-out{}: {:.1} MiB.\n",
         if backend.replicas > 1 { " (sum over the replicas)" } else { "" },
@@ -357,7 +364,96 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
                         "service_p50_us": percentile(&ours, 50.0), "service_p99_us": percentile(&ours, 99.0),
                         "baseline_p50_us": percentile(&base, 50.0), "baseline_p99_us": percentile(&base, 99.0),
                         "service_us": ours, "baseline_us": base},
+            "stream": stream.0,
         }),
+        md,
+    )
+}
+
+/// A sustained stream: `stream_rate` events a second for `stream_secs`, each to the same
+/// `stream_subscriptions` subscriptions, fired on a steady clock (each firing its own task, so a
+/// slow answer does not hold up the clock; missed ticks are fired late, in a burst). Every
+/// notification's commit (`occurredAt`) → received latency is counted.
+async fn sustained_stream(ctx: &Ctx, o: &Opts, sink: &Sink, args: &[&str]) -> (Value, String) {
+    let dir = ctx.temp_dir("webhooks");
+    let service = Cluster::start(
+        ctx,
+        &o.backend,
+        dir.path(),
+        args,
+        &format!("webhooks-stream{}", o.backend.suffix()),
+    )
+    .await;
+    let api = Api::new(&service.first().base);
+    let inst = api.create_instance("bench-stream").await;
+    let urls = (0..o.stream_subscriptions).map(|i| sink.url(i)).collect();
+    subscribe_all(&api, &inst, urls)
+        .await
+        .expect("trigger endpoints");
+    sink.reset();
+    let events = o.stream_rate * o.stream_secs;
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / o.stream_rate.max(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut fired = Vec::with_capacity(events as usize);
+    for _ in 0..events {
+        tick.tick().await;
+        let api = api.clone();
+        let inst = inst.clone();
+        fired.push(tokio::spawn(async move { fire(&api, &inst).await }));
+    }
+    for f in fired {
+        f.await.expect("fire task");
+    }
+    let firing_secs = started.elapsed().as_secs_f64();
+    let expected = u64::from(events) * u64::from(o.stream_subscriptions);
+    let complete = sink.wait_for(expected, Duration::from_secs(300)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let drain_secs = started.elapsed().as_secs_f64() - firing_secs;
+    let receipts = sink.receipts();
+    service.stop();
+    drop(dir);
+    let mut seen = std::collections::HashSet::new();
+    let mut latencies = Vec::with_capacity(receipts.len());
+    let mut duplicates = 0u64;
+    for r in &receipts {
+        if seen.insert((r.event_id.clone(), r.hook)) {
+            latencies.push((r.at_us - r.occurred_at_us.expect("occurredAt")) as f64);
+        } else {
+            duplicates += 1;
+        }
+    }
+    let distinct_events = receipts
+        .iter()
+        .map(|r| r.event_id.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let missing = expected.saturating_sub(seen.len() as u64);
+    let max = latencies.iter().cloned().fold(0.0, f64::max);
+    eprintln!(
+        "[webhooks] stream: {events} events in {firing_secs:.1} s, {} of {expected} notifications (complete {complete}), p50 {:.1} ms p99 {:.1} ms max {:.1} ms, {duplicates} duplicates",
+        seen.len(),
+        percentile(&latencies, 50.0) / 1e3,
+        percentile(&latencies, 99.0) / 1e3,
+        max / 1e3
+    );
+    let md = format!(
+        "\nSustained stream: {} events/s asked for {} s (fired {events} in {firing_secs:.1} s = {:.0} events/s, each a full refresh queued as a job), each to the same {} subscriptions = {} notifications; drained {drain_secs:.1} s after the last firing. Commit → received: **p50 {} / p99 {}** / max {} (target p99 ≤ 100 ms); {} events seen, {missing} notifications missing, {duplicates} duplicates.\n",
+        o.stream_rate,
+        o.stream_secs,
+        f64::from(events) / firing_secs,
+        o.stream_subscriptions,
+        thousands(expected as f64),
+        ms(percentile(&latencies, 50.0)),
+        ms(percentile(&latencies, 99.0)),
+        ms(max),
+        distinct_events,
+    );
+    (
+        json!({"rate": o.stream_rate, "secs": o.stream_secs, "subscriptions": o.stream_subscriptions,
+               "events": events, "firing_secs": firing_secs, "drain_secs": drain_secs,
+               "received": seen.len(), "missing": missing, "duplicates": duplicates,
+               "p50_us": percentile(&latencies, 50.0), "p99_us": percentile(&latencies, 99.0), "max_us": max}),
         md,
     )
 }
