@@ -210,6 +210,38 @@ impl SqliteDb {
     }
 }
 
+/// A column by name from a row of either SQLite driver (sqlx's, or the synchronous
+/// connections' in `threads.rs`), so a record is mapped from its row once for both.
+pub trait Columns {
+    fn column<T>(&self, name: &str) -> StoreResult<T>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + rusqlite::types::FromSql;
+}
+
+impl Columns for sqlx::sqlite::SqliteRow {
+    fn column<T>(&self, name: &str) -> StoreResult<T>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + rusqlite::types::FromSql,
+    {
+        Ok(sqlx::Row::try_get(self, name)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn column<T>(&self, name: &str) -> StoreResult<T>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + rusqlite::types::FromSql,
+    {
+        Ok(self.get(name)?)
+    }
+}
+
 /// Timestamps are stored as RFC 3339 text with microseconds, so they sort lexicographically.
 pub fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)

@@ -1,6 +1,6 @@
 //! SQLite: outbox.
 
-use super::subscriptions::{subscription_from_sync_row, SUBSCRIPTION_COLUMNS};
+use super::subscriptions::{subscription_from_row, SUBSCRIPTION_COLUMNS};
 use super::{parse_ts, ts};
 use super::{SqliteDb, SqliteTx};
 use crate::store::outbox::*;
@@ -418,7 +418,7 @@ impl SqliteDb {
                         Some(record) => record.clone(),
                         None => {
                             let record = subscription
-                                .query_row([&subscription_id], |r| Ok(subscription_from_sync_row(r)))
+                                .query_row([&subscription_id], |r| Ok(subscription_from_row(r)))
                                 .optional()?
                                 .transpose()?;
                             subscriptions.insert(subscription_id.clone(), record.clone());

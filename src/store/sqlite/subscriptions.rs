@@ -1,11 +1,9 @@
 //! SQLite: subscriptions.
 
-use super::SqliteDb;
 use super::{parse_opt_ts, parse_ts, ts};
+use super::{Columns, SqliteDb};
 use crate::store::subscriptions::*;
 use crate::store::{StoreError, StoreResult};
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
 
 pub(super) const SUBSCRIPTION_COLUMNS: &str =
     "s.id, s.instance_id, s.trigger, s.notification_url, s.inputs, s.inputs_key, \
@@ -15,43 +13,24 @@ pub(super) const SUBSCRIPTION_COLUMNS: &str =
 const RETURNING_COLUMNS: &str = "id, instance_id, trigger, notification_url, inputs, inputs_key, \
      secret, status, created_at, last_delivery_at, consecutive_failures, last_error";
 
-pub(super) fn subscription_from_row(r: &SqliteRow) -> StoreResult<SubscriptionRecord> {
-    let inputs: String = r.get("inputs");
+/// A subscription row of either driver (sqlx or the synchronous connections), over the columns
+/// of [`SUBSCRIPTION_COLUMNS`].
+pub(super) fn subscription_from_row(r: &impl Columns) -> StoreResult<SubscriptionRecord> {
+    let inputs: String = r.column("inputs")?;
     Ok(SubscriptionRecord {
-        id: r.get("id"),
-        instance_id: r.get("instance_id"),
-        trigger: r.get("trigger"),
-        notification_url: r.get("notification_url"),
+        id: r.column("id")?,
+        instance_id: r.column("instance_id")?,
+        trigger: r.column("trigger")?,
+        notification_url: r.column("notification_url")?,
         inputs: serde_json::from_str(&inputs)
             .map_err(|e| StoreError::Corrupt(format!("subscription inputs: {e}")))?,
-        inputs_key: r.get("inputs_key"),
-        secret: r.get("secret"),
-        status: r.get("status"),
-        created_at: parse_ts(r.get::<&str, _>("created_at"))?,
-        last_delivery_at: parse_opt_ts(r.get("last_delivery_at"))?,
-        consecutive_failures: r.get("consecutive_failures"),
-        last_error: r.get("last_error"),
-    })
-}
-
-/// [`subscription_from_row`] for the synchronous connections (`threads.rs`), over the
-/// columns of [`SUBSCRIPTION_COLUMNS`].
-pub(super) fn subscription_from_sync_row(r: &rusqlite::Row) -> StoreResult<SubscriptionRecord> {
-    let inputs: String = r.get("inputs")?;
-    Ok(SubscriptionRecord {
-        id: r.get("id")?,
-        instance_id: r.get("instance_id")?,
-        trigger: r.get("trigger")?,
-        notification_url: r.get("notification_url")?,
-        inputs: serde_json::from_str(&inputs)
-            .map_err(|e| StoreError::Corrupt(format!("subscription inputs: {e}")))?,
-        inputs_key: r.get("inputs_key")?,
-        secret: r.get("secret")?,
-        status: r.get("status")?,
-        created_at: parse_ts(&r.get::<_, String>("created_at")?)?,
-        last_delivery_at: parse_opt_ts(r.get("last_delivery_at")?)?,
-        consecutive_failures: r.get("consecutive_failures")?,
-        last_error: r.get("last_error")?,
+        inputs_key: r.column("inputs_key")?,
+        secret: r.column("secret")?,
+        status: r.column("status")?,
+        created_at: parse_ts(&r.column::<String>("created_at")?)?,
+        last_delivery_at: parse_opt_ts(r.column("last_delivery_at")?)?,
+        consecutive_failures: r.column("consecutive_failures")?,
+        last_error: r.column("last_error")?,
     })
 }
 
