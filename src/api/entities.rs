@@ -2,7 +2,7 @@
 //! use engine, never store.
 use std::sync::Arc;
 
-use actix_web::{get, http::header, patch, post, web, HttpResponse};
+use actix_web::{get, http::header, patch, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::params::{EntityPath, InstancePath, ItemPath};
 use super::problem::{ApiError, Problem};
+use super::query_options;
 use super::state::AppState;
 use super::urls;
 use crate::engine::entities::{skiptoken, Entity, ItemsQuery, NextPage};
@@ -48,22 +49,10 @@ pub struct ItemList {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(extensions(("x-ms-summary" = json!("Next link"))))]
     pub next_link: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ODataParams {
-    #[serde(rename = "$filter")]
-    filter: Option<String>,
-    #[serde(rename = "$select")]
-    select: Option<String>,
-    #[serde(rename = "$orderby")]
-    orderby: Option<String>,
-    #[serde(rename = "$top")]
-    top: Option<i64>,
-    #[serde(rename = "$skip")]
-    skip: Option<i64>,
-    #[serde(rename = "$skiptoken")]
-    skiptoken: Option<String>,
+    /// With $count=true: how many items match the filter in all.
+    #[serde(rename = "@odata.count", skip_serializing_if = "Option::is_none")]
+    #[schema(extensions(("x-ms-summary" = json!("Count"))))]
+    pub count: Option<i64>,
 }
 
 /// Get entities
@@ -121,22 +110,24 @@ async fn get_entity_schema(
 
 /// Get items from an entity
 ///
-/// Gets a page of items from an entity, filtered, projected, ordered and paged with OData query options.
+/// Gets items from an entity, filtered, projected, ordered and paged with OData query options.
 #[utoipa::path(
     operation_id = "GetItems",
     tag = "Entities",
     params(
         EntityPath,
-        ("$filter" = Option<String>, Query, description = "OData filter, for example City eq 'Berlin' and Age gt 30."),
-        ("$select" = Option<String>, Query, description = "Comma-separated fields to return."),
-        ("$orderby" = Option<String>, Query, description = "Comma-separated fields to order by, each optionally followed by asc or desc."),
-        ("$top" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (1 to 1000, default 100)."),
+        ("$filter" = Option<String>, Query, description = "OData filter, for example City eq 'Berlin' and Age gt 30 or createdAt ge 2024-01-01T00:00:00Z."),
+        ("$select" = Option<String>, Query, description = "Comma-separated fields to return (each one present, null where an item has none)."),
+        ("$orderby" = Option<String>, Query, description = "Comma-separated fields or expressions to order by, each optionally followed by asc or desc."),
+        ("$top" = Option<i64>, Query, minimum = 0, maximum = 100000, description = "At most this many items in all (0 to 100,000); they come in pages of up to 1,000 linked by nextLink."),
         ("$skip" = Option<i64>, Query, minimum = 0, description = "Number of items to skip."),
+        ("$count" = Option<bool>, Query, description = "Whether to include the number of matching items (@odata.count)."),
+        ("$search" = Option<String>, Query, description = "Words or quoted phrases to find in the text fields, with AND, OR and NOT."),
         ("$skiptoken" = Option<String>, Query, description = "Where the next page starts; the nextLink carries it."),
     ),
     responses(
         (status = 200, description = "A page of items.", body = ItemList),
-        (status = 400, description = "An invalid query option; the message says where.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "An invalid or unsupported query option; the message says where.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such instance or entity.", body = Problem, content_type = "application/problem+json"),
     ),
     extensions(("x-ms-visibility" = json!("important")), ("x-ms-pageable" = json!({"nextLinkName": "nextLink"})))
@@ -146,54 +137,53 @@ async fn get_items(
     state: web::Data<AppState>,
     tenant: TenantId,
     path: web::Path<EntityPath>,
-    query: web::Query<ODataParams>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let EntityPath {
         instance_id,
         entity_name,
     } = path.into_inner();
-    let q = query.into_inner();
+    let q = query_options::items_query(&req)?;
     let page = state
         .engine
-        .get_items(
-            &tenant,
-            &instance_id,
-            &entity_name,
-            &ItemsQuery {
-                filter: q.filter.clone(),
-                select: q.select.clone(),
-                orderby: q.orderby.clone(),
-                top: q.top,
-                skip: q.skip,
-                skiptoken: q.skiptoken.clone(),
-            },
-        )
+        .get_items(&tenant, &instance_id, &entity_name, &q)
         .await?;
     let body = page.rendered.get_or_init(|| {
-        let next_link = page
-            .next
-            .as_ref()
-            .map(|next| next_link(&state, &instance_id, &entity_name, &q, page.top, next));
+        let next_link = page.next.as_ref().map(|next| {
+            next_link(
+                &state,
+                &instance_id,
+                &entity_name,
+                &q,
+                page.remaining_top,
+                next,
+            )
+        });
         let list = ItemList {
             value: page.items.clone(),
             next_link,
+            count: page.count,
         };
         serde_json::to_vec(&list)
             .expect("a page of stored JSON serializes")
             .into()
     });
-    Ok(HttpResponse::Ok()
-        .content_type(header::ContentType::json())
-        .body(body.clone()))
+    let mut response = HttpResponse::Ok();
+    response.content_type(header::ContentType::json());
+    if let Some(n) = q.max_page_size {
+        response.insert_header(("Preference-Applied", format!("odata.maxpagesize={n}")));
+    }
+    Ok(response.body(body.clone()))
 }
 
-/// Absolute URL of the next page, with the same query options.
+/// Absolute URL of the next page: the same options, what is left of `$top`, and where the
+/// page starts.
 fn next_link(
     state: &AppState,
     instance_id: &str,
     entity_name: &str,
-    q: &ODataParams,
-    top: i64,
+    q: &ItemsQuery,
+    remaining_top: Option<i64>,
     next: &NextPage,
 ) -> String {
     let mut url = url::Url::parse(&state.url(&urls::items(instance_id, entity_name)))
@@ -204,12 +194,18 @@ fn next_link(
             ("$filter", &q.filter),
             ("$select", &q.select),
             ("$orderby", &q.orderby),
+            ("$search", &q.search),
         ] {
             if let Some(v) = value {
                 pairs.append_pair(name, v);
             }
         }
-        pairs.append_pair("$top", &top.to_string());
+        if q.count {
+            pairs.append_pair("$count", "true");
+        }
+        if let Some(top) = remaining_top {
+            pairs.append_pair("$top", &top.to_string());
+        }
         match next {
             NextPage::AfterKey(key) => pairs.append_pair("$skiptoken", &skiptoken(key)),
             NextPage::Skip(skip) => pairs.append_pair("$skip", &skip.to_string()),

@@ -17,6 +17,7 @@ pub mod middleware;
 pub mod operational;
 pub mod params;
 pub mod problem;
+pub mod query_options;
 pub mod refresh;
 pub mod routes;
 pub mod segments;

@@ -8,15 +8,19 @@ use utoipa::ToSchema;
 use std::sync::Arc;
 
 use super::odata;
-pub use super::reads::{ItemsPage, NextPage};
+pub use super::reads::{ItemsPage, ItemsQuery, NextPage};
 use super::reads::{ReadKey, ReadValue};
 use super::schema_inference::widen_schema;
 use super::{not_found, Engine, EngineError, EngineResult, TenantId};
-use crate::item_query::{Expr, ItemQuery};
+use crate::item_query::{Filter, ItemQuery, Predicate, Type};
 use crate::store::entities::EntityRecord;
 
+/// Page size of segment member pages without `$top`.
 pub const DEFAULT_TOP: i64 = 100;
+/// The largest page: a `$top` above it is served in pages of this size.
 pub const MAX_TOP: i64 = 1000;
+/// The largest `$top` of `GetItems` (Power Automate's pagination ceiling).
+pub const MAX_ITEMS_TOP: i64 = 100_000;
 /// Name of the entity unification produces.
 pub const CUSTOMER_ENTITY: &str = "Customer";
 
@@ -59,18 +63,6 @@ impl From<EntityRecord> for Entity {
     }
 }
 
-/// OData query options of `GetItems`, as received.
-#[derive(Debug, Clone, Default)]
-pub struct ItemsQuery {
-    pub filter: Option<String>,
-    pub select: Option<String>,
-    pub orderby: Option<String>,
-    pub top: Option<i64>,
-    pub skip: Option<i64>,
-    /// The continuation of a page in key order, as the previous page's next link gave it.
-    pub skiptoken: Option<String>,
-}
-
 /// The `$skiptoken` of the page after `key`: the key itself, base64url, so a link never has
 /// to escape it and a client has nothing to read into it.
 pub fn skiptoken(key: &str) -> String {
@@ -101,42 +93,74 @@ fn raw_object(data: String) -> Box<RawValue> {
     RawValue::from_string("{}".into()).expect("valid JSON")
 }
 
-/// Field names an entity's items can be queried by.
-fn known_fields(entity: &EntityRecord) -> Vec<String> {
-    let mut fields: Vec<String> = entity
+/// The entity's fields with the types its schema states (the key field is always one).
+pub(crate) fn columns(entity: &EntityRecord) -> odata::Columns {
+    let mut fields: std::collections::BTreeMap<String, Type> = entity
         .schema
         .get("properties")
         .and_then(Value::as_object)
-        .map(|p| p.keys().cloned().collect())
+        .map(|properties| {
+            properties
+                .iter()
+                .map(|(name, p)| (name.clone(), column_type(p)))
+                .collect()
+        })
         .unwrap_or_default();
-    if !fields.contains(&entity.key_field) {
-        fields.push(entity.key_field.clone());
-    }
     fields
+        .entry(entity.key_field.clone())
+        .or_insert(Type::String);
+    odata::Columns {
+        fields,
+        any_field: false,
+    }
+}
+
+/// The query type of a schema property.
+fn column_type(property: &Value) -> Type {
+    let format = property.get("format").and_then(Value::as_str);
+    match (property.get("type").and_then(Value::as_str), format) {
+        (Some("integer"), _) => Type::Integer,
+        (Some("number"), _) => Type::Number,
+        (Some("boolean"), _) => Type::Boolean,
+        (Some("object" | "array"), _) => Type::Json,
+        (_, Some("date")) => Type::Date,
+        (_, Some("date-time")) => Type::DateTime,
+        _ => Type::String,
+    }
 }
 
 fn odata_error(option: &str, e: odata::ODataError) -> EngineError {
     EngineError::Invalid(format!("invalid {option}: {e}"))
 }
 
-/// Parses a `$filter` and checks every field exists on the entity.
+/// Parses and type-checks a filter over the entity's fields.
 pub(crate) fn parse_filter_for(
     entity: &EntityRecord,
     text: &str,
     option: &str,
-) -> EngineResult<Expr> {
-    let expr = odata::parse_filter(text).map_err(|e| odata_error(option, e))?;
-    let known = known_fields(entity);
-    for f in expr.fields() {
-        if !known.iter().any(|k| k == f) {
-            return Err(EngineError::Invalid(format!(
-                "invalid {option}: unknown field '{f}' (entity '{}' has: {})",
-                entity.name,
-                known.join(", ")
-            )));
-        }
-    }
-    Ok(expr)
+) -> EngineResult<Filter> {
+    let expr = odata::parse_filter(text, &columns(entity)).map_err(|e| odata_error(option, e))?;
+    Ok(Filter::new(expr))
+}
+
+/// A filter of a segment or measure, which the store evaluates as SQL over all items: the
+/// comparisons of a field with a literal, `in`, `contains`/`startswith`/`endswith`, boolean
+/// fields and `and`/`or`/`not` (the rest of `$filter` is refused with the reason).
+pub(crate) fn sql_filter_for(
+    entity: &EntityRecord,
+    text: &str,
+    option: &str,
+) -> EngineResult<Predicate> {
+    parse_filter_for(entity, text, option)?
+        .predicate
+        .ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "invalid {option}: segment and measure filters compare fields with literals \
+                 (eq, ne, gt, ge, lt, le, in), call contains, startswith or endswith on a field, \
+                 test boolean fields and combine these with and, or and not; arithmetic, other \
+                 functions, date comparisons and comparisons of two fields are for GetItems"
+            ))
+        })
 }
 
 impl Engine {
@@ -218,35 +242,36 @@ impl Engine {
             tenant: tenant.0.clone(),
             instance: instance_id.to_string(),
             entity: entity_name.to_string(),
-            filter: q.filter.clone(),
-            select: q.select.clone(),
-            orderby: q.orderby.clone(),
-            top: q.top,
-            skip: q.skip,
-            skiptoken: q.skiptoken.clone(),
+            options: q.clone(),
         };
         let epoch = self.store().data_epoch();
         if let Some(ReadValue::Page(page)) = self.reads().get(&key, epoch) {
             return Ok(page);
         }
-        let page = Arc::new(self.read_items(tenant, instance_id, entity_name, q).await?);
-        self.reads().put(key, epoch, ReadValue::Page(page.clone()));
+        let (page, uses_clock) = self.read_items(tenant, instance_id, entity_name, q).await?;
+        let page = Arc::new(page);
+        // A filter on `now()` answers differently without the data changing.
+        if !uses_clock {
+            self.reads().put(key, epoch, ReadValue::Page(page.clone()));
+        }
         Ok(page)
     }
 
+    /// A page of items, and whether the query reads the clock.
     async fn read_items(
         &self,
         tenant: &TenantId,
         instance_id: &str,
         entity_name: &str,
         q: &ItemsQuery,
-    ) -> EngineResult<ItemsPage> {
+    ) -> EngineResult<(ItemsPage, bool)> {
         let entity = self.entity_record(tenant, instance_id, entity_name).await?;
-        let top = q.top.unwrap_or(DEFAULT_TOP);
-        if !(1..=MAX_TOP).contains(&top) {
-            return Err(EngineError::Invalid(format!(
-                "invalid $top: {top}; it must be between 1 and {MAX_TOP}"
-            )));
+        if let Some(top) = q.top {
+            if !(0..=MAX_ITEMS_TOP).contains(&top) {
+                return Err(EngineError::Invalid(format!(
+                    "invalid $top: {top}; it must be between 0 and {MAX_ITEMS_TOP}"
+                )));
+            }
         }
         let skip = q.skip.unwrap_or(0);
         if skip < 0 {
@@ -254,37 +279,38 @@ impl Engine {
                 "invalid $skip: it must not be negative".into(),
             ));
         }
-        let known = known_fields(&entity);
+        let page_size = q
+            .max_page_size
+            .unwrap_or(MAX_TOP)
+            .clamp(1, MAX_TOP)
+            .min(q.top.unwrap_or(MAX_TOP));
+        let columns = columns(&entity);
         let mut query = ItemQuery {
-            limit: top + 1,
+            limit: page_size + 1,
             offset: skip,
             after_key: q.skiptoken.as_deref().map(key_of_skiptoken).transpose()?,
             ..ItemQuery::default()
         };
-        if let Some(text) = q.filter.as_deref().filter(|t| !t.trim().is_empty()) {
-            let expr = parse_filter_for(&entity, text, "$filter")?;
-            query.filter = Some(expr);
+        if let Some(text) = q.filter.as_deref() {
+            query.filter = Some(parse_filter_for(&entity, text, "$filter")?);
         }
-        if let Some(text) = q.orderby.as_deref().filter(|t| !t.trim().is_empty()) {
-            for key in odata::parse_orderby(text).map_err(|e| odata_error("$orderby", e))? {
-                if !known.contains(&key.field) {
-                    return Err(EngineError::Invalid(format!(
-                        "invalid $orderby: unknown field '{}'",
-                        key.field
-                    )));
-                }
-                query.order_by.push(key);
-            }
+        if let Some(text) = q.orderby.as_deref() {
+            query.order_by =
+                odata::parse_orderby(text, &columns).map_err(|e| odata_error("$orderby", e))?;
         }
-        let select = match q.select.as_deref().filter(|t| !t.trim().is_empty()) {
+        if let Some(text) = q.search.as_deref() {
+            let search = odata::parse_search(text).map_err(|e| odata_error("$search", e))?;
+            let strings = columns
+                .fields
+                .iter()
+                .filter(|(_, t)| **t == Type::String)
+                .map(|(name, _)| name.clone())
+                .collect();
+            query.search = Some((search, strings));
+        }
+        let select = match q.select.as_deref() {
             Some(text) => {
-                let fields = odata::parse_select(text).map_err(|e| odata_error("$select", e))?;
-                if let Some(f) = fields.iter().find(|f| !known.contains(f)) {
-                    return Err(EngineError::Invalid(format!(
-                        "invalid $select: unknown field '{f}'"
-                    )));
-                }
-                Some(fields)
+                odata::parse_select(text, &columns).map_err(|e| odata_error("$select", e))?
             }
             None => None,
         };
@@ -293,16 +319,36 @@ impl Engine {
                 "invalid $skiptoken: it continues pages in key order and cannot be combined with $orderby".into(),
             ));
         }
-        let mut rows = self.store().query_items(&entity, &query).await?;
-        let has_more = rows.len() as i64 > top;
-        rows.truncate(top as usize);
+        let uses_clock = query.filter.as_ref().is_some_and(|f| f.expr.uses_now())
+            || query.order_by.iter().any(|k| k.expr.uses_now());
+        let count = if q.count {
+            let everything = ItemQuery {
+                limit: i64::MAX,
+                offset: 0,
+                after_key: None,
+                order_by: Vec::new(),
+                ..query.clone()
+            };
+            Some(self.store().count_items(&entity, &everything).await?)
+        } else {
+            None
+        };
+        let mut rows = if page_size == 0 || q.top == Some(0) {
+            Vec::new()
+        } else {
+            self.store().query_items(&entity, &query).await?
+        };
+        let has_more = rows.len() as i64 > page_size;
+        rows.truncate(page_size as usize);
+        let remaining_top = q.top.map(|top| top - rows.len() as i64);
+        let has_more = has_more && remaining_top.is_none_or(|r| r > 0);
         // Pages in key order continue after their last key (keyset: page 1,000 costs what the
         // first does); ordered pages continue at an offset.
         let next = match rows.last() {
             Some((last_key, _)) if has_more && query.order_by.is_empty() => {
                 Some(NextPage::AfterKey(last_key.clone()))
             }
-            _ if has_more => Some(NextPage::Skip(skip + top)),
+            _ if has_more => Some(NextPage::Skip(skip + rows.len() as i64)),
             _ => None,
         };
         let items: Vec<Box<RawValue>> = rows
@@ -311,14 +357,16 @@ impl Engine {
                 // Items are stored as the serializer wrote them, so passing the text through
                 // gives the same bytes as parsing and serializing again.
                 None => raw_object(data),
+                // Every selected field is present: null where the item has none.
                 Some(fields) => {
-                    let projected = match serde_json::from_str::<Value>(&data) {
-                        Ok(Value::Object(mut map)) => fields
-                            .iter()
-                            .filter_map(|f| map.remove(f).map(|v| (f.clone(), v)))
-                            .collect(),
+                    let mut item = match serde_json::from_str::<Value>(&data) {
+                        Ok(Value::Object(map)) => map,
                         _ => Map::new(),
                     };
+                    let projected: Map<String, Value> = fields
+                        .iter()
+                        .map(|f| (f.clone(), item.remove(f).unwrap_or(Value::Null)))
+                        .collect();
                     raw_object(Value::Object(projected).to_string())
                 }
             })
@@ -326,12 +374,16 @@ impl Engine {
         // One JSON array of the (already checked) items, written without a second parse.
         let items = serde_json::value::to_raw_value(&items)
             .map_err(|e| EngineError::Internal(format!("page of items: {e}")))?;
-        Ok(ItemsPage {
-            items: Arc::from(items),
-            next,
-            top,
-            rendered: std::sync::OnceLock::new(),
-        })
+        Ok((
+            ItemsPage {
+                items: Arc::from(items),
+                next,
+                remaining_top,
+                count,
+                rendered: std::sync::OnceLock::new(),
+            },
+            uses_clock,
+        ))
     }
 
     pub async fn get_item(

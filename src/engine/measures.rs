@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::entities::parse_filter_for;
+use super::entities::sql_filter_for;
 use super::jobs::{Job, JobKind};
 use super::{not_found, odata, parse_name, Engine, EngineError, EngineResult, TenantId};
 use crate::item_query::Aggregate;
@@ -117,7 +117,7 @@ impl Engine {
             .filter(|f| !f.is_empty())
             .map(String::from);
         if let Some(f) = &filter {
-            odata::parse_filter(f)
+            odata::check_filter_syntax(f)
                 .map_err(|e| EngineError::Invalid(format!("invalid filter: {e}")))?;
         }
         let rec = MeasureRecord {
@@ -198,7 +198,7 @@ impl Engine {
         };
         let prepared = entity.and_then(|entity| {
             let filter = match &measure.filter {
-                Some(f) => Some(parse_filter_for(&entity, f, "filter").map_err(|e| e.to_string())?),
+                Some(f) => Some(sql_filter_for(&entity, f, "filter").map_err(|e| e.to_string())?),
                 None => None,
             };
             Ok((entity, filter))

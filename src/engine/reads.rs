@@ -19,7 +19,10 @@ pub struct ItemsPage {
     pub items: Arc<RawValue>,
     /// Where the next page starts, when there is one.
     pub next: Option<NextPage>,
-    pub top: i64,
+    /// What is left of `$top` after this page (its next link carries it).
+    pub remaining_top: Option<i64>,
+    /// `$count=true`: how many items match in all.
+    pub count: Option<i64>,
     /// The page as the caller last rendered it (the API layer's response body): a cached page
     /// is then rendered once, not on every read. Everything the rendering depends on is part of
     /// the cache key.
@@ -33,6 +36,40 @@ pub enum NextPage {
     AfterKey(String),
     /// At this `$skip` (pages with `$orderby`).
     Skip(i64),
+}
+
+/// OData query options of `GetItems`, as received (names already matched and checked by the
+/// API layer). Equal options give an equal page, so this is also the page's cache key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ItemsQuery {
+    pub filter: Option<String>,
+    pub select: Option<String>,
+    pub orderby: Option<String>,
+    pub search: Option<String>,
+    /// At most this many items in all pages together.
+    pub top: Option<i64>,
+    pub skip: Option<i64>,
+    /// The continuation of a page in key order, as the previous page's next link gave it.
+    pub skiptoken: Option<String>,
+    /// `$count=true`: the page says how many items match in all.
+    pub count: bool,
+    /// `Prefer: odata.maxpagesize`: a smaller page size.
+    pub max_page_size: Option<i64>,
+}
+
+impl ItemsQuery {
+    pub(crate) fn text_len(&self) -> usize {
+        [
+            &self.filter,
+            &self.select,
+            &self.orderby,
+            &self.search,
+            &self.skiptoken,
+        ]
+        .iter()
+        .map(|o| o.as_ref().map_or(0, String::len))
+        .sum()
+    }
 }
 
 /// What the read cache holds: the key of a read (the tenant is part of every key).
@@ -54,18 +91,12 @@ pub(crate) enum ReadKey {
         tenant: String,
         instance: String,
         entity: String,
-        filter: Option<String>,
-        select: Option<String>,
-        orderby: Option<String>,
-        top: Option<i64>,
-        skip: Option<i64>,
-        skiptoken: Option<String>,
+        options: ItemsQuery,
     },
 }
 
 impl Weigh for ReadKey {
     fn weight(&self) -> usize {
-        let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
         match self {
             ReadKey::Entity {
                 tenant,
@@ -82,20 +113,8 @@ impl Weigh for ReadKey {
                 tenant,
                 instance,
                 entity,
-                filter,
-                select,
-                orderby,
-                skiptoken,
-                ..
-            } => {
-                tenant.len()
-                    + instance.len()
-                    + entity.len()
-                    + opt(filter)
-                    + opt(select)
-                    + opt(orderby)
-                    + opt(skiptoken)
-            }
+                options,
+            } => tenant.len() + instance.len() + entity.len() + options.text_len(),
         }
     }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::entities::{parse_filter_for, CUSTOMER_ENTITY, DEFAULT_TOP, MAX_TOP};
+use super::entities::{sql_filter_for, CUSTOMER_ENTITY, DEFAULT_TOP, MAX_TOP};
 use super::jobs::{Job, JobKind};
 use super::{not_found, odata, parse_name, Engine, EngineError, EngineResult, TenantId};
 use crate::store::segments::SegmentRecord;
@@ -75,11 +75,11 @@ impl Engine {
         self.instance(tenant, instance_id).await?;
         let name = parse_name("name", &input.name)?;
         let filter = input.filter.trim().to_string();
-        odata::parse_filter(&filter)
+        odata::check_filter_syntax(&filter)
             .map_err(|e| EngineError::Invalid(format!("invalid filter: {e}")))?;
         // When profiles exist, unknown fields are caught now rather than at refresh.
         if let Ok(customer) = self.store().entity(instance_id, CUSTOMER_ENTITY).await {
-            parse_filter_for(&customer, &filter, "filter")?;
+            sql_filter_for(&customer, &filter, "filter")?;
         }
         let rec = SegmentRecord {
             id: uuid::Uuid::new_v4().to_string(),
@@ -148,7 +148,7 @@ impl Engine {
             .await
             .map_err(|e| not_found(e, "segment", segment_id))?;
         let prepared = match self.store().entity(instance_id, CUSTOMER_ENTITY).await {
-            Ok(customer) => parse_filter_for(&customer, &segment.filter, "filter")
+            Ok(customer) => sql_filter_for(&customer, &segment.filter, "filter")
                 .map(|expr| (customer, expr))
                 .map_err(|e| e.to_string()),
             Err(StoreError::NotFound) => {

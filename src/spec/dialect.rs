@@ -198,6 +198,16 @@ pub const QUERY_PARAMETERS: &[QueryParameter] = &[
         visibility: Some("advanced"),
     },
     QueryParameter {
+        name: "$count",
+        summary: "Include count",
+        visibility: Some("advanced"),
+    },
+    QueryParameter {
+        name: "$search",
+        summary: "Search query",
+        visibility: Some("advanced"),
+    },
+    QueryParameter {
         name: "$skiptoken",
         summary: "Skip token",
         visibility: Some("internal"),

@@ -5,7 +5,7 @@
 use super::postgres::PgDb;
 use super::sqlite::SqliteDb;
 use super::{Db, Store, StoreResult, Tx};
-use crate::item_query::ItemQuery;
+use crate::item_query::{Aggregate, ItemQuery};
 use serde_json::Value;
 
 #[derive(Debug, Clone)]
@@ -63,15 +63,62 @@ impl Store {
         }
     }
 
-    /// One page of items (key, JSON text) of the current generation.
+    /// One page of items (key, JSON text) of the current generation: run as SQL when the whole
+    /// query has a SQL form, otherwise evaluated here over the entity's items (same answers).
     pub async fn query_items(
         &self,
         entity: &EntityRecord,
         query: &ItemQuery,
     ) -> StoreResult<Vec<(String, String)>> {
+        if !query.runs_in_sql() {
+            let kept = self.items_kept(entity, query).await?;
+            return Ok(query.order_and_page(kept));
+        }
         match &self.db {
             Db::Sqlite(db) => db.query_items(entity, query).await,
             Db::Postgres(db) => db.query_items(entity, query).await,
+        }
+    }
+
+    /// How many current items pass the query's filter and search.
+    pub async fn count_items(&self, entity: &EntityRecord, query: &ItemQuery) -> StoreResult<i64> {
+        if query.search.is_none() {
+            match query.filter.as_ref().map(|f| f.predicate.as_ref()) {
+                None => return Ok(entity.item_count),
+                Some(Some(predicate)) => {
+                    let count = self
+                        .aggregate(entity, Aggregate::Count, None, Some(predicate))
+                        .await?;
+                    return Ok(count.unwrap_or(0.0) as i64);
+                }
+                Some(None) => {}
+            }
+        }
+        Ok(self.items_kept(entity, query).await?.len() as i64)
+    }
+
+    /// The current items (after the query's `after_key`) that pass its filter and search, in
+    /// key order, read in batches so that only the kept ones are held.
+    async fn items_kept(
+        &self,
+        entity: &EntityRecord,
+        query: &ItemQuery,
+    ) -> StoreResult<Vec<(String, String)>> {
+        const BATCH: i64 = 5_000;
+        let mut kept = Vec::new();
+        let mut after = query.after_key.clone();
+        loop {
+            let batch = self
+                .items_page_after(entity, after.as_deref(), BATCH)
+                .await?;
+            let full = batch.len() as i64 == BATCH;
+            after = batch.last().map(|(key, _)| key.clone());
+            kept.extend(batch.into_iter().filter(|(_, text)| {
+                query.keeps(&serde_json::from_str(text).unwrap_or(Value::Null))
+            }));
+            if !full {
+                return Ok(kept);
+            }
         }
     }
 

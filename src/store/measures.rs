@@ -5,7 +5,7 @@ use super::postgres::PgDb;
 use super::sqlite::SqliteDb;
 use super::{Db, Store, StoreResult, Tx};
 use crate::item_query::Aggregate;
-use crate::item_query::Expr;
+use crate::item_query::Predicate;
 use crate::store::entities::EntityRecord;
 use chrono::{DateTime, Utc};
 
@@ -53,7 +53,7 @@ impl Store {
         entity: &EntityRecord,
         aggregate: Aggregate,
         field: Option<&str>,
-        filter: Option<&Expr>,
+        filter: Option<&Predicate>,
     ) -> StoreResult<Option<f64>> {
         match &self.db {
             Db::Sqlite(db) => db.aggregate(entity, aggregate, field, filter).await,

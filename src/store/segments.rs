@@ -4,7 +4,7 @@
 use super::postgres::PgDb;
 use super::sqlite::SqliteDb;
 use super::{Db, Store, StoreResult, Tx};
-use crate::item_query::Expr;
+use crate::item_query::Predicate;
 use crate::store::entities::EntityRecord;
 use chrono::{DateTime, Utc};
 
@@ -47,7 +47,7 @@ impl Store {
         tx: &mut Tx<'_>,
         segment_id: &str,
         customer: &EntityRecord,
-        filter: &Expr,
+        filter: &Predicate,
         now: DateTime<Utc>,
     ) -> StoreResult<i64> {
         match tx {

@@ -54,10 +54,10 @@ fn unification_config() -> Value {
 }
 
 async fn all_items(app: &TestApp, inst: &str, entity: &str, query: &str) -> Vec<Value> {
-    let mut url = format!("/instances/{inst}/entities/{entity}/items?$top=2{query}");
+    let mut url = format!("/instances/{inst}/entities/{entity}/items?{query}");
     let mut items = Vec::new();
     loop {
-        let r = app.get(&url).await;
+        let r = app.get_pages_of(2, &url).await;
         assert_eq!(r.status, 200, "{url}: {}", r.text);
         let body = r.json();
         items.extend(body["value"].as_array().unwrap().iter().cloned());
@@ -309,10 +309,10 @@ async fn odata_queries_filter_select_order_and_page() {
         ("$filter=City%20eq%20'Berlin", "position"),
         ("$orderby=Nope", "unknown field"),
         ("$select=Id,,City", "position"),
-        ("$top=0", "$top"),
-        ("$top=1001", "$top"),
+        ("$top=-1", "$top"),
+        ("$top=100001", "$top"),
         ("$skip=-1", "$skip"),
-        ("$top=abc", "query"),
+        ("$top=abc", "$top"),
     ] {
         let r = app
             .get(&format!(
@@ -352,7 +352,7 @@ async fn pages_in_key_order_continue_after_their_last_key() {
     assert_eq!(job["status"], "succeeded", "{job}");
     let items = format!("/instances/{inst}/entities/CrmContacts/items");
 
-    let first = app.get(&format!("{items}?$top=2")).await.json();
+    let first = app.get_pages_of(2, &items).await.json();
     let next = first["nextLink"].as_str().unwrap().to_string();
     assert!(
         next.contains("%24skiptoken=") && !next.contains("%24skip="),
@@ -369,7 +369,7 @@ async fn pages_in_key_order_continue_after_their_last_key() {
         .collect();
     let mut url = next;
     loop {
-        let page = app.get(&url).await.json();
+        let page = app.get_pages_of(2, &url).await.json();
         keys.extend(
             page["value"]
                 .as_array()
@@ -385,7 +385,7 @@ async fn pages_in_key_order_continue_after_their_last_key() {
     assert_eq!(keys, ["1", "2", "3", "4", "5"]);
 
     let ordered = app
-        .get(&format!("{items}?$top=2&$orderby=City"))
+        .get_pages_of(2, &format!("{items}?$orderby=City"))
         .await
         .json();
     assert!(

@@ -125,14 +125,14 @@ impl PgDb {
             let after = param(&mut binds, Bind::Text(after.clone()));
             sql.push_str(&format!(" AND item_key > {after}"));
         }
-        if let Some(filter) = &query.filter {
+        if let Some(predicate) = query.filter.as_ref().and_then(|f| f.predicate.as_ref()) {
             sql.push_str(" AND ");
-            sql.push_str(&filter_sql(filter, "data", &mut binds));
+            sql.push_str(&filter_sql(predicate, "data", &mut binds));
         }
         sql.push_str(" ORDER BY ");
         for key in &query.order_by {
             sql.push_str(&order_sql(
-                &key.field,
+                key.sql_field().expect("a query run as SQL sorts by fields"),
                 key.direction == SortDirection::Desc,
                 &mut binds,
             ));

@@ -3,7 +3,7 @@
 use super::item_sql::{aggregate_sql, bind_all, filter_sql, Bind};
 use super::parse_id;
 use super::{PgDb, PgTx};
-use crate::item_query::{Aggregate, Expr};
+use crate::item_query::{Aggregate, Predicate};
 use crate::store::entities::EntityRecord;
 use crate::store::measures::*;
 use crate::store::{StoreError, StoreResult};
@@ -83,7 +83,7 @@ impl PgDb {
         entity: &EntityRecord,
         aggregate: Aggregate,
         field: Option<&str>,
-        filter: Option<&Expr>,
+        filter: Option<&Predicate>,
     ) -> StoreResult<Option<f64>> {
         let mut binds = vec![Bind::Integer(entity.id), Bind::Integer(entity.generation)];
         let aggregate_sql = aggregate_sql(aggregate, field, &mut binds);

@@ -3,7 +3,7 @@
 use super::item_sql::{bind_all, filter_sql, param, Bind};
 use super::parse_id;
 use super::{PgDb, PgTx};
-use crate::item_query::Expr;
+use crate::item_query::Predicate;
 use crate::store::entities::EntityRecord;
 use crate::store::segments::*;
 use crate::store::{StoreError, StoreResult};
@@ -75,7 +75,7 @@ impl PgDb {
         tx: &mut PgTx<'_>,
         segment_id: &str,
         customer: &EntityRecord,
-        filter: &Expr,
+        filter: &Predicate,
         now: DateTime<Utc>,
     ) -> StoreResult<i64> {
         let segment = parse_id(segment_id).ok_or(StoreError::NotFound)?;

@@ -128,9 +128,10 @@ impl SqliteDb {
     fn page_sql(&self, entity: &EntityRecord, query: &ItemQuery) -> (String, Vec<Bind>) {
         let mut sql = String::from("SELECT item_key, data FROM items ");
         let mut binds = Vec::new();
-        let plan = query.filter.as_ref().map_or(Use::Nothing, |filter| {
+        let predicate = query.filter.as_ref().and_then(|f| f.predicate.as_ref());
+        let plan = predicate.map_or(Use::Nothing, |predicate| {
             self.field_indexes
-                .plan(entity.id, entity.item_count, filter)
+                .plan(entity.id, entity.item_count, predicate)
         });
         match plan {
             Use::Indexed(field, value) => {
@@ -160,9 +161,9 @@ impl SqliteDb {
             sql.push_str(" AND item_key > ?");
             binds.push(Bind::Text(after.clone()));
         }
-        if let Some(filter) = &query.filter {
+        if let Some(predicate) = predicate {
             sql.push_str(" AND ");
-            sql.push_str(&filter_sql(filter, "data", &mut binds));
+            sql.push_str(&filter_sql(predicate, "data", &mut binds));
         }
         sql.push_str(" ORDER BY ");
         for key in &query.order_by {
@@ -171,7 +172,8 @@ impl SqliteDb {
                 SortDirection::Desc => " DESC, ",
                 SortDirection::Asc => " ASC, ",
             });
-            binds.push(Bind::Text(field_path(&key.field)));
+            let field = key.sql_field().expect("a query run as SQL sorts by fields");
+            binds.push(Bind::Text(field_path(field)));
         }
         sql.push_str("item_key LIMIT ? OFFSET ?");
         binds.push(Bind::Integer(query.limit));
@@ -422,7 +424,7 @@ impl SqliteDb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::odata::parse_filter;
+    use crate::engine::odata::tests_support::filter as parse_filter;
     use crate::store::Store;
 
     /// A filter on a field of a big entity builds the field's index in the background; once
@@ -470,7 +472,7 @@ mod tests {
 
         for filter in ["City eq 'it''s' and Age gt 30", "City eq 'Paris'"] {
             let query = ItemQuery {
-                filter: Some(parse_filter(filter).unwrap()),
+                filter: Some(parse_filter(filter)),
                 limit: 50,
                 offset: 10,
                 ..ItemQuery::default()
@@ -478,8 +480,11 @@ mod tests {
             let before = db.query_items(&entity, &query).await.unwrap();
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
             while !matches!(
-                db.field_indexes
-                    .plan(entity.id, entity.item_count, query.filter.as_ref().unwrap()),
+                db.field_indexes.plan(
+                    entity.id,
+                    entity.item_count,
+                    query.filter.as_ref().unwrap().predicate.as_ref().unwrap()
+                ),
                 Use::Indexed(..)
             ) {
                 assert!(

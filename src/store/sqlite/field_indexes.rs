@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use super::item_sql::{field_path, literal_bind, Bind};
-use crate::item_query::{CompareOp, Expr, Literal};
+use crate::item_query::{CompareOp, Literal, Predicate};
 
 /// Entities smaller than this are read whole faster than an index is built.
 pub const MIN_ITEMS: i64 = 1_000;
@@ -50,7 +50,7 @@ impl FieldIndexes {
 
     /// For a query on entity `entity_id` of `item_count` items with `filter`: the index to use,
     /// or the one to build (claimed, so it is built once), or nothing.
-    pub fn plan(&self, entity_id: i64, item_count: i64, filter: &Expr) -> Use {
+    pub fn plan(&self, entity_id: i64, item_count: i64, filter: &Predicate) -> Use {
         let fields = top_level_equalities(filter);
         if fields.is_empty() {
             return Use::Nothing;
@@ -60,9 +60,7 @@ impl FieldIndexes {
             .iter()
             .find(|(f, _)| known.contains(&(entity_id, f.to_string())))
         {
-            if let Some(value) = literal_bind(value) {
-                return Use::Indexed(field.to_string(), value);
-            }
+            return Use::Indexed(field.to_string(), literal_bind(value));
         }
         if item_count < MIN_ITEMS {
             return Use::Nothing;
@@ -91,16 +89,16 @@ impl FieldIndexes {
     }
 }
 
-/// The fields compared with `eq` to a non-null value in the top-level `and` terms: an index on
-/// any of them narrows the rows without changing the answer (the term is implied by the filter).
-fn top_level_equalities(filter: &Expr) -> Vec<(&str, &Literal)> {
+/// The fields compared with `eq` to a value in the top-level `and` terms: an index on any of
+/// them narrows the rows without changing the answer (the term is implied by the filter).
+fn top_level_equalities(filter: &Predicate) -> Vec<(&str, &Literal)> {
     match filter {
-        Expr::Compare {
+        Predicate::Compare {
             field,
             op: CompareOp::Eq,
             value,
-        } if *value != Literal::Null => vec![(field.as_str(), value)],
-        Expr::And(a, b) => {
+        } => vec![(field.as_str(), value)],
+        Predicate::And(a, b) => {
             let mut fields = top_level_equalities(a);
             fields.extend(top_level_equalities(b));
             fields
@@ -147,7 +145,11 @@ pub fn create_sql(entity_id: i64, field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::odata::parse_filter;
+    use crate::engine::odata::tests_support::predicate;
+
+    fn parse_filter(text: &str) -> Result<Predicate, ()> {
+        Ok(predicate(text))
+    }
 
     #[test]
     fn names_round_trip_any_field() {

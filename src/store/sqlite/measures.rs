@@ -3,7 +3,7 @@
 use super::item_sql::{aggregate_sql, bind_all, filter_sql, Bind};
 use super::{parse_opt_ts, parse_ts, ts};
 use super::{SqliteDb, SqliteTx};
-use crate::item_query::{Aggregate, Expr};
+use crate::item_query::{Aggregate, Predicate};
 use crate::store::entities::EntityRecord;
 use crate::store::measures::*;
 use crate::store::{StoreError, StoreResult};
@@ -72,7 +72,7 @@ impl SqliteDb {
         entity: &EntityRecord,
         aggregate: Aggregate,
         field: Option<&str>,
-        filter: Option<&Expr>,
+        filter: Option<&Predicate>,
     ) -> StoreResult<Option<f64>> {
         let (aggregate_sql, mut binds) = aggregate_sql(aggregate, field);
         binds.push(Bind::Integer(entity.id));

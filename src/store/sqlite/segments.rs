@@ -3,7 +3,7 @@
 use super::item_sql::{bind_all, filter_sql};
 use super::{parse_opt_ts, parse_ts, ts};
 use super::{SqliteDb, SqliteTx};
-use crate::item_query::Expr;
+use crate::item_query::Predicate;
 use crate::store::entities::EntityRecord;
 use crate::store::segments::*;
 use crate::store::{StoreError, StoreResult};
@@ -63,7 +63,7 @@ impl SqliteDb {
         tx: &mut SqliteTx<'_>,
         segment_id: &str,
         customer: &EntityRecord,
-        filter: &Expr,
+        filter: &Predicate,
         now: DateTime<Utc>,
     ) -> StoreResult<i64> {
         let mut binds = Vec::new();

@@ -181,7 +181,6 @@ impl TestApp {
         }
     }
 
-    /// Every request of the tests goes through here.
     pub async fn send(
         &self,
         method: Method,
@@ -189,8 +188,23 @@ impl TestApp {
         key: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
+        self.send_with(method, path, key, body, &[]).await
+    }
+
+    /// Every request of the tests goes through here.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let url = self.url(path);
         let mut req = self.client.request(method.clone(), &url);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(key) = key {
             req = req.header("X-API-Key", key);
         }
@@ -220,6 +234,12 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> Reply {
         self.send(Method::GET, path, Some(KEY_A), None).await
+    }
+    /// A GET asking for pages of at most `size` items (`Prefer: odata.maxpagesize`).
+    pub async fn get_pages_of(&self, size: usize, path: &str) -> Reply {
+        let prefer = format!("odata.maxpagesize={size}");
+        self.send_with(Method::GET, path, Some(KEY_A), None, &[("Prefer", &prefer)])
+            .await
     }
     pub async fn post(&self, path: &str, body: Value) -> Reply {
         self.send(Method::POST, path, Some(KEY_A), Some(&body))
