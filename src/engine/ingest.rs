@@ -1363,6 +1363,77 @@ mod tests {
     }
 
     #[test]
+    fn the_input_is_opened_once_per_pass() {
+        let reads = std::cell::Cell::new(0);
+        let inputs: [&[u8]; 2] = [b"id,n\n1,5\n2,6\n", b"id,n\n1,5\n2,x\n"];
+        let mut rows = Vec::new();
+        let n = parse::<_, ()>(
+            || {
+                reads.set(reads.get() + 1);
+                Ok(inputs[reads.get() - 1])
+            },
+            Format::Csv,
+            "id",
+            10,
+            |b| {
+                rows.extend(b);
+                Ok(())
+            },
+        );
+        assert_eq!((n, reads.get()), (Ok(2), 2));
+        // A cell the first pass did not see cannot break the column: it is kept as text.
+        assert_eq!(column(&rows, "n"), [&json!(5), &json!("x")]);
+
+        let changed: [&[u8]; 2] = [b"id,n\n1,5\n", b"id,m\n1,5\n"];
+        let mut call = 0;
+        let res = parse::<_, ()>(
+            || {
+                call += 1;
+                Ok(changed[call - 1])
+            },
+            Format::Csv,
+            "id",
+            10,
+            |_| Ok(()),
+        );
+        assert_eq!(
+            res,
+            Err(ParseFailure::Ingest(IngestError::Io(INPUT_CHANGED.into())))
+        );
+        let res = parse::<&[u8], ()>(
+            || Err(std::io::Error::other("gone")),
+            Format::Jsonl,
+            "id",
+            10,
+            |_| Ok(()),
+        );
+        assert_eq!(
+            res,
+            Err(ParseFailure::Ingest(IngestError::Io("gone".into())))
+        );
+    }
+
+    #[test]
+    fn the_first_pass_reports_errors_before_any_batch() {
+        let mut batches = 0;
+        let res = parse::<_, ()>(
+            || Ok(&b"id,n\n1,a\n2,b\n3\n"[..]),
+            Format::Csv,
+            "id",
+            1,
+            |_| {
+                batches += 1;
+                Ok(())
+            },
+        );
+        assert!(matches!(
+            res,
+            Err(ParseFailure::Ingest(IngestError::Malformed { line: 4, .. }))
+        ));
+        assert_eq!(batches, 0);
+    }
+
+    #[test]
     fn key_set_is_exact() {
         let mut set = KeySet::new();
         assert!(set.is_empty());
