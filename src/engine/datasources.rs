@@ -410,16 +410,30 @@ impl Engine {
             .begin_generation(&entity)
             .await
             .map_err(|e| e.to_string())?;
-        let reader: Box<dyn std::io::Read + Send> = match (&source.content, &source.path) {
-            (Some(content), _) => Box::new(std::io::Cursor::new(content.clone().into_bytes())),
-            (None, Some(rel)) => {
-                let path = resolve_inside(self.data_dir(), rel)?;
-                Box::new(
-                    std::fs::File::open(&path).map_err(|e| format!("cannot open '{rel}': {e}"))?,
-                )
-            }
-            (None, None) => return Err("the data source has neither content nor path".into()),
-        };
+        // The parse reads the input twice (types first, then rows), so it gets an opener.
+        let open: Box<dyn FnMut() -> std::io::Result<Box<dyn std::io::Read + Send>> + Send> =
+            match (&source.content, &source.path) {
+                (Some(content), _) => {
+                    let bytes: std::sync::Arc<[u8]> = content.as_bytes().into();
+                    Box::new(move || Ok(Box::new(std::io::Cursor::new(bytes.clone())) as _))
+                }
+                (None, Some(rel)) => {
+                    let path = resolve_inside(self.data_dir(), rel)?;
+                    // Opened here once so a missing file is reported as before.
+                    let mut first = Some(
+                        std::fs::File::open(&path)
+                            .map_err(|e| format!("cannot open '{rel}': {e}"))?,
+                    );
+                    Box::new(move || {
+                        let file = match first.take() {
+                            Some(file) => file,
+                            None => std::fs::File::open(&path)?,
+                        };
+                        Ok(Box::new(file) as _)
+                    })
+                }
+                (None, None) => return Err("the data source has neither content nor path".into()),
+            };
         let format = if source.format == "jsonl" {
             Format::Jsonl
         } else {
@@ -430,8 +444,8 @@ impl Engine {
         // memory bounded) to this task, which writes them.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(String, String)>>(2);
         let parser = tokio::task::spawn_blocking(move || {
-            let mut schema = SchemaBuilder::new();
-            let parsed = ingest::parse(reader, format, &key_field, BATCH_ROWS, |rows| {
+            let mut schema = SchemaBuilder::with_key(&key_field);
+            let parsed = ingest::parse(open, format, &key_field, BATCH_ROWS, |rows| {
                 let batch = rows
                     .into_iter()
                     .map(|row| {

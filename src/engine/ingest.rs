@@ -1,6 +1,6 @@
 //! Streaming ingestion of data-source files (CSV or JSON Lines) into entity items.
 //!
-//! [`parse`] reads from any [`std::io::Read`], turns every record into a [`Row`] (its line number,
+//! [`parse`] reads from any re-openable [`std::io::Read`], turns every record into a [`Row`] (its line number,
 //! its primary key and its fields as a JSON object) and hands the rows to a sink in batches, so a
 //! file is never held in memory as a whole. It stops at the first problem and reports it with the
 //! physical line number where the offending record starts.
@@ -8,9 +8,12 @@
 //! Choices worth knowing:
 //! * **Empty CSV cells are omitted** from the item (no `null`): a missing value and an empty cell
 //!   look the same to every consumer (filters, measures, unification's "skip empty").
-//! * CSV cells are typed one by one with [`infer_cell`]; the key column is the exception and is
-//!   always kept as its raw text (an identifier such as `00123` must not become a number).
-//!   JSON Lines values are kept exactly as written.
+//! * A column has one type across all its items: the input is read twice, the first pass decides
+//!   each column's type with [`super::column_types`], the second converts the values (so a
+//!   postcode column with `4129` and `0812` is text in every item). The CSV key column is always
+//!   kept as its raw text (an identifier such as `00123` must not become a number). JSON Lines
+//!   values are kept as written, except in a field with more than one JSON kind, whose values
+//!   become their JSON text.
 //! * A file with a CSV header and no data rows is valid and yields 0 rows; a file with no content
 //!   at all (or only blank lines / a byte-order mark) is [`IngestError::Empty`].
 //! * A UTF-8 byte-order mark at the start of the file is skipped.
@@ -20,14 +23,15 @@
 //!   so detection is exact.
 //! * A JSON Lines line or a CSV record is limited to [`MAX_LINE_BYTES`] so a file without line
 //!   breaks (or with an unterminated quote) cannot exhaust memory.
-//!   cannot exhaust memory.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::io::{BufRead, BufReader, Read};
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
+
+use super::column_types::{ColumnType, JsonColumn, TextColumn};
 
 /// Format of a data-source file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -121,33 +125,52 @@ const BUFFER_BYTES: usize = 256 * 1024;
 
 const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
 
-/// Streams rows in batches of `batch_size` (0 is treated as 1), calling `sink` for each batch;
-/// never holds the whole file. Stops at the first error (batches already handed to the sink stay
-/// handed; callers that need all-or-nothing should apply the batches in one transaction).
-/// Returns the number of rows.
+/// Reads the input twice: the first pass decides every column's type (see
+/// [`super::column_types`]), the second converts the values and streams rows in batches of
+/// `batch_size` (0 is treated as 1), calling `sink` for each batch; never holds the whole input.
+/// `open` is called once per pass and must give the same bytes each time. Stops at the first
+/// error (batches already handed to the sink stay handed; callers that need all-or-nothing
+/// should apply the batches in one transaction). Returns the number of rows.
 pub fn parse<R: Read, E>(
-    reader: R,
+    open: impl FnMut() -> std::io::Result<R>,
     format: Format,
     key_field: &str,
     batch_size: usize,
     sink: impl FnMut(Vec<Row>) -> Result<(), E>,
 ) -> Result<u64, ParseFailure<E>> {
-    parse_limited(reader, format, key_field, batch_size, MAX_LINE_BYTES, sink)
+    parse_limited(open, format, key_field, batch_size, MAX_LINE_BYTES, sink)
 }
 
 fn parse_limited<R: Read, E>(
-    reader: R,
+    mut open: impl FnMut() -> std::io::Result<R>,
     format: Format,
     key_field: &str,
     batch_size: usize,
     max_record: usize,
     sink: impl FnMut(Vec<Row>) -> Result<(), E>,
 ) -> Result<u64, ParseFailure<E>> {
-    let reader = skip_bom(reader)?;
+    let mut reopen = || {
+        let reader = open().map_err(|e| IngestError::Io(e.to_string()))?;
+        skip_bom(reader)
+    };
+    let first = reopen()?;
     let mut batcher = Batcher::new(batch_size, sink);
     match format {
-        Format::Csv => parse_csv(reader, key_field, max_record, &mut batcher)?,
-        Format::Jsonl => parse_jsonl(reader, key_field, max_record, &mut batcher)?,
+        Format::Csv => {
+            let (headers, types) = csv_column_types(first, key_field, max_record)?;
+            parse_csv(
+                reopen()?,
+                key_field,
+                max_record,
+                &headers,
+                &types,
+                &mut batcher,
+            )?;
+        }
+        Format::Jsonl => {
+            let mixed = jsonl_mixed_fields(first, key_field, max_record)?;
+            parse_jsonl(reopen()?, key_field, max_record, &mixed, &mut batcher)?;
+        }
     }
     batcher.finish()
 }
@@ -223,89 +246,143 @@ impl<E, F: FnMut(Vec<Row>) -> Result<(), E>> Batcher<F> {
     }
 }
 
+/// A CSV reader that checks the header and every record (NUL, key) and knows physical lines.
+struct CsvRecords<R> {
+    rdr: csv::Reader<LineTracker<R>>,
+    headers: Vec<String>,
+    key_index: usize,
+    key_field: String,
+}
+
+impl<R: Read> CsvRecords<R> {
+    fn new(reader: R, key_field: &str, max_record: usize) -> Result<Self, IngestError> {
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .buffer_capacity(BUFFER_BYTES)
+            .from_reader(LineTracker::new(reader, max_record));
+        let (headers, header_pos): (Vec<String>, u64) = match rdr.headers() {
+            Ok(h) => (
+                h.iter().map(str::to_owned).collect(),
+                h.position().map_or(0, csv::Position::byte),
+            ),
+            Err(e) => return Err(csv_error(e, &mut rdr)),
+        };
+        if headers.is_empty() {
+            return Err(IngestError::Empty);
+        }
+        let header_line = rdr.get_mut().line_at(header_pos);
+        for (i, name) in headers.iter().enumerate() {
+            if name.is_empty() {
+                return Err(malformed(
+                    header_line,
+                    format!("header column {} has no name", i + 1),
+                ));
+            }
+            if headers[..i].contains(name) {
+                return Err(malformed(
+                    header_line,
+                    format!("header column '{name}' appears twice"),
+                ));
+            }
+            if name.contains('\0') {
+                return Err(malformed(header_line, NUL_REFUSED.to_owned()));
+            }
+        }
+        let key_index = headers
+            .iter()
+            .position(|h| h == key_field)
+            .ok_or_else(|| IngestError::KeyColumnMissing(key_field.to_owned()))?;
+        Ok(CsvRecords {
+            rdr,
+            headers,
+            key_index,
+            key_field: key_field.to_owned(),
+        })
+    }
+
+    /// Reads the next record into `record`; its physical line, or `None` at the end.
+    fn next(&mut self, record: &mut csv::StringRecord) -> Result<Option<u64>, IngestError> {
+        match self.rdr.read_record(record) {
+            Ok(false) => return Ok(None),
+            Ok(true) => {}
+            Err(e) => return Err(csv_error(e, &mut self.rdr)),
+        }
+        let byte = record.position().map_or(u64::MAX, csv::Position::byte);
+        let line = self.rdr.get_mut().line_at(byte);
+        if record.as_slice().contains('\0') {
+            return Err(malformed(line, NUL_REFUSED.to_owned()));
+        }
+        if record[self.key_index].trim().is_empty() {
+            return Err(IngestError::MissingKey {
+                line,
+                key_field: self.key_field.clone(),
+            });
+        }
+        Ok(Some(line))
+    }
+}
+
+/// Pass 1 over a CSV input: the header and each column's type (`None`: no non-empty cell).
+/// The key column is always text.
+fn csv_column_types<R: Read>(
+    reader: R,
+    key_field: &str,
+    max_record: usize,
+) -> Result<(Vec<String>, Vec<Option<ColumnType>>), IngestError> {
+    let mut records = CsvRecords::new(reader, key_field, max_record)?;
+    let key_index = records.key_index;
+    let mut columns = vec![TextColumn::new(); records.headers.len()];
+    let mut record = csv::StringRecord::new();
+    while records.next(&mut record)?.is_some() {
+        for (i, (column, cell)) in columns.iter_mut().zip(record.iter()).enumerate() {
+            if i != key_index {
+                column.observe(cell);
+            }
+        }
+    }
+    let mut types: Vec<Option<ColumnType>> = columns.iter().map(TextColumn::decide).collect();
+    types[key_index] = Some(ColumnType::String);
+    Ok((std::mem::take(&mut records.headers), types))
+}
+
+/// Pass 2 over a CSV input: rows with each cell converted by its column's type.
 fn parse_csv<R: Read, E, F: FnMut(Vec<Row>) -> Result<(), E>>(
     reader: R,
     key_field: &str,
     max_record: usize,
+    headers: &[String],
+    types: &[Option<ColumnType>],
     batcher: &mut Batcher<F>,
 ) -> Result<(), ParseFailure<E>> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .buffer_capacity(BUFFER_BYTES)
-        .from_reader(LineTracker::new(reader, max_record));
-    let (headers, header_pos): (Vec<String>, u64) = match rdr.headers() {
-        Ok(h) => (
-            h.iter().map(str::to_owned).collect(),
-            h.position().map_or(0, csv::Position::byte),
-        ),
-        Err(e) => return Err(csv_error(e, &mut rdr).into()),
-    };
-    if headers.is_empty() {
-        return Err(IngestError::Empty.into());
+    let mut records = CsvRecords::new(reader, key_field, max_record)?;
+    if records.headers != headers {
+        return Err(IngestError::Io(INPUT_CHANGED.into()).into());
     }
-    let header_line = rdr.get_mut().line_at(header_pos);
-    for (i, name) in headers.iter().enumerate() {
-        if name.is_empty() {
-            return Err(
-                malformed(header_line, format!("header column {} has no name", i + 1)).into(),
-            );
-        }
-        if headers[..i].contains(name) {
-            return Err(
-                malformed(header_line, format!("header column '{name}' appears twice")).into(),
-            );
-        }
-        if name.contains('\0') {
-            return Err(malformed(header_line, NUL_REFUSED.to_owned()).into());
-        }
-    }
-    let key_index = headers
-        .iter()
-        .position(|h| h == key_field)
-        .ok_or_else(|| IngestError::KeyColumnMissing(key_field.to_owned()))?;
-
+    let key_index = records.key_index;
     let mut record = csv::StringRecord::new();
-    loop {
-        match rdr.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => return Err(csv_error(e, &mut rdr).into()),
-        }
-        let byte = record.position().map_or(u64::MAX, csv::Position::byte);
-        let line = rdr.get_mut().line_at(byte);
-        if record.as_slice().contains('\0') {
-            return Err(malformed(line, NUL_REFUSED.to_owned()).into());
-        }
-        let key = &record[key_index];
-        if key.trim().is_empty() {
-            return Err(IngestError::MissingKey {
-                line,
-                key_field: key_field.to_owned(),
-            }
-            .into());
-        }
+    while let Some(line) = records.next(&mut record)? {
         let data: Map<String, Value> = headers
             .iter()
             .zip(record.iter())
-            .enumerate()
-            .filter_map(|(i, (name, cell))| {
-                let value = if i == key_index {
-                    Some(Value::String(cell.to_owned()))
-                } else {
-                    infer_cell(cell)
-                };
-                value.map(|v| (name.clone(), v))
+            .zip(types)
+            .filter(|((_, cell), _)| !cell.is_empty())
+            .map(|((name, cell), t)| {
+                let t = t.unwrap_or(ColumnType::String);
+                (name.clone(), t.convert(cell))
             })
             .collect();
         batcher.push(Row {
             line,
-            key: key.to_owned(),
+            key: record[key_index].to_owned(),
             data,
         })?;
     }
     Ok(())
 }
+
+/// Why the second pass stopped: it did not read what the first one read.
+const INPUT_CHANGED: &str = "the input changed while it was read";
 
 /// Tracks physical line breaks (`\n`, `\r\n`, lone `\r`) of the bytes the CSV reader pulls, so a
 /// record's byte offset can be turned into the physical line where its first character is.
@@ -439,72 +516,137 @@ fn malformed(line: u64, message: impl Into<String>) -> IngestError {
     }
 }
 
+/// A JSON Lines reader that checks every line (JSON object, NUL, key) and counts lines.
+struct JsonlRecords<R> {
+    reader: BufReader<R>,
+    buf: Vec<u8>,
+    line: u64,
+    saw_content: bool,
+    key_field: String,
+    max_line: usize,
+}
+
+impl<R: Read> JsonlRecords<R> {
+    fn new(reader: R, key_field: &str, max_line: usize) -> Self {
+        JsonlRecords {
+            reader: BufReader::with_capacity(BUFFER_BYTES, reader),
+            buf: Vec::new(),
+            line: 0,
+            saw_content: false,
+            key_field: key_field.to_owned(),
+            max_line,
+        }
+    }
+
+    /// The next record; `None` at the end ([`IngestError::Empty`] if the input had no record
+    /// at all).
+    fn next(&mut self) -> Result<Option<Row>, IngestError> {
+        let max_line = self.max_line;
+        loop {
+            self.buf.clear();
+            let read = read_line_capped(&mut self.reader, &mut self.buf, max_line)
+                .map_err(|e| IngestError::Io(e.to_string()))?;
+            self.line += 1;
+            let line = self.line;
+            match read {
+                LineRead::Eof if self.saw_content => return Ok(None),
+                LineRead::Eof => return Err(IngestError::Empty),
+                LineRead::TooLong => {
+                    return Err(malformed(
+                        line,
+                        format!("line is longer than {max_line} bytes"),
+                    ))
+                }
+                LineRead::Line => {}
+            }
+            let text = std::str::from_utf8(&self.buf)
+                .map_err(|_| malformed(line, "line is not valid UTF-8"))?;
+            let text = text.trim();
+            if text.is_empty() {
+                continue;
+            }
+            self.saw_content = true;
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| malformed(line, format!("invalid JSON: {e}")))?;
+            let Value::Object(data) = value else {
+                return Err(malformed(
+                    line,
+                    format!("expected a JSON object, found {}", json_kind(&value)),
+                ));
+            };
+            if text.contains("u0000") && has_nul_in_object(&data) {
+                return Err(malformed(line, NUL_REFUSED.to_owned()));
+            }
+            let key_field = &self.key_field;
+            let key = match data.get(key_field) {
+                Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                None | Some(Value::Null) | Some(Value::String(_)) => {
+                    return Err(IngestError::MissingKey {
+                        line,
+                        key_field: key_field.clone(),
+                    })
+                }
+                Some(other) => {
+                    return Err(malformed(
+                        line,
+                        format!(
+                            "key field '{key_field}' must be a string or a number, found {}",
+                            json_kind(other)
+                        ),
+                    ))
+                }
+            };
+            return Ok(Some(Row { line, key, data }));
+        }
+    }
+}
+
+/// Pass 1 over a JSON Lines input: the fields whose values have more than one JSON kind.
+fn jsonl_mixed_fields<R: Read>(
+    reader: R,
+    key_field: &str,
+    max_line: usize,
+) -> Result<Vec<String>, IngestError> {
+    let mut records = JsonlRecords::new(reader, key_field, max_line);
+    let mut columns: HashMap<String, JsonColumn> = HashMap::new();
+    while let Some(row) = records.next()? {
+        for (name, value) in &row.data {
+            match columns.get_mut(name) {
+                Some(column) => column.observe(value),
+                None => {
+                    let mut column = JsonColumn::default();
+                    column.observe(value);
+                    columns.insert(name.clone(), column);
+                }
+            }
+        }
+    }
+    let mut mixed: Vec<String> = columns
+        .into_iter()
+        .filter(|(_, c)| c.is_mixed())
+        .map(|(name, _)| name)
+        .collect();
+    mixed.sort();
+    Ok(mixed)
+}
+
+/// Pass 2 over a JSON Lines input: rows with the values of `mixed` fields turned into text.
 fn parse_jsonl<R: Read, E, F: FnMut(Vec<Row>) -> Result<(), E>>(
     reader: R,
     key_field: &str,
     max_line: usize,
+    mixed: &[String],
     batcher: &mut Batcher<F>,
 ) -> Result<(), ParseFailure<E>> {
-    let mut reader = BufReader::with_capacity(BUFFER_BYTES, reader);
-    let mut buf = Vec::new();
-    let mut line: u64 = 0;
-    let mut saw_content = false;
-    loop {
-        buf.clear();
-        let read = read_line_capped(&mut reader, &mut buf, max_line)
-            .map_err(|e| IngestError::Io(e.to_string()))?;
-        line += 1;
-        match read {
-            LineRead::Eof => break,
-            LineRead::TooLong => {
-                return Err(malformed(line, format!("line is longer than {max_line} bytes")).into())
+    let mut records = JsonlRecords::new(reader, key_field, max_line);
+    while let Some(mut row) = records.next()? {
+        for name in mixed {
+            if let Some(value) = row.data.get_mut(name) {
+                *value = JsonColumn::to_text(std::mem::take(value));
             }
-            LineRead::Line => {}
         }
-        let text =
-            std::str::from_utf8(&buf).map_err(|_| malformed(line, "line is not valid UTF-8"))?;
-        let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
-        saw_content = true;
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| malformed(line, format!("invalid JSON: {e}")))?;
-        let Value::Object(data) = value else {
-            return Err(malformed(
-                line,
-                format!("expected a JSON object, found {}", json_kind(&value)),
-            )
-            .into());
-        };
-        if text.contains("u0000") && has_nul_in_object(&data) {
-            return Err(malformed(line, NUL_REFUSED.to_owned()).into());
-        }
-        let key = match data.get(key_field) {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            None | Some(Value::Null) | Some(Value::String(_)) => {
-                return Err(IngestError::MissingKey {
-                    line,
-                    key_field: key_field.to_owned(),
-                }
-                .into())
-            }
-            Some(other) => {
-                return Err(malformed(
-                    line,
-                    format!(
-                        "key field '{key_field}' must be a string or a number, found {}",
-                        json_kind(other)
-                    ),
-                )
-                .into())
-            }
-        };
-        batcher.push(Row { line, key, data })?;
-    }
-    if !saw_content {
-        return Err(IngestError::Empty.into());
+        batcher.push(row)?;
     }
     Ok(())
 }
@@ -562,55 +704,6 @@ fn json_kind(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// Types one CSV cell. `None` for an empty cell (the field is then omitted).
-///
-/// * `true` / `false` (exactly, lower case) → boolean;
-/// * `-?(0|[1-9][0-9]*)` within `i64` → integer (so `00123`, `+4930…`, `-0` and huge ids stay text);
-/// * `-?(0|[1-9][0-9]*)\.[0-9]+` with at most 15 significant digits → number (an `f64` holds any
-///   such decimal exactly enough to give it back; longer ones stay text). No exponents, no `.5`;
-/// * anything else → string, unchanged (no trimming).
-pub fn infer_cell(cell: &str) -> Option<Value> {
-    if cell.is_empty() {
-        return None;
-    }
-    match cell {
-        "true" => return Some(Value::Bool(true)),
-        "false" => return Some(Value::Bool(false)),
-        _ => {}
-    }
-    let bytes = cell.as_bytes();
-    let unsigned = bytes.strip_prefix(b"-").unwrap_or(bytes);
-    let negative = unsigned.len() != bytes.len();
-    let int_len = unsigned.iter().take_while(|b| b.is_ascii_digit()).count();
-    let int_part = &unsigned[..int_len];
-    let valid_int_part = int_len == 1 || (int_len > 1 && int_part[0] != b'0');
-    if valid_int_part {
-        if int_len == unsigned.len() {
-            if negative && int_part == b"0" {
-                return Some(Value::String(cell.to_owned()));
-            }
-            if let Ok(i) = cell.parse::<i64>() {
-                return Some(Value::Number(i.into()));
-            }
-        } else if unsigned[int_len] == b'.' {
-            let frac = &unsigned[int_len + 1..];
-            if !frac.is_empty() && frac.iter().all(u8::is_ascii_digit) {
-                // Significant digits: from the first to the last non-zero digit.
-                let digits = || int_part.iter().chain(frac.iter());
-                let total = int_part.len() + frac.len();
-                let leading = digits().take_while(|&&d| d == b'0').count();
-                let trailing = digits().rev().take_while(|&&d| d == b'0').count();
-                if total.saturating_sub(leading + trailing) <= 15 {
-                    if let Some(n) = cell.parse::<f64>().ok().and_then(Number::from_f64) {
-                        return Some(Value::Number(n));
-                    }
-                }
-            }
-        }
-    }
-    Some(Value::String(cell.to_owned()))
 }
 
 /// Exact set of keys with their first line, compact enough for millions of keys.
@@ -722,10 +815,16 @@ mod tests {
         batch: usize,
     ) -> Result<(u64, Vec<Vec<Row>>), IngestError> {
         let mut batches = Vec::new();
-        let n = parse::<_, ()>(input, format, key, batch, |b| {
-            batches.push(b);
-            Ok(())
-        })
+        let n = parse::<_, ()>(
+            || Ok(input),
+            format,
+            key,
+            batch,
+            |b| {
+                batches.push(b);
+                Ok(())
+            },
+        )
         .map_err(|e| match e {
             ParseFailure::Ingest(e) => e,
             ParseFailure::Sink(()) => unreachable!(),
@@ -739,46 +838,6 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn cell_typing() {
-        assert_eq!(infer_cell(""), None);
-        assert_eq!(infer_cell("true"), Some(json!(true)));
-        assert_eq!(infer_cell("false"), Some(json!(false)));
-        assert_eq!(infer_cell("True"), Some(json!("True")));
-        assert_eq!(infer_cell("0"), Some(json!(0)));
-        assert_eq!(infer_cell("42"), Some(json!(42)));
-        assert_eq!(infer_cell("-17"), Some(json!(-17)));
-        assert_eq!(infer_cell("-0"), Some(json!("-0")));
-        assert_eq!(infer_cell("00123"), Some(json!("00123")));
-        assert_eq!(infer_cell("+4930123456"), Some(json!("+4930123456")));
-        assert_eq!(infer_cell("9223372036854775807"), Some(json!(i64::MAX)));
-        assert_eq!(
-            infer_cell("9223372036854775808"),
-            Some(json!("9223372036854775808"))
-        );
-        assert_eq!(infer_cell("1.5"), Some(json!(1.5)));
-        assert_eq!(infer_cell("-0.25"), Some(json!(-0.25)));
-        assert_eq!(infer_cell("19.90"), Some(json!(19.9)));
-        assert_eq!(infer_cell("0.000123"), Some(json!(0.000123)));
-        assert_eq!(
-            infer_cell("123456789.123456"),
-            Some(json!(123456789.123456))
-        );
-        assert_eq!(
-            infer_cell("1234567890.1234567"),
-            Some(json!("1234567890.1234567"))
-        );
-        assert_eq!(infer_cell("01.5"), Some(json!("01.5")));
-        assert_eq!(infer_cell(".5"), Some(json!(".5")));
-        assert_eq!(infer_cell("5."), Some(json!("5.")));
-        assert_eq!(infer_cell("1e5"), Some(json!("1e5")));
-        assert_eq!(infer_cell("1.2.3"), Some(json!("1.2.3")));
-        assert_eq!(infer_cell("-"), Some(json!("-")));
-        assert_eq!(infer_cell(" 42"), Some(json!(" 42")));
-        assert_eq!(infer_cell("NaN"), Some(json!("NaN")));
-        assert_eq!(infer_cell("héllo"), Some(json!("héllo")));
     }
 
     #[test]
@@ -797,6 +856,118 @@ mod tests {
             rows[1].data,
             obj(json!({"Id":"2","Name":"Smith, Bob","Score":2,"Active":false,"Zip":"01099"}))
         );
+    }
+
+    /// The rows of `input` and the schema the refresh states for them.
+    fn typed(input: &str, format: Format, key: &str) -> (Vec<Row>, Value) {
+        let rows = rows(input, format, key).unwrap();
+        let mut schema = crate::engine::schema_inference::SchemaBuilder::with_key(key);
+        for row in &rows {
+            schema.observe(&row.data);
+        }
+        (rows, schema.finish())
+    }
+
+    fn column<'a>(rows: &'a [Row], field: &str) -> Vec<&'a Value> {
+        rows.iter().filter_map(|r| r.data.get(field)).collect()
+    }
+
+    #[test]
+    fn csv_postcodes_are_one_string_column() {
+        let (rows, schema) = typed("id,postcode\n1,4129\n2,0812\n3,\n", Format::Csv, "id");
+        assert_eq!(column(&rows, "postcode"), [&json!("4129"), &json!("0812")]);
+        assert!(!rows[2].data.contains_key("postcode"));
+        assert_eq!(
+            schema["properties"]["postcode"],
+            json!({"type":"string","x-ms-summary":"postcode","description":"The postcode field."})
+        );
+    }
+
+    #[test]
+    fn csv_columns_are_typed_as_a_whole() {
+        let input = "id,n,x,b,d,t,w,e\n\
+                     1,4129,1,true,2024-01-31,2024-01-31T10:00:00Z,2024-01-31,\n\
+                     2,-812,2.25,false,2023-12-01,2024-06-01T08:30:00.1234567+02:00,soon,\n\
+                     3,0,,,2024-02-29,,2024-03-01,\n";
+        let (rows, schema) = typed(input, Format::Csv, "id");
+        let t = |f: &str| schema["properties"][f].clone();
+        assert_eq!(column(&rows, "n"), [&json!(4129), &json!(-812), &json!(0)]);
+        assert_eq!(t("n")["type"], "integer");
+        assert_eq!(column(&rows, "x"), [&json!(1), &json!(2.25)]);
+        assert_eq!(t("x")["type"], "number");
+        assert_eq!(column(&rows, "b"), [&json!(true), &json!(false)]);
+        assert_eq!(t("b")["type"], "boolean");
+        assert_eq!(
+            column(&rows, "d"),
+            [
+                &json!("2024-01-31"),
+                &json!("2023-12-01"),
+                &json!("2024-02-29")
+            ]
+        );
+        assert_eq!(
+            t("d"),
+            json!({"type":"string","format":"date","x-ms-summary":"d","description":"The d field."})
+        );
+        assert_eq!(
+            column(&rows, "t"),
+            [
+                &json!("2024-01-31T10:00:00Z"),
+                &json!("2024-06-01T08:30:00.1234567+02:00")
+            ]
+        );
+        assert_eq!(t("t")["type"], "string");
+        assert_eq!(t("t")["format"], "date-time");
+        assert_eq!(
+            column(&rows, "w"),
+            [&json!("2024-01-31"), &json!("soon"), &json!("2024-03-01")]
+        );
+        assert_eq!(t("w")["type"], "string");
+        assert!(t("w").get("format").is_none());
+        // No non-empty cell: the field is omitted and gets no property.
+        assert!(rows.iter().all(|r| !r.data.contains_key("e")));
+        assert!(t("e").is_null());
+    }
+
+    #[test]
+    fn csv_key_column_stays_text() {
+        let (rows, schema) = typed("d,n\n2024-01-31,1\n7,2\n", Format::Csv, "d");
+        assert_eq!(column(&rows, "d"), [&json!("2024-01-31"), &json!("7")]);
+        assert_eq!(schema["properties"]["d"]["type"], "string");
+        let (rows, schema) = typed("d,n\n2024-01-31,1\n", Format::Csv, "d");
+        assert_eq!(rows[0].data["d"], "2024-01-31");
+        assert!(schema["properties"]["d"].get("format").is_none());
+    }
+
+    #[test]
+    fn jsonl_mixed_kinds_become_text() {
+        let input = concat!(
+            r#"{"id":"a","m":12,"k":1,"s":"2024-01-31","o":{"x":1},"z":null}"#,
+            "\n",
+            r#"{"id":"b","m":"x","k":2.5,"s":"2024-02-01","o":[1,"y"],"z":1}"#,
+            "\n",
+            r#"{"id":"c","m":true,"k":null,"o":"t","z":null}"#,
+            "\n",
+            r#"{"id":"d","m":null}"#,
+        );
+        let (rows, schema) = typed(input, Format::Jsonl, "id");
+        let t = |f: &str| schema["properties"][f].clone();
+        assert_eq!(
+            column(&rows, "m"),
+            [&json!("12"), &json!("x"), &json!("true"), &json!(null)]
+        );
+        assert_eq!(t("m")["type"], "string");
+        assert_eq!(t("m")["x-nullable"], true);
+        assert_eq!(column(&rows, "k"), [&json!(1), &json!(2.5), &json!(null)]);
+        assert_eq!(t("k")["type"], "number");
+        assert_eq!(
+            column(&rows, "o"),
+            [&json!(r#"{"x":1}"#), &json!(r#"[1,"y"]"#), &json!("t")]
+        );
+        assert_eq!(t("o")["type"], "string");
+        assert_eq!(column(&rows, "z"), [&json!(null), &json!(1), &json!(null)]);
+        assert_eq!(t("z")["type"], "integer");
+        assert_eq!(t("s")["format"], "date");
     }
 
     #[test]
@@ -985,14 +1156,20 @@ mod tests {
         assert_eq!((n, batches.len()), (10, 10));
 
         let mut calls = 0;
-        let res = parse(input.as_bytes(), Format::Csv, "id", 3, |_| {
-            calls += 1;
-            if calls == 2 {
-                Err("store full")
-            } else {
-                Ok(())
-            }
-        });
+        let res = parse(
+            || Ok(input.as_bytes()),
+            Format::Csv,
+            "id",
+            3,
+            |_| {
+                calls += 1;
+                if calls == 2 {
+                    Err("store full")
+                } else {
+                    Ok(())
+                }
+            },
+        );
         assert_eq!(res, Err(ParseFailure::Sink("store full")));
         assert_eq!(calls, 2);
     }
@@ -1001,10 +1178,16 @@ mod tests {
     fn parse_stops_at_first_error_after_sending_earlier_batches() {
         let input = "id\n1\n2\n3\n2\n4\n";
         let mut seen = Vec::new();
-        let res = parse::<_, ()>(input.as_bytes(), Format::Csv, "id", 2, |b| {
-            seen.extend(b.into_iter().map(|r| r.key));
-            Ok(())
-        });
+        let res = parse::<_, ()>(
+            || Ok(input.as_bytes()),
+            Format::Csv,
+            "id",
+            2,
+            |b| {
+                seen.extend(b.into_iter().map(|r| r.key));
+                Ok(())
+            },
+        );
         assert_eq!(
             res,
             Err(ParseFailure::Ingest(IngestError::DuplicateKey {
@@ -1036,7 +1219,9 @@ mod tests {
             rows[0].data,
             obj(json!({"id":"a","n":1,"nested":{"x":[1,2]}}))
         );
-        assert_eq!(rows[1].data, obj(json!({"id":7,"n":2.5})));
+        // The key field has strings and numbers, so its numbers become text.
+        assert_eq!(rows[1].data, obj(json!({"id":"7","n":2.5})));
+        assert_eq!(rows[2].data, obj(json!({"id":"1.5"})));
     }
 
     #[test]
@@ -1120,7 +1305,7 @@ mod tests {
     fn overlong_records_are_refused() {
         let max = 1024;
         let run = |input: Vec<u8>, format: Format| {
-            parse_limited::<_, ()>(&input[..], format, "id", 10, max, |_| Ok(()))
+            parse_limited::<_, ()>(|| Ok(&input[..]), format, "id", 10, max, |_| Ok(()))
         };
         // An unterminated quote would otherwise swallow the whole file into one record.
         let mut csv = b"id,note\n1,a\n2,\"".to_vec();
@@ -1169,12 +1354,83 @@ mod tests {
             (Format::Jsonl, &b"{\"id\":1}\n{\"id\":2}\n"[..]),
             (Format::Csv, &b""[..]),
         ] {
-            let res = parse::<_, ()>(Failing(data), format, "id", 10, |_| Ok(()));
+            let res = parse::<_, ()>(|| Ok(Failing(data)), format, "id", 10, |_| Ok(()));
             assert_eq!(
                 res,
                 Err(ParseFailure::Ingest(IngestError::Io("disk on fire".into())))
             );
         }
+    }
+
+    #[test]
+    fn the_input_is_opened_once_per_pass() {
+        let reads = std::cell::Cell::new(0);
+        let inputs: [&[u8]; 2] = [b"id,n\n1,5\n2,6\n", b"id,n\n1,5\n2,x\n"];
+        let mut rows = Vec::new();
+        let n = parse::<_, ()>(
+            || {
+                reads.set(reads.get() + 1);
+                Ok(inputs[reads.get() - 1])
+            },
+            Format::Csv,
+            "id",
+            10,
+            |b| {
+                rows.extend(b);
+                Ok(())
+            },
+        );
+        assert_eq!((n, reads.get()), (Ok(2), 2));
+        // A cell the first pass did not see cannot break the column: it is kept as text.
+        assert_eq!(column(&rows, "n"), [&json!(5), &json!("x")]);
+
+        let changed: [&[u8]; 2] = [b"id,n\n1,5\n", b"id,m\n1,5\n"];
+        let mut call = 0;
+        let res = parse::<_, ()>(
+            || {
+                call += 1;
+                Ok(changed[call - 1])
+            },
+            Format::Csv,
+            "id",
+            10,
+            |_| Ok(()),
+        );
+        assert_eq!(
+            res,
+            Err(ParseFailure::Ingest(IngestError::Io(INPUT_CHANGED.into())))
+        );
+        let res = parse::<&[u8], ()>(
+            || Err(std::io::Error::other("gone")),
+            Format::Jsonl,
+            "id",
+            10,
+            |_| Ok(()),
+        );
+        assert_eq!(
+            res,
+            Err(ParseFailure::Ingest(IngestError::Io("gone".into())))
+        );
+    }
+
+    #[test]
+    fn the_first_pass_reports_errors_before_any_batch() {
+        let mut batches = 0;
+        let res = parse::<_, ()>(
+            || Ok(&b"id,n\n1,a\n2,b\n3\n"[..]),
+            Format::Csv,
+            "id",
+            1,
+            |_| {
+                batches += 1;
+                Ok(())
+            },
+        );
+        assert!(matches!(
+            res,
+            Err(ParseFailure::Ingest(IngestError::Malformed { line: 4, .. }))
+        ));
+        assert_eq!(batches, 0);
     }
 
     #[test]

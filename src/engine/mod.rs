@@ -5,6 +5,7 @@
 //! HTTP types or SQL. Domain types derive `utoipa::ToSchema` because their JSON shape is the
 //! public contract; that is schema metadata, not transport.
 
+pub mod column_types;
 pub mod datasources;
 pub mod entities;
 pub mod entity_resolution;

@@ -1,10 +1,13 @@
 //! Entity schemas inferred from items, one rule for every writer (ingestion, item writes,
-//! unification): per field `integer`, `number`, `string`, `boolean`, `object` or `array`;
-//! integer mixed with number gives `number`, any other mix `string`; an explicit `null` keeps
-//! the type and marks the field `x-nullable` (how Power Automate reads a dynamic schema:
-//! Swagger 2.0 has no null type); a field only ever `null` is a nullable `string`.
+//! unification): per field `integer`, `number`, `string`, `boolean`, `object` or `array`, and
+//! `string` with `format: date` / `format: date-time` when every value of the field is one (see
+//! [`super::column_types`]); integer mixed with number gives `number`, any other mix `string`;
+//! an explicit `null` keeps the type and marks the field `x-nullable` (how Power Automate reads a
+//! dynamic schema: Swagger 2.0 has no null type); a field only ever `null` is a nullable `string`.
 
 use serde_json::{json, Map, Value};
+
+use super::column_types::{is_date, is_date_time};
 
 /// The schema of one field.
 pub fn property(field: &str, t: FieldType, nullable: bool) -> Value {
@@ -13,6 +16,9 @@ pub fn property(field: &str, t: FieldType, nullable: bool) -> Value {
         "x-ms-summary": field,
         "description": format!("The {field} field."),
     });
+    if let Some(format) = t.format() {
+        p["format"] = json!(format);
+    }
     if t == FieldType::Array {
         p["items"] = json!({});
     }
@@ -28,6 +34,8 @@ pub fn empty_schema() -> Value {
 }
 
 /// Widens a stored schema so it describes `item` too (fields are added, types generalised).
+/// A date or date-time property stays one while the values fit; a new field is typed by its JSON
+/// kind alone (one item is too little to call a string a date).
 pub fn widen_schema(schema: &mut Value, item: &Map<String, Value>) {
     if !schema.is_object() {
         *schema = empty_schema();
@@ -41,23 +49,82 @@ pub fn widen_schema(schema: &mut Value, item: &Map<String, Value>) {
         return;
     };
     for (field, value) in item {
-        let t = FieldType::of(value);
         match props.get_mut(field) {
             Some(existing) => {
-                if t == FieldType::Null {
+                if value.is_null() {
                     existing["x-nullable"] = json!(true);
                     continue;
                 }
-                let old = existing.get("type").and_then(Value::as_str);
-                let new = old.map_or(t, |old| FieldType::from_name(old).join(t));
-                if old != Some(new.name()) {
-                    existing["type"] = json!(new.name());
+                let old = FieldType::from_property(existing);
+                let t = match old {
+                    Some(FieldType::Date | FieldType::DateTime) => FieldType::guess(value),
+                    _ => FieldType::of(value),
+                };
+                let new = old.map_or(t, |old| old.join(t));
+                if old != Some(new) {
+                    let p = existing.as_object_mut().expect("indexed as an object");
+                    p.insert("type".into(), json!(new.name()));
+                    match new.format() {
+                        Some(format) => p.insert("format".into(), json!(format)),
+                        None => p.remove("format"),
+                    };
                 }
             }
             None => {
+                let t = FieldType::of(value);
                 props.insert(field.clone(), property(field, t, t == FieldType::Null));
             }
         }
+    }
+}
+
+/// Whether `item` fits the columns `schema` already has: `null` fits any column, an integer
+/// column takes JSON integers, a number column any number, a date (date-time) column a string
+/// that is one; fields the schema does not have always fit.
+pub fn check_item(schema: &Value, item: &Map<String, Value>) -> Result<(), String> {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (field, value) in item {
+        let Some(column) = props.get(field).and_then(FieldType::from_property) else {
+            continue;
+        };
+        let fits = match (column, value) {
+            (_, Value::Null) | (FieldType::Null, _) => true,
+            (FieldType::Boolean, v) => v.is_boolean(),
+            (FieldType::Integer, Value::Number(n)) => n.is_i64() || n.is_u64(),
+            (FieldType::Number, v) => v.is_number(),
+            (FieldType::String, v) => v.is_string(),
+            (FieldType::Date, Value::String(s)) => is_date(s),
+            (FieldType::DateTime, Value::String(s)) => is_date_time(s),
+            (FieldType::Object, v) => v.is_object(),
+            (FieldType::Array, v) => v.is_array(),
+            _ => false,
+        };
+        if !fits {
+            return Err(format!(
+                "field '{field}' is {} column; got {}",
+                column.with_article(),
+                describe(value)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A value as an error message names it.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => {
+            let shown: String = s.chars().take(40).collect();
+            let more = if shown.len() < s.len() { "…" } else { "" };
+            format!("the string {}{more}", Value::String(shown))
+        }
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
     }
 }
 
@@ -66,6 +133,8 @@ pub fn widen_schema(schema: &mut Value, item: &Map<String, Value>) {
 pub struct SchemaBuilder {
     /// Per field: the joined type and whether an explicit `null` was seen.
     fields: std::collections::BTreeMap<String, (FieldType, bool)>,
+    /// A field kept as plain text (the key: identifiers get no format).
+    key: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,11 +145,16 @@ pub enum FieldType {
     Integer,
     Number,
     String,
+    /// A string that is a `YYYY-MM-DD` date.
+    Date,
+    /// A string that is an RFC 3339 date-time.
+    DateTime,
     Object,
     Array,
 }
 
 impl FieldType {
+    /// The JSON kind of a value (strings are plain strings).
     fn of(v: &Value) -> FieldType {
         match v {
             Value::Null => FieldType::Null,
@@ -90,6 +164,15 @@ impl FieldType {
             Value::String(_) => FieldType::String,
             Value::Array(_) => FieldType::Array,
             Value::Object(_) => FieldType::Object,
+        }
+    }
+
+    /// Like [`FieldType::of`], but a string that is a date or a date-time says so.
+    fn guess(v: &Value) -> FieldType {
+        match v {
+            Value::String(s) if is_date(s) => FieldType::Date,
+            Value::String(s) if is_date_time(s) => FieldType::DateTime,
+            _ => FieldType::of(v),
         }
     }
 
@@ -103,26 +186,53 @@ impl FieldType {
         }
     }
 
-    /// The type a stored property names (an unknown name counts as `string`).
-    fn from_name(name: &str) -> FieldType {
-        match name {
+    /// The type a stored property states; `None` without a `type` (an unknown name counts as
+    /// `string`).
+    fn from_property(p: &Value) -> Option<FieldType> {
+        let t = match p.get("type")?.as_str()? {
             "boolean" => FieldType::Boolean,
             "integer" => FieldType::Integer,
             "number" => FieldType::Number,
             "object" => FieldType::Object,
             "array" => FieldType::Array,
-            _ => FieldType::String,
-        }
+            _ => match p.get("format").and_then(Value::as_str) {
+                Some("date") => FieldType::Date,
+                Some("date-time") => FieldType::DateTime,
+                _ => FieldType::String,
+            },
+        };
+        Some(t)
     }
 
     fn name(self) -> &'static str {
         match self {
-            FieldType::Null | FieldType::String => "string",
+            FieldType::Null | FieldType::String | FieldType::Date | FieldType::DateTime => "string",
             FieldType::Boolean => "boolean",
             FieldType::Integer => "integer",
             FieldType::Number => "number",
             FieldType::Object => "object",
             FieldType::Array => "array",
+        }
+    }
+
+    fn format(self) -> Option<&'static str> {
+        match self {
+            FieldType::Date => Some("date"),
+            FieldType::DateTime => Some("date-time"),
+            _ => None,
+        }
+    }
+
+    fn with_article(self) -> &'static str {
+        match self {
+            FieldType::Null | FieldType::String => "a string",
+            FieldType::Boolean => "a boolean",
+            FieldType::Integer => "an integer",
+            FieldType::Number => "a number",
+            FieldType::Date => "a date",
+            FieldType::DateTime => "a date-time",
+            FieldType::Object => "an object",
+            FieldType::Array => "an array",
         }
     }
 }
@@ -132,17 +242,35 @@ impl SchemaBuilder {
         Self::default()
     }
 
+    /// A builder whose `key_field` stays a plain string whatever its values look like.
+    pub fn with_key(key_field: &str) -> Self {
+        SchemaBuilder {
+            key: Some(key_field.to_owned()),
+            ..Self::default()
+        }
+    }
+
     pub fn observe(&mut self, item: &Map<String, Value>) {
         for (name, value) in item {
-            let t = FieldType::of(value);
-            let null = t == FieldType::Null;
+            let plain = self.key.as_deref() == Some(name.as_str());
             match self.fields.get_mut(name) {
                 Some((existing, nullable)) => {
+                    // A plain string column stays one: skip the date checks.
+                    let t = if plain || *existing == FieldType::String {
+                        FieldType::of(value)
+                    } else {
+                        FieldType::guess(value)
+                    };
                     *existing = existing.join(t);
-                    *nullable |= null;
+                    *nullable |= t == FieldType::Null;
                 }
                 None => {
-                    self.fields.insert(name.clone(), (t, null));
+                    let t = if plain {
+                        FieldType::of(value)
+                    } else {
+                        FieldType::guess(value)
+                    };
+                    self.fields.insert(name.clone(), (t, t == FieldType::Null));
                 }
             }
         }
@@ -159,10 +287,7 @@ impl SchemaBuilder {
     }
 }
 
-/// Infers a JSON Schema object from items: per field `integer`, `number`, `string`, `boolean`
-/// (`object` / `array` for nested JSONL values). Integer mixed with number gives `number`; any
-/// other mix gives `string`; `null` values do not change the type but mark the field
-/// `x-nullable` (a field that is only ever `null` is a nullable `string`).
+/// Infers a JSON Schema object from items with [`SchemaBuilder`].
 pub fn infer_schema<'a>(items: impl Iterator<Item = &'a Map<String, Value>>) -> Value {
     let mut builder = SchemaBuilder::new();
     for item in items {
@@ -243,5 +368,138 @@ mod tests {
         assert_eq!(schema["properties"]["b"]["type"], "string");
         assert_eq!(schema["properties"]["c"]["type"], "array");
         assert_eq!(schema["properties"]["c"]["items"], json!({}));
+    }
+
+    #[test]
+    fn dates_and_date_times_get_a_format() {
+        let items = [
+            obj(
+                json!({"d":"2024-01-31","t":"2024-01-31T10:00:00Z","w":"2024-01-31","k":"2024-01-01"}),
+            ),
+            obj(
+                json!({"d":null,"t":"2024-01-31T10:00:00.1234567+02:00","w":"soon","k":"2024-01-02"}),
+            ),
+            obj(json!({"d":"2024-02-29","t":"2024-02-01T00:00:00-05:00","w":"2024-03-01"})),
+        ];
+        let schema = infer_schema(items.iter());
+        assert_eq!(
+            schema["properties"]["d"],
+            json!({"type":"string","format":"date","x-ms-summary":"d","description":"The d field.","x-nullable":true})
+        );
+        assert_eq!(schema["properties"]["t"]["format"], "date-time");
+        assert!(schema["properties"]["w"].get("format").is_none());
+        assert_eq!(schema["properties"]["k"]["format"], "date");
+        // The key stays plain text.
+        let mut keyed = SchemaBuilder::with_key("k");
+        items.iter().for_each(|i| keyed.observe(i));
+        let keyed = keyed.finish();
+        assert_eq!(keyed["properties"]["k"]["type"], "string");
+        assert!(keyed["properties"]["k"].get("format").is_none());
+        assert_eq!(keyed["properties"]["d"]["format"], "date");
+        // A date column next to a date-time is plain text.
+        let mixed = infer_schema(
+            [
+                obj(json!({"x":"2024-01-31"})),
+                obj(json!({"x":"2024-01-31T10:00:00Z"})),
+            ]
+            .iter(),
+        );
+        assert!(mixed["properties"]["x"].get("format").is_none());
+    }
+
+    #[test]
+    fn widening_keeps_formats_and_does_not_guess_new_fields() {
+        let mut schema = infer_schema(
+            [obj(
+                json!({"d":"2024-01-31","t":"2024-01-31T10:00:00Z","n":1}),
+            )]
+            .iter(),
+        );
+        let before = schema.clone();
+        widen_schema(
+            &mut schema,
+            &obj(json!({"d":"2025-06-30","t":"2025-01-01T00:00:00+01:00","new":"2024-01-31"})),
+        );
+        assert_eq!(schema["properties"]["d"], before["properties"]["d"]);
+        assert_eq!(schema["properties"]["t"], before["properties"]["t"]);
+        assert_eq!(
+            schema["properties"]["new"],
+            json!({"type":"string","x-ms-summary":"new","description":"The new field."})
+        );
+        widen_schema(&mut schema, &obj(json!({"d":null})));
+        assert_eq!(schema["properties"]["d"]["format"], "date");
+        assert_eq!(schema["properties"]["d"]["x-nullable"], true);
+        // A value that is no date generalises the column to plain text.
+        widen_schema(&mut schema, &obj(json!({"d":"later","n":"x"})));
+        assert_eq!(schema["properties"]["d"]["type"], "string");
+        assert!(schema["properties"]["d"].get("format").is_none());
+        assert_eq!(schema["properties"]["n"]["type"], "string");
+    }
+
+    #[test]
+    fn check_item_fits_values_to_columns() {
+        let schema = infer_schema(
+            [obj(json!({
+                "postcode":"0812","n":1,"x":1.5,"b":true,"d":"2024-01-31",
+                "t":"2024-01-31T10:00:00Z","o":{"a":1},"a":[1]
+            }))]
+            .iter(),
+        );
+        let check = |item: Value| check_item(&schema, item.as_object().unwrap());
+        assert_eq!(
+            check(
+                json!({"postcode":"4223","n":-3,"x":2,"b":false,"d":"2024-02-29",
+                "t":"2024-01-31T10:00:00.1234567+02:00","o":{},"a":[],"other":5})
+            ),
+            Ok(())
+        );
+        let nulls =
+            json!({"postcode":null,"n":null,"x":null,"b":null,"d":null,"t":null,"o":null,"a":null});
+        assert_eq!(check(nulls), Ok(()));
+        assert_eq!(check(json!({"x":7.25})), Ok(()));
+        assert_eq!(
+            check(json!({"postcode":4223})),
+            Err("field 'postcode' is a string column; got the number 4223".into())
+        );
+        assert_eq!(
+            check(json!({"n":1.5})),
+            Err("field 'n' is an integer column; got the number 1.5".into())
+        );
+        assert_eq!(
+            check(json!({"n":"1"})),
+            Err("field 'n' is an integer column; got the string \"1\"".into())
+        );
+        assert_eq!(
+            check(json!({"x":true})),
+            Err("field 'x' is a number column; got the boolean true".into())
+        );
+        assert_eq!(
+            check(json!({"b":"true"})),
+            Err("field 'b' is a boolean column; got the string \"true\"".into())
+        );
+        assert_eq!(
+            check(json!({"d":"2023-02-29"})),
+            Err("field 'd' is a date column; got the string \"2023-02-29\"".into())
+        );
+        assert_eq!(
+            check(json!({"d":20240131})),
+            Err("field 'd' is a date column; got the number 20240131".into())
+        );
+        assert_eq!(
+            check(json!({"t":"2024-01-31"})),
+            Err("field 't' is a date-time column; got the string \"2024-01-31\"".into())
+        );
+        assert_eq!(
+            check(json!({"o":[1]})),
+            Err("field 'o' is an object column; got an array".into())
+        );
+        assert_eq!(
+            check(json!({"a":{}})),
+            Err("field 'a' is an array column; got an object".into())
+        );
+        let long = "y".repeat(100);
+        let err = check(json!({"n": long})).unwrap_err();
+        assert!(err.ends_with(&format!("\"{}\"…", "y".repeat(40))), "{err}");
+        assert_eq!(check_item(&json!({}), &obj(json!({"n":"x"}))), Ok(()));
     }
 }

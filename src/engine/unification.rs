@@ -2,13 +2,16 @@
 //! entity-resolution algorithm ([`super::entity_resolution`]) and writing its profiles as the
 //! next generation of the `Customer` entity, with the configuration's validation and storage.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Map, Value};
 
+use super::column_types::{ColumnType, TextColumn};
 use super::entities::CUSTOMER_ENTITY;
 pub use super::entity_resolution::UnificationConfig;
 use super::entity_resolution::{self as resolution, CUSTOMER_ID};
 use super::jobs::{Job, JobKind};
-use super::schema_inference::{empty_schema, widen_schema};
+use super::schema_inference::SchemaBuilder;
 use super::{Engine, EngineError, EngineResult, TenantId};
 use crate::store::{Store, StoreError};
 use crate::triggers::{DomainEvent, EventKind};
@@ -208,36 +211,32 @@ impl Engine {
         // A blocking thread builds the items' JSON while this task writes the previous batch.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(String, String)>>(2);
         let builder = tokio::task::spawn_blocking(move || {
-            let mut schema = empty_schema();
+            let types = profile_column_types(&outcome.profiles);
+            let mut schema = SchemaBuilder::with_key(CUSTOMER_ID);
             let mut batch = Vec::with_capacity(BATCH);
             for profile in outcome.profiles {
                 let mut item = Map::new();
                 item.insert(CUSTOMER_ID.into(), json!(profile.customer_id));
-                // Merged values are text; type them the way CSV cells are typed, so segment
-                // filters such as `spend gt 100` compare numbers.
                 for (field, value) in profile.fields {
-                    let typed = match &value {
-                        Value::String(text) => super::ingest::infer_cell(text).unwrap_or(value),
-                        _ => value,
-                    };
+                    let typed = convert_profile_value(&types, &field, value);
                     item.insert(field, typed);
                 }
                 item.insert("sources".into(), json!(profile.sources));
-                widen_schema(&mut schema, &item);
+                schema.observe(&item);
                 let text =
                     serde_json::to_string(&Value::Object(item)).expect("JSON values serialize");
                 batch.push((profile.customer_id, text));
                 if batch.len() >= BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                     if tx.blocking_send(full).is_err() {
-                        return schema;
+                        return schema.finish();
                     }
                 }
             }
             if !batch.is_empty() {
                 let _ = tx.blocking_send(batch);
             }
-            schema
+            schema.finish()
         });
         let mut write_error = None;
         while let Some(batch) = rx.recv().await {
@@ -304,5 +303,73 @@ impl Engine {
             "unification finished"
         );
         Ok(Ok(stats))
+    }
+}
+
+/// Merged values are text; each field gets one type over all profiles (the rule CSV columns
+/// follow), so segment filters such as `spend gt 100` compare numbers.
+fn profile_column_types(profiles: &[resolution::Profile]) -> HashMap<String, ColumnType> {
+    let mut columns: HashMap<&str, TextColumn> = HashMap::new();
+    for profile in profiles {
+        for (field, value) in &profile.fields {
+            if let Value::String(text) = value {
+                columns.entry(field.as_str()).or_default().observe(text);
+            }
+        }
+    }
+    columns
+        .into_iter()
+        .filter_map(|(field, column)| Some((field.to_owned(), column.decide()?)))
+        .collect()
+}
+
+/// A merged value converted by its field's type; empty text and non-text values stay as they are.
+fn convert_profile_value(types: &HashMap<String, ColumnType>, field: &str, value: Value) -> Value {
+    match (&value, types.get(field)) {
+        (Value::String(text), Some(t)) if !text.is_empty() => t.convert(text),
+        _ => value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(id: &str, fields: Value) -> resolution::Profile {
+        resolution::Profile {
+            customer_id: id.into(),
+            fields: fields.as_object().unwrap().clone(),
+            sources: vec![],
+        }
+    }
+
+    #[test]
+    fn profile_fields_are_typed_as_columns() {
+        let profiles = [
+            profile(
+                "a",
+                json!({"postcode":"4129","spend":"10","rate":"1","vip":"true","since":"2024-01-31","note":""}),
+            ),
+            profile(
+                "b",
+                json!({"postcode":"0812","spend":"250","rate":"0.5","vip":"false","since":"2023-05-02"}),
+            ),
+        ];
+        let types = profile_column_types(&profiles);
+        assert_eq!(types["postcode"], ColumnType::String);
+        assert_eq!(types["spend"], ColumnType::Integer);
+        assert_eq!(types["rate"], ColumnType::Number);
+        assert_eq!(types["vip"], ColumnType::Boolean);
+        assert_eq!(types["since"], ColumnType::Date);
+        assert!(!types.contains_key("note"));
+        let convert = |f: &str, v: Value| convert_profile_value(&types, f, v);
+        assert_eq!(convert("postcode", json!("4129")), json!("4129"));
+        assert_eq!(convert("spend", json!("250")), json!(250));
+        assert_eq!(convert("rate", json!("1")), json!(1));
+        assert_eq!(convert("rate", json!("0.5")), json!(0.5));
+        assert_eq!(convert("vip", json!("true")), json!(true));
+        assert_eq!(convert("since", json!("2024-01-31")), json!("2024-01-31"));
+        assert_eq!(convert("note", json!("")), json!(""));
+        assert_eq!(convert("spend", json!("")), json!(""));
     }
 }
