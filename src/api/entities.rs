@@ -252,7 +252,7 @@ async fn get_item(
     responses(
         (status = 201, description = "The item was created.", body = Item,
             headers(("Location" = String, description = "Absolute URL of the new item."))),
-        (status = 400, description = "The item is not valid.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The item is not valid: not an object, a bad key, or a value that does not fit its column's type.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such instance or entity.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An item with this key exists.", body = Problem, content_type = "application/problem+json"),
     ),
@@ -288,7 +288,7 @@ async fn create_item(
     request_body(content = Item, description = "The fields to change."),
     responses(
         (status = 200, description = "The updated item.", body = Item),
-        (status = 400, description = "The change is not valid.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The change is not valid: a changed key or a value that does not fit its column's type.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such instance, entity or item.", body = Problem, content_type = "application/problem+json"),
     ),
     extensions(("x-ms-visibility" = json!("important")))

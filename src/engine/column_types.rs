@@ -145,44 +145,8 @@ pub fn parse_number(cell: &str) -> Option<Number> {
     cell.parse::<f64>().ok().and_then(Number::from_f64)
 }
 
-/// Exactly `YYYY-MM-DD`, a valid calendar date.
-pub fn is_date(text: &str) -> bool {
-    let b = text.as_bytes();
-    b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-        && chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok()
-}
-
-/// RFC 3339 with `T`, seconds, an optional fraction of 1 to 9 digits and `Z` or `±hh:mm`.
-pub fn is_date_time(text: &str) -> bool {
-    let b = text.as_bytes();
-    if b.len() < 20 || b[10] != b'T' || !text.get(..10).is_some_and(is_date) {
-        return false;
-    }
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    if !(digits(11..13) && b[13] == b':' && digits(14..16) && b[16] == b':' && digits(17..19)) {
-        return false;
-    }
-    let mut rest = &b[19..];
-    if let Some(frac) = rest.strip_prefix(b".") {
-        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
-        if !(1..=9).contains(&n) {
-            return false;
-        }
-        rest = &frac[n..];
-    }
-    let offset_ok = rest == b"Z"
-        || (rest.len() == 6
-            && (rest[0] == b'+' || rest[0] == b'-')
-            && rest[1..3].iter().all(u8::is_ascii_digit)
-            && rest[3] == b':'
-            && rest[4..6].iter().all(u8::is_ascii_digit));
-    offset_ok && chrono::DateTime::parse_from_rfc3339(text).is_ok()
-}
+/// Dates and date-times as stored are what the query language reads as such.
+pub use crate::item_query::{is_date, is_date_time};
 
 /// The JSON kind of a typed column; integer and number share [`JsonKind::Number`] once mixed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

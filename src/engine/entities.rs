@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::odata;
 pub use super::reads::{ItemsPage, ItemsQuery, NextPage};
 use super::reads::{ReadKey, ReadValue};
-use super::schema_inference::widen_schema;
+use super::schema_inference::{check_item, widen_schema};
 use super::{not_found, Engine, EngineError, EngineResult, TenantId};
 use crate::item_query::{Filter, ItemQuery, Predicate, Type};
 use crate::store::entities::EntityRecord;
@@ -443,7 +443,9 @@ impl Engine {
         let text = data.to_string();
         self.store()
             .write_item(&entity, &key, true, |_, mut schema| {
-                widen_schema(&mut schema, data.as_object().expect("an object"));
+                let item = data.as_object().expect("an object");
+                check_item(&schema, item).map_err(EngineError::Invalid)?;
+                widen_schema(&mut schema, item);
                 Ok::<_, EngineError>((text, schema))
             })
             .await??;
@@ -480,6 +482,7 @@ impl Engine {
                 let current = current.expect("an update reads the stored item");
                 let mut item: Map<String, Value> = serde_json::from_str(current)
                     .map_err(|e| EngineError::Internal(format!("stored item: {e}")))?;
+                check_item(&schema, &patch).map_err(EngineError::Invalid)?;
                 for (field, value) in patch {
                     if value.is_null() {
                         item.remove(&field);

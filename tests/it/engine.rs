@@ -953,7 +953,7 @@ async fn explicit_nulls_make_a_field_nullable_in_the_entity_schema() {
     let created = app
         .post(
             &format!("/instances/{inst}/entities/Members/items"),
-            json!({"id":"3","name":null}),
+            json!({"id":3,"name":null}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
