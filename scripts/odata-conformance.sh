@@ -8,7 +8,7 @@
 # interface (`unshare --net`, then `ip link set lo up`): no packet can leave 127.0.0.1.
 # It does not build: it runs ./target/debug/insights-connector (the test run builds it), or
 # $CONNECTOR_BIN. Extra arguments go to the driver (e.g. --seed 7 --count 2000 --report FILE).
-# ODATA_ABNF_CASES names the OASIS odata-abnf-testcases.yaml (default /work/shared/odata-abnf/...).
+# ODATA_ABNF_CASES names the OASIS odata-abnf-testcases.yaml (default: the copy in tests/odata/abnf/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +24,7 @@ DATA="$(mktemp -d)"
 trap 'rm -rf "$DATA"' EXIT
 export OC_BIN="$BIN" OC_DATA="$DATA" OC_VENV="$VENV"
 export ODATA_API_KEY="odata-conformance-key-0123456789ab"
-export ODATA_ABNF_CASES="${ODATA_ABNF_CASES-/work/shared/odata-abnf/odata-abnf-testcases.yaml}"
+export ODATA_ABNF_CASES="${ODATA_ABNF_CASES-$PWD/tests/odata/abnf/odata-abnf-testcases.yaml}"
 
 unshare --net bash -euo pipefail -c '
   ip link set lo up

@@ -25,6 +25,9 @@ echo "== openapi-spec-validator (OpenAPI 3.1 and Swagger 2.0 documents)"
 echo "== export --check (committed openapi/ and connector-definition/ equal the code)"
 cargo run --locked --quiet -- export --check
 
+echo "== OData conformance of GetItems (differential against an independent 4.01 evaluator, OASIS ABNF cases; loopback-only namespace)"
+./scripts/odata-conformance.sh
+
 echo "== schemathesis (both documents, all phases, loopback-only network namespace)"
 ./scripts/schemathesis.sh
 

@@ -109,6 +109,18 @@ pub fn items_query(req: &HttpRequest) -> Result<ItemsQuery, ApiError> {
             }
         }
     }
+    // In `$search` a `;` must be percent-encoded (the grammar reserves it), as `&` must.
+    if q.search.is_some() {
+        let raw_search = req.query_string().split('&').find(|pair| {
+            let name = pair.split('=').next().unwrap_or("").to_ascii_lowercase();
+            name.trim_start_matches('$') == "search" || name.trim_start_matches("%24") == "search"
+        });
+        if raw_search.is_some_and(|pair| pair.contains(';')) {
+            return Err(bad(
+                "a ';' in $search must be percent-encoded (%3B)".to_string()
+            ));
+        }
+    }
     q.max_page_size = max_page_size(req);
     Ok(q)
 }

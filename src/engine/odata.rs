@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::LazyLock;
 
-use chrono::{DateTime, NaiveTime, TimeDelta};
+use chrono::{NaiveTime, TimeDelta};
 use regex::Regex;
 use serde::Serialize;
 
@@ -177,12 +177,13 @@ static GUID: LazyLock<Regex> = LazyLock::new(|| {
 });
 static DATE_TIME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^-?[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,12})?)?([Zz]|[+-][0-9]{2}:[0-9]{2})",
+        r"^-?(?:[0-9]{4}|[1-9][0-9]{4,5})-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,12})?)?([Zz]|[+-][0-9]{2}:[0-9]{2})",
     )
     .expect("valid")
 });
-static DATE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^-?[0-9]{4}-[0-9]{2}-[0-9]{2}").expect("valid"));
+static DATE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^-?(?:[0-9]{4}|[1-9][0-9]{4,5})-[0-9]{2}-[0-9]{2}").expect("valid")
+});
 static TIME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,12})?)?").expect("valid"));
 static NUMBER: LazyLock<Regex> =
@@ -194,6 +195,18 @@ static DURATION: LazyLock<Regex> = LazyLock::new(|| {
     .expect("valid")
 });
 
+/// A date literal: a year of four or more digits (or negative), month and day.
+fn date_literal(text: &str) -> Option<chrono::NaiveDate> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let mut parts = unsigned.splitn(3, '-');
+    let year: i32 = parts.next()?.parse().ok()?;
+    let (month, day) = (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+    chrono::NaiveDate::from_ymd_opt(if negative { -year } else { year }, month, day)
+}
+
 /// A date-time literal: seconds and fractions optional, up to 12 fractional digits (chrono
 /// keeps nanoseconds).
 fn date_time_literal(text: &str) -> Option<Val> {
@@ -202,28 +215,36 @@ fn date_time_literal(text: &str) -> Option<Val> {
         None => text.split_at(text.len() - 6),
     };
     let (date, time) = main.split_once(['T', 't'])?;
-    let mut parts = time.splitn(3, ':');
-    let (h, m, s) = (parts.next()?, parts.next()?, parts.next().unwrap_or("00"));
-    let (s, frac) = s.split_once('.').unwrap_or((s, ""));
-    let frac = &frac[..frac.len().min(9)];
-    let text = format!(
-        "{date}T{h}:{m}:{s}{}{frac}{offset}",
-        if frac.is_empty() { "" } else { "." }
-    );
-    DateTime::parse_from_rfc3339(&text).ok().map(Val::DateTime)
+    let Val::Time(time) = time_literal(time)? else {
+        return None;
+    };
+    let sign = if offset.starts_with('-') { -1 } else { 1 };
+    let (hours, minutes) = offset[1..].split_once(':')?;
+    let seconds = sign * (hours.parse::<i32>().ok()? * 3600 + minutes.parse::<i32>().ok()? * 60);
+    let offset = chrono::FixedOffset::east_opt(seconds)?;
+    date_literal(date)?
+        .and_time(time)
+        .and_local_timezone(offset)
+        .single()
+        .map(Val::DateTime)
 }
 
 fn time_literal(text: &str) -> Option<Val> {
     let mut parts = text.splitn(3, ':');
     let (h, m, s) = (parts.next()?, parts.next()?, parts.next().unwrap_or("00"));
     let (s, frac) = s.split_once('.').unwrap_or((s, ""));
-    let nanos = if frac.is_empty() {
+    let mut nanos: u32 = if frac.is_empty() {
         0
     } else {
         format!("{:0<9}", &frac[..frac.len().min(9)]).parse().ok()?
     };
-    NaiveTime::from_hms_nano_opt(h.parse().ok()?, m.parse().ok()?, s.parse().ok()?, nanos)
-        .map(Val::Time)
+    let mut second: u32 = s.parse().ok()?;
+    // A leap second (`23:59:60Z`) is the 59th second's overflow, as chrono holds it.
+    if second == 60 {
+        second = 59;
+        nanos += 1_000_000_000;
+    }
+    NaiveTime::from_hms_nano_opt(h.parse().ok()?, m.parse().ok()?, second, nanos).map(Val::Time)
 }
 
 fn duration_literal(text: &str) -> Option<Val> {
@@ -376,9 +397,9 @@ impl Lexer {
         if self.matched(&DATE).is_some() {
             let text = self.take_match(&DATE);
             self.literal_end(start, &text)?;
-            return chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+            return date_literal(&text)
                 .map(|d| Tok::Literal(Val::Date(d)))
-                .map_err(|_| ODataError::at(format!("invalid date literal '{text}'"), start));
+                .ok_or_else(|| ODataError::at(format!("invalid date literal '{text}'"), start));
         }
         if self.matched(&TIME).is_some() {
             let text = self.take_match(&TIME);
@@ -722,6 +743,13 @@ impl Parser<'_> {
 
     fn in_list(&mut self, left: Typed) -> Result<Typed, ODataError> {
         let open = self.bump()?;
+        if open.tok == Tok::Other('[') {
+            return Err(ODataError::at(
+                "JSON arrays after 'in' are not supported: write the list in parentheses, \
+                 e.g. Name in ('Milk', 'Cheese')",
+                open.pos,
+            ));
+        }
         if open.tok != Tok::LParen {
             return Err(ODataError::at(
                 format!("expected '(' after 'in', found {}", open.describe()),
@@ -1087,6 +1115,17 @@ fn check_length(option: &str, text: &str) -> Result<(), ODataError> {
     Ok(())
 }
 
+/// The grammar has no whitespace between `=` and the expression.
+fn check_start(option: &str, text: &str) -> Result<(), ODataError> {
+    if text.starts_with(char::is_whitespace) {
+        return Err(ODataError::at(
+            format!("{option} must not start with whitespace"),
+            0,
+        ));
+    }
+    Ok(())
+}
+
 fn parser<'c>(text: &str, columns: &'c Columns) -> Parser<'c> {
     Parser {
         lexer: Lexer {
@@ -1129,6 +1168,7 @@ pub fn check_filter_syntax(text: &str) -> Result<(), ODataError> {
 /// Parses and type-checks a `$filter` expression over the entity's columns.
 pub fn parse_filter(text: &str, columns: &Columns) -> Result<Expr, ODataError> {
     check_length("$filter", text)?;
+    check_start("$filter", text)?;
     let mut parser = parser(text, columns);
     let expr = parser.or_expr()?;
     let token = parser.bump()?;
@@ -1150,6 +1190,7 @@ pub fn parse_filter(text: &str, columns: &Columns) -> Result<Expr, ODataError> {
 /// Parses an `$orderby` list: comma-separated expressions, each optionally `asc` or `desc`.
 pub fn parse_orderby(text: &str, columns: &Columns) -> Result<Vec<OrderKey>, ODataError> {
     check_length("$orderby", text)?;
+    check_start("$orderby", text)?;
     let mut parser = parser(text, columns);
     let mut keys = Vec::new();
     loop {
@@ -1204,9 +1245,10 @@ pub fn parse_select(text: &str, columns: &Columns) -> Result<Option<Vec<String>>
             }
         }) {
             let message = match c {
-                '(' | '/' => {
-                    format!("nested options and paths in $select ('{name}') are not supported")
-                }
+                '(' | '/' | '.' | '@' => format!(
+                    "paths, qualified names, annotations and nested options in $select \
+                     ('{name}') are not supported"
+                ),
                 '*' if i == 0 => "'*' must be the whole of $select".to_string(),
                 _ if c.is_whitespace() => format!(
                     "unexpected '{}' after field name '{}' in $select (separate fields with ',')",
@@ -1233,24 +1275,48 @@ pub fn parse_select(text: &str, columns: &Columns) -> Result<Option<Vec<String>>
     Ok(Some(fields))
 }
 
+/// A token of `$search`.
+#[derive(Debug, Clone, PartialEq)]
+enum SearchToken {
+    Open,
+    Close,
+    /// A word (`AND`, `OR`, `NOT` are operators only where an operator fits).
+    Word(String),
+    Phrase(String),
+}
+
 /// Parses a `$search` expression: words and `"phrases"`, `AND` (also implied by a space),
-/// `OR`, `NOT` and parentheses; terms are lower-cased (the search ignores case).
+/// `OR`, `NOT` and parentheses; terms are lower-cased (the search ignores case). A word in
+/// single quotes keeps its spaces and quotes.
 pub fn parse_search(text: &str) -> Result<Search, ODataError> {
     check_length("$search", text)?;
+    let tokens = search_tokens(text)?;
+    let mut at = 0;
+    let search = search_or(&tokens, &mut at, 0)?;
+    if let Some((pos, _)) = tokens.get(at) {
+        return Err(ODataError::at("unmatched ')' in $search", *pos));
+    }
+    Ok(search)
+}
+
+fn search_tokens(text: &str) -> Result<Vec<(usize, SearchToken)>, ODataError> {
     let chars: Vec<char> = text.chars().collect();
-    let mut tokens: Vec<(usize, String, bool)> = Vec::new(); // (pos, text, quoted)
+    let mut tokens = Vec::new();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
+        let start = i;
         if c.is_whitespace() {
             i += 1;
-        } else if c == '(' || c == ')' {
-            tokens.push((i, c.to_string(), false));
+        } else if c == '(' {
+            tokens.push((i, SearchToken::Open));
+            i += 1;
+        } else if c == ')' {
+            tokens.push((i, SearchToken::Close));
             i += 1;
         } else if c == '"' {
-            let start = i;
-            i += 1;
             let mut phrase = String::new();
+            i += 1;
             while i < chars.len() && chars[i] != '"' {
                 if chars[i] == '\\' && i + 1 < chars.len() {
                     i += 1;
@@ -1262,35 +1328,52 @@ pub fn parse_search(text: &str) -> Result<Search, ODataError> {
                 return Err(ODataError::at("unterminated phrase in $search", start));
             }
             i += 1;
-            tokens.push((start, phrase, true));
+            if chars
+                .get(i)
+                .is_some_and(|c| !c.is_whitespace() && *c != ')')
+            {
+                return Err(ODataError::at(
+                    "a phrase in $search must be followed by a space, ')' or the end",
+                    i,
+                ));
+            }
+            tokens.push((start, SearchToken::Phrase(phrase)));
+        } else if c == '\'' {
+            let end = chars[i + 1..]
+                .iter()
+                .position(|&c| c == '\'')
+                .map_or(chars.len(), |n| i + n + 2);
+            tokens.push((start, SearchToken::Word(chars[i..end].iter().collect())));
+            i = end;
         } else {
-            let start = i;
-            let mut word = String::new();
-            while i < chars.len() && !chars[i].is_whitespace() && !"()\"".contains(chars[i]) {
-                word.push(chars[i]);
+            while i < chars.len() && !chars[i].is_whitespace() && !"()".contains(chars[i]) {
                 i += 1;
             }
-            tokens.push((start, word, false));
+            tokens.push((start, SearchToken::Word(chars[start..i].iter().collect())));
         }
     }
-    let mut at = 0;
-    let search = search_or(&tokens, &mut at, 0)?;
-    if let Some((pos, text, _)) = tokens.get(at) {
-        return Err(ODataError::at(
-            format!("unexpected '{text}' in $search"),
-            *pos,
-        ));
+    if tokens.is_empty() {
+        return Err(ODataError::whole("$search must not be empty"));
     }
-    Ok(search)
+    Ok(tokens)
 }
 
-fn search_or(
-    t: &[(usize, String, bool)],
-    at: &mut usize,
-    depth: usize,
-) -> Result<Search, ODataError> {
+type SearchTokens = [(usize, SearchToken)];
+
+fn is_operator(t: &SearchTokens, at: usize, word: &str) -> bool {
+    matches!(t.get(at), Some((_, SearchToken::Word(w))) if w == word)
+        && matches!(
+            t.get(at + 1),
+            Some((
+                _,
+                SearchToken::Word(_) | SearchToken::Phrase(_) | SearchToken::Open
+            ))
+        )
+}
+
+fn search_or(t: &SearchTokens, at: &mut usize, depth: usize) -> Result<Search, ODataError> {
     let mut left = search_and(t, at, depth)?;
-    while matches!(t.get(*at), Some((_, w, false)) if w == "OR") {
+    while is_operator(t, *at, "OR") {
         *at += 1;
         let right = search_and(t, at, depth)?;
         left = Search::Or(Box::new(left), Box::new(right));
@@ -1298,17 +1381,13 @@ fn search_or(
     Ok(left)
 }
 
-fn search_and(
-    t: &[(usize, String, bool)],
-    at: &mut usize,
-    depth: usize,
-) -> Result<Search, ODataError> {
+fn search_and(t: &SearchTokens, at: &mut usize, depth: usize) -> Result<Search, ODataError> {
     let mut left = search_unary(t, at, depth)?;
     loop {
         match t.get(*at) {
-            Some((_, w, false)) if w == "OR" || w == ")" => break,
-            None => break,
-            Some((_, w, false)) if w == "AND" => *at += 1,
+            None | Some((_, SearchToken::Close)) => break,
+            _ if is_operator(t, *at, "OR") => break,
+            _ if is_operator(t, *at, "AND") => *at += 1,
             _ => {}
         }
         let right = search_unary(t, at, depth)?;
@@ -1317,35 +1396,33 @@ fn search_and(
     Ok(left)
 }
 
-fn search_unary(
-    t: &[(usize, String, bool)],
-    at: &mut usize,
-    depth: usize,
-) -> Result<Search, ODataError> {
+fn search_unary(t: &SearchTokens, at: &mut usize, depth: usize) -> Result<Search, ODataError> {
     if depth > MAX_NESTING_DEPTH {
         return Err(ODataError::whole("$search is nested too deeply"));
     }
-    let Some((pos, text, quoted)) = t.get(*at) else {
+    if is_operator(t, *at, "NOT") {
+        *at += 1;
+        return Ok(Search::Not(Box::new(search_unary(t, at, depth + 1)?)));
+    }
+    let Some((pos, token)) = t.get(*at) else {
         return Err(ODataError::whole("$search ends where a term was expected"));
     };
     *at += 1;
-    match (text.as_str(), quoted) {
-        ("NOT", false) => Ok(Search::Not(Box::new(search_unary(t, at, depth + 1)?))),
-        ("(", false) => {
+    match token {
+        SearchToken::Open => {
             let inner = search_or(t, at, depth + 1)?;
             match t.get(*at) {
-                Some((_, w, false)) if w == ")" => {
+                Some((_, SearchToken::Close)) => {
                     *at += 1;
                     Ok(inner)
                 }
                 _ => Err(ODataError::at("unclosed '(' in $search", *pos)),
             }
         }
-        (")" | "AND" | "OR", false) => Err(ODataError::at(
-            format!("unexpected '{text}' in $search"),
-            *pos,
-        )),
-        _ => Ok(Search::Term(text.to_lowercase())),
+        SearchToken::Close => Err(ODataError::at("unexpected ')' in $search", *pos)),
+        SearchToken::Word(text) | SearchToken::Phrase(text) => {
+            Ok(Search::Term(text.to_lowercase()))
+        }
     }
 }
 
@@ -1855,7 +1932,18 @@ mod tests {
         assert!(s("NOT tea AND (coffee OR tea)").matches(&item, &fields));
         assert!(!s("NOT coffee").matches(&item, &fields));
         assert!(parse_search("\"open").is_err());
-        assert!(parse_search("a OR").is_err());
+        assert!(parse_search("\"blue\"green").is_err());
         assert!(parse_search("(a").is_err());
+        assert!(parse_search("a)").is_err());
+        // Operator words where no operator fits are words.
+        assert_eq!(
+            s("a OR"),
+            Search::And(
+                Box::new(Search::Term("a".into())),
+                Box::new(Search::Term("or".into()))
+            )
+        );
+        assert_eq!(s("NOT"), Search::Term("not".into()));
+        assert_eq!(s("'\"blue p'"), Search::Term("'\"blue p'".into()));
     }
 }

@@ -1412,3 +1412,143 @@ async fn a_data_source_with_a_nul_character_is_refused_on_every_backend() {
         "{error}"
     );
 }
+
+/// OData 4.01 as makers use it from Power Automate: `$top` caps all pages together, option
+/// names ignore case and the `$`, bad options are refused rather than ignored, every selected
+/// field is present, dates compare as dates, and a CSV column has one type that its schema
+/// states (a postcode column with leading zeros is text in every item).
+#[tokio::test]
+async fn odata_4_01_options_paging_and_typed_columns() {
+    let app = spawn_app().await;
+    let inst = app.create_instance("Typed").await;
+    let csv = "Id,Name,Postcode,Rating,Since,SeenAt\n\
+               a1,Ann,4129,5,2024-01-31,2024-01-31T10:00:00Z\n\
+               a2,,0812,3,2023-06-01,2024-01-31T10:00:00+02:00\n\
+               a3,Bob,4223,,2024-03-01,2024-02-01T00:00:00.1234567Z\n\
+               a4,Cy,4223,1,,\n";
+    let ds = app
+        .create_source(
+            &inst,
+            json!({"name":"people","entityName":"People","format":"csv","keyField":"Id","content":csv}),
+        )
+        .await;
+    let job = app
+        .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let items = format!("/instances/{inst}/entities/People/items");
+    let keys = |body: &Value| -> Vec<String> {
+        body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["Id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let get = |query: &str| {
+        let url = format!("{items}?{query}");
+        let app = &app;
+        async move { app.get(&url).await }
+    };
+
+    // One type per column, stated by the schema: the postcodes are all strings.
+    let schema = app
+        .get(&format!("/instances/{inst}/entities/People/schema"))
+        .await
+        .json();
+    assert_eq!(
+        schema["properties"]["Postcode"]["type"], "string",
+        "{schema}"
+    );
+    assert_eq!(
+        schema["properties"]["Rating"]["type"], "integer",
+        "{schema}"
+    );
+    assert_eq!(schema["properties"]["Since"]["format"], "date", "{schema}");
+    assert_eq!(
+        schema["properties"]["SeenAt"]["format"], "date-time",
+        "{schema}"
+    );
+    let body = get("$filter=Postcode%20eq%20'4223'").await.json();
+    assert_eq!(keys(&body), ["a3", "a4"]);
+    get("$filter=Postcode%20eq%204223")
+        .await
+        .assert_problem(400);
+
+    // `not` of a function of a missing value is null: the nameless item is not kept.
+    let body = get("$filter=not%20contains(Name,'n')").await.json();
+    assert_eq!(keys(&body), ["a3", "a4"]);
+    // Dates and date-times compare as such, with offsets and 7 fractional digits.
+    let body = get("$filter=Since%20ge%202024-01-01").await.json();
+    assert_eq!(keys(&body), ["a1", "a3"]);
+    let body = get("$filter=SeenAt%20lt%202024-01-31T09:00:00.0000000Z")
+        .await
+        .json();
+    assert_eq!(keys(&body), ["a2"]);
+
+    // `$top` is a limit over all pages: the next link carries what remains.
+    let first = app.get_pages_of(1, &format!("{items}?$top=2")).await.json();
+    assert_eq!(keys(&first), ["a1"]);
+    let next = first["nextLink"].as_str().unwrap().to_string();
+    assert!(next.contains("%24top=1"), "{next}");
+    let second = app.get_pages_of(1, &next).await.json();
+    assert_eq!(keys(&second), ["a2"]);
+    assert!(second.get("nextLink").is_none(), "{second}");
+    let none = get("$top=0").await.json();
+    assert_eq!(none["value"], json!([]));
+
+    // Option names ignore case and the `$`; unknown, repeated and empty options are refused.
+    let body = get("$Filter=Rating%20gt%202&ORDERBY=Rating%20DESC&SELECT=Id,Rating")
+        .await
+        .json();
+    assert_eq!(
+        body["value"],
+        json!([{"Id":"a1","Rating":5},{"Id":"a2","Rating":3}])
+    );
+    for (query, needle) in [
+        ("$foo=1", "unknown system query option"),
+        (
+            "$filter=Rating%20eq%201&$FILTER=Rating%20eq%202",
+            "more than once",
+        ),
+        ("$filter=", "must not be empty"),
+        ("$expand=Orders", "not supported"),
+        (
+            "$filter=Rating%20ne%20'x'",
+            "cannot compare field 'Rating' (integer)",
+        ),
+        ("$filter=not%20Rating%20eq%205", "'not' needs a boolean"),
+    ] {
+        let body = get(query).await.assert_problem(400);
+        assert!(
+            body["detail"].as_str().unwrap().contains(needle),
+            "{query}: {body}"
+        );
+    }
+
+    // Every selected field is present, null where the item has none; `$count` counts them all.
+    let body = get("$select=Name,Rating&$filter=Id%20eq%20'a2'%20or%20Id%20eq%20'a3'&$count=true")
+        .await
+        .json();
+    assert_eq!(
+        body["value"],
+        json!([{"Name":null,"Rating":3},{"Name":"Bob","Rating":null}])
+    );
+    assert_eq!(body["@odata.count"], 2);
+
+    // A written item must fit its columns.
+    let refused = app
+        .post(&items, json!({"Id":"a5","Postcode":4129}))
+        .await
+        .assert_problem(400);
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("'Postcode' is a string column"),
+        "{refused}"
+    );
+    app.patch(&format!("{items}/a1"), json!({"Since":"soon"}))
+        .await
+        .assert_problem(400);
+}
