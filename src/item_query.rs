@@ -1154,6 +1154,63 @@ impl Aggregate {
         self.into()
     }
 
+    /// The aggregate over items (JSON text), with the store's SQL answers: `count` of a field
+    /// counts the items where it is present and not null, the numeric aggregates consider JSON
+    /// numbers only (`sum` of none is 0, the others are `None`), `distinctCount` counts the
+    /// distinct non-null values as SQLite reads them (a boolean is 1 or 0, an object or array
+    /// its JSON text).
+    pub fn over<'a>(
+        self,
+        field: Option<&str>,
+        items: impl Iterator<Item = &'a str>,
+    ) -> Option<f64> {
+        let values: Vec<Value> = items
+            .map(|text| {
+                let item: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                match field {
+                    None if self == Aggregate::Count => Value::Bool(true),
+                    // Without a field there is no value to aggregate (SQL: the key `""`).
+                    _ => item
+                        .get(field.unwrap_or(""))
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                }
+            })
+            .collect();
+        let numbers = || values.iter().filter_map(Value::as_f64);
+        match self {
+            Aggregate::Count => Some(values.iter().filter(|v| !v.is_null()).count() as f64),
+            Aggregate::Sum => Some(numbers().sum()),
+            Aggregate::Avg => {
+                let n = numbers().count();
+                (n > 0).then(|| numbers().sum::<f64>() / n as f64)
+            }
+            Aggregate::Min => numbers().reduce(f64::min),
+            Aggregate::Max => numbers().reduce(f64::max),
+            Aggregate::DistinctCount => {
+                #[derive(PartialEq, Eq, Hash)]
+                enum Distinct {
+                    Number(u64),
+                    Text(String),
+                }
+                let distinct: std::collections::HashSet<Distinct> = values
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Null => None,
+                        Value::Bool(b) => Some(Distinct::Number(f64::from(u8::from(*b)).to_bits())),
+                        // +0.0 for -0.0: SQLite finds them equal.
+                        Value::Number(n) => {
+                            n.as_f64().map(|x| Distinct::Number((x + 0.0).to_bits()))
+                        }
+                        Value::String(s) => Some(Distinct::Text(s.clone())),
+                        other => Some(Distinct::Text(other.to_string())),
+                    })
+                    .collect();
+                Some(distinct.len() as f64)
+            }
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Self> {
         name.parse().ok()
     }

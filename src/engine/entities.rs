@@ -12,7 +12,7 @@ pub use super::reads::{ItemsPage, ItemsQuery, NextPage};
 use super::reads::{ReadKey, ReadValue};
 use super::schema_inference::{check_item, widen_schema};
 use super::{not_found, Engine, EngineError, EngineResult, TenantId};
-use crate::item_query::{Filter, ItemQuery, Predicate, Type};
+use crate::item_query::{Filter, ItemQuery, Type};
 use crate::store::entities::EntityRecord;
 
 /// Page size of segment member pages without `$top`.
@@ -141,26 +141,6 @@ pub(crate) fn parse_filter_for(
 ) -> EngineResult<Filter> {
     let expr = odata::parse_filter(text, &columns(entity)).map_err(|e| odata_error(option, e))?;
     Ok(Filter::new(expr))
-}
-
-/// A filter of a segment or measure, which the store evaluates as SQL over all items: the
-/// comparisons of a field with a literal, `in`, `contains`/`startswith`/`endswith`, boolean
-/// fields and `and`/`or`/`not` (the rest of `$filter` is refused with the reason).
-pub(crate) fn sql_filter_for(
-    entity: &EntityRecord,
-    text: &str,
-    option: &str,
-) -> EngineResult<Predicate> {
-    parse_filter_for(entity, text, option)?
-        .predicate
-        .ok_or_else(|| {
-            EngineError::Invalid(format!(
-                "invalid {option}: segment and measure filters compare fields with literals \
-                 (eq, ne, gt, ge, lt, le, in), call contains, startswith or endswith on a field, \
-                 test boolean fields and combine these with and, or and not; arithmetic, other \
-                 functions, date comparisons and comparisons of two fields are for GetItems"
-            ))
-        })
 }
 
 impl Engine {

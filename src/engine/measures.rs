@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::entities::sql_filter_for;
+use super::entities::parse_filter_for;
 use super::jobs::{Job, JobKind};
 use super::{not_found, odata, parse_name, Engine, EngineError, EngineResult, TenantId};
-use crate::item_query::Aggregate;
+use crate::item_query::{Aggregate, Filter, ItemQuery};
 use crate::store::measures::MeasureRecord;
 use crate::store::{Store, StoreError};
 use crate::triggers::{DomainEvent, EventKind};
@@ -198,7 +198,7 @@ impl Engine {
         };
         let prepared = entity.and_then(|entity| {
             let filter = match &measure.filter {
-                Some(f) => Some(sql_filter_for(&entity, f, "filter").map_err(|e| e.to_string())?),
+                Some(f) => Some(parse_filter_for(&entity, f, "filter").map_err(|e| e.to_string())?),
                 None => None,
             };
             Ok((entity, filter))
@@ -214,15 +214,26 @@ impl Engine {
             }
         };
         let aggregate = Aggregate::parse(&measure.aggregate).unwrap_or(Aggregate::Count);
-        let value = self
-            .store()
-            .aggregate(
-                &entity,
-                aggregate,
-                measure.field.as_deref(),
-                filter.as_ref(),
-            )
-            .await?;
+        let field = measure.field.as_deref();
+        let value = match &filter {
+            Some(Filter {
+                predicate: None, ..
+            }) => {
+                // No SQL form: the filter is evaluated over the items, then aggregated here.
+                let query = ItemQuery {
+                    filter: filter.clone(),
+                    ..ItemQuery::default()
+                };
+                let kept = self.store().items_kept(&entity, &query).await?;
+                aggregate.over(field, kept.iter().map(|(_, text)| text.as_str()))
+            }
+            _ => {
+                let predicate = filter.as_ref().and_then(|f| f.predicate.as_ref());
+                self.store()
+                    .aggregate(&entity, aggregate, field, predicate)
+                    .await?
+            }
+        };
         let now = super::now();
         let mut tx = self.store().begin().await?;
         Store::set_measure_value(&mut tx, &measure.id, value, now).await?;

@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::entities::{sql_filter_for, CUSTOMER_ENTITY, DEFAULT_TOP, MAX_TOP};
+use super::entities::{parse_filter_for, CUSTOMER_ENTITY, DEFAULT_TOP, MAX_TOP};
 use super::jobs::{Job, JobKind};
 use super::{not_found, odata, parse_name, Engine, EngineError, EngineResult, TenantId};
-use crate::store::segments::SegmentRecord;
+use crate::item_query::ItemQuery;
+use crate::store::segments::{Members, SegmentRecord};
 use crate::store::{Store, StoreError};
 use crate::triggers::{DomainEvent, EventKind};
 
@@ -79,7 +80,7 @@ impl Engine {
             .map_err(|e| EngineError::Invalid(format!("invalid filter: {e}")))?;
         // When profiles exist, unknown fields are caught now rather than at refresh.
         if let Ok(customer) = self.store().entity(instance_id, CUSTOMER_ENTITY).await {
-            sql_filter_for(&customer, &filter, "filter")?;
+            parse_filter_for(&customer, &filter, "filter")?;
         }
         let rec = SegmentRecord {
             id: uuid::Uuid::new_v4().to_string(),
@@ -148,7 +149,7 @@ impl Engine {
             .await
             .map_err(|e| not_found(e, "segment", segment_id))?;
         let prepared = match self.store().entity(instance_id, CUSTOMER_ENTITY).await {
-            Ok(customer) => sql_filter_for(&customer, &segment.filter, "filter")
+            Ok(customer) => parse_filter_for(&customer, &segment.filter, "filter")
                 .map(|expr| (customer, expr))
                 .map_err(|e| e.to_string()),
             Err(StoreError::NotFound) => {
@@ -166,9 +167,26 @@ impl Engine {
                 return Ok(Err(reason));
             }
         };
+        // A filter without a SQL form is evaluated over the profiles before the transaction
+        // (the profiles of one generation do not change).
+        let keys: Vec<String> = match &filter.predicate {
+            Some(_) => Vec::new(),
+            None => {
+                let query = ItemQuery {
+                    filter: Some(filter.clone()),
+                    ..ItemQuery::default()
+                };
+                let kept = self.store().items_kept(&customer, &query).await?;
+                kept.into_iter().map(|(key, _)| key).collect()
+            }
+        };
+        let members = match &filter.predicate {
+            Some(predicate) => Members::Matching(predicate),
+            None => Members::Keys(&keys),
+        };
         let now = super::now();
         let mut tx = self.store().begin().await?;
-        let count = Store::compute_segment(&mut tx, &segment.id, &customer, &filter, now).await?;
+        let count = Store::compute_segment(&mut tx, &segment.id, &customer, members, now).await?;
         let event = DomainEvent::new(
             instance_id,
             EventKind::SegmentRefreshed {

@@ -98,8 +98,8 @@ impl Store {
     }
 
     /// The current items (after the query's `after_key`) that pass its filter and search, in
-    /// key order, read in batches so that only the kept ones are held.
-    async fn items_kept(
+    /// key order, evaluated here (read in batches, so that only the kept ones are held).
+    pub async fn items_kept(
         &self,
         entity: &EntityRecord,
         query: &ItemQuery,

@@ -5,6 +5,14 @@ use super::postgres::PgDb;
 use super::sqlite::SqliteDb;
 use super::{Db, Store, StoreResult, Tx};
 use crate::item_query::Predicate;
+
+/// Who the members of a segment are: the profiles a filter's SQL form keeps, or the keys of
+/// those its evaluation over the profiles kept (a filter without a SQL form).
+#[derive(Debug, Clone, Copy)]
+pub enum Members<'a> {
+    Matching(&'a Predicate),
+    Keys(&'a [String]),
+}
 use crate::store::entities::EntityRecord;
 use chrono::{DateTime, Utc};
 
@@ -47,7 +55,7 @@ impl Store {
         tx: &mut Tx<'_>,
         segment_id: &str,
         customer: &EntityRecord,
-        filter: &Predicate,
+        filter: Members<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<i64> {
         match tx {

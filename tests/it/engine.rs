@@ -1552,3 +1552,60 @@ async fn odata_4_01_options_paging_and_typed_columns() {
         .await
         .assert_problem(400);
 }
+
+/// Segments and measures take the whole filter language of GetItems, with its answers: a filter
+/// without a SQL form (functions, arithmetic) is evaluated over the profiles.
+#[tokio::test]
+async fn segments_and_measures_take_every_filter_getitems_takes() {
+    let app = spawn_app().await;
+    let (inst, _) = unify(&app).await;
+    let filter = "tolower(city) eq 'berlin' and length(firstName) ge 3 or spend mul 2 gt 200";
+    let matching = all_items(
+        &app,
+        &inst,
+        "Customer",
+        &format!("&$filter={}", urlencode(filter)),
+    )
+    .await;
+    assert!(!matching.is_empty());
+    let seg = app
+        .post(
+            &format!("/instances/{inst}/segments"),
+            json!({"name":"Computed","filter":filter}),
+        )
+        .await;
+    assert_eq!(seg.status, 201, "{}", seg.text);
+    let seg_id = seg.json()["segmentId"].as_str().unwrap().to_string();
+    let job = app
+        .run_job(&format!("/instances/{inst}/segments/{seg_id}/refresh"))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["memberCount"], matching.len());
+    let members = app
+        .get(&format!("/instances/{inst}/segments/{seg_id}/members"))
+        .await
+        .json();
+    let member_ids: BTreeSet<String> = ids(members["value"].as_array().unwrap(), "CustomerId");
+    assert_eq!(member_ids, ids(&matching, "CustomerId"));
+
+    let measure = app
+        .post(
+            &format!("/instances/{inst}/measures"),
+            json!({"name":"Big spenders' spend","entityName":"Customer","aggregate":"sum",
+                   "field":"spend","filter":"round(spend) ge 80"}),
+        )
+        .await;
+    assert_eq!(measure.status, 201, "{}", measure.text);
+    let id = measure.json()["measureId"].as_str().unwrap().to_string();
+    let job = app
+        .run_job(&format!("/instances/{inst}/measures/{id}/refresh"))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let profiles = all_items(&app, &inst, "Customer", "").await;
+    let expected: f64 = profiles
+        .iter()
+        .filter_map(|p| p["spend"].as_f64())
+        .filter(|s| s.round() >= 80.0)
+        .sum();
+    assert_eq!(job["result"]["value"].as_f64(), Some(expected), "{job}");
+}

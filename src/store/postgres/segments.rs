@@ -3,7 +3,6 @@
 use super::item_sql::{bind_all, filter_sql, param, Bind};
 use super::parse_id;
 use super::{PgDb, PgTx};
-use crate::item_query::Predicate;
 use crate::store::entities::EntityRecord;
 use crate::store::segments::*;
 use crate::store::{StoreError, StoreResult};
@@ -75,7 +74,7 @@ impl PgDb {
         tx: &mut PgTx<'_>,
         segment_id: &str,
         customer: &EntityRecord,
-        filter: &Predicate,
+        members: Members<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<i64> {
         let segment = parse_id(segment_id).ok_or(StoreError::NotFound)?;
@@ -83,21 +82,34 @@ impl PgDb {
             .bind(segment)
             .execute(tx.connection())
             .await?;
-        let mut binds = vec![
-            Bind::Text(segment.to_string()),
-            Bind::Integer(customer.id),
-            Bind::Integer(customer.generation),
-        ];
-        let where_sql = filter_sql(filter, "data", &mut binds);
-        let sql = format!(
-            "INSERT INTO segment_members (segment_id, customer_id)
-             SELECT $1::uuid, item_key FROM items
-             WHERE entity_id = $2 AND generation = $3 AND ({where_sql})"
-        );
-        let inserted = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
+        let inserted = match members {
+            Members::Matching(filter) => {
+                let mut binds = vec![
+                    Bind::Text(segment.to_string()),
+                    Bind::Integer(customer.id),
+                    Bind::Integer(customer.generation),
+                ];
+                let where_sql = filter_sql(filter, "data", &mut binds);
+                let sql = format!(
+                    "INSERT INTO segment_members (segment_id, customer_id)
+                     SELECT $1::uuid, item_key FROM items
+                     WHERE entity_id = $2 AND generation = $3 AND ({where_sql})"
+                );
+                bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
+                    .execute(tx.connection())
+                    .await?
+                    .rows_affected() as i64
+            }
+            Members::Keys(keys) => sqlx::query(
+                "INSERT INTO segment_members (segment_id, customer_id)
+                 SELECT $1, key FROM unnest($2::text[]) AS key",
+            )
+            .bind(segment)
+            .bind(keys)
             .execute(tx.connection())
             .await?
-            .rows_affected() as i64;
+            .rows_affected() as i64,
+        };
         sqlx::query("UPDATE segments SET member_count = $1, last_refreshed_at = $2 WHERE id = $3")
             .bind(inserted)
             .bind(now)

@@ -364,5 +364,25 @@ mod tests {
         }
         // The generated filters are not all alike: they select many different sets.
         assert!(differing_answers.len() > 40, "{}", differing_answers.len());
+
+        // Aggregates evaluated over the items (for filters without a SQL form) equal SQL's.
+        use crate::item_query::Aggregate::*;
+        for aggregate in [Count, Sum, Avg, Min, Max, DistinctCount] {
+            for field in [None, Some("a"), Some("s"), Some("b"), Some("zz")] {
+                let (sql, binds) = aggregate_sql(aggregate, field);
+                let sql = format!("SELECT CAST({sql} AS REAL) FROM t");
+                let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                let want: Option<f64> = sqlx::Row::get(&row, 0);
+                let got = aggregate.over(field, AGREEMENT_ITEMS.iter().copied());
+                let close = match (got, want) {
+                    (Some(g), Some(w)) => g == w || (g - w).abs() <= w.abs() * 1e-12,
+                    (g, w) => g == w,
+                };
+                assert!(close, "{aggregate:?}({field:?}): {got:?} vs SQL {want:?}");
+            }
+        }
     }
 }

@@ -3,7 +3,6 @@
 use super::item_sql::{bind_all, filter_sql};
 use super::{parse_opt_ts, parse_ts, ts};
 use super::{SqliteDb, SqliteTx};
-use crate::item_query::Predicate;
 use crate::store::entities::EntityRecord;
 use crate::store::segments::*;
 use crate::store::{StoreError, StoreResult};
@@ -63,27 +62,43 @@ impl SqliteDb {
         tx: &mut SqliteTx<'_>,
         segment_id: &str,
         customer: &EntityRecord,
-        filter: &Predicate,
+        members: Members<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<i64> {
-        let mut binds = Vec::new();
-        let where_sql = filter_sql(filter, "data", &mut binds);
         sqlx::query("DELETE FROM segment_members WHERE segment_id = ?")
             .bind(segment_id)
             .execute(tx.connection())
             .await?;
-        let sql = format!(
-            "INSERT INTO segment_members (segment_id, customer_id)
-             SELECT ?, item_key FROM items WHERE entity_id = ? AND generation = ? AND ({where_sql})"
-        );
-        let q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(segment_id)
-            .bind(customer.id)
-            .bind(customer.generation);
-        let inserted = bind_all(q, &binds)
-            .execute(tx.connection())
-            .await?
-            .rows_affected() as i64;
+        let inserted = match members {
+            Members::Matching(filter) => {
+                let mut binds = Vec::new();
+                let where_sql = filter_sql(filter, "data", &mut binds);
+                let sql = format!(
+                    "INSERT INTO segment_members (segment_id, customer_id)
+                     SELECT ?, item_key FROM items WHERE entity_id = ? AND generation = ? AND ({where_sql})"
+                );
+                let q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(segment_id)
+                    .bind(customer.id)
+                    .bind(customer.generation);
+                bind_all(q, &binds)
+                    .execute(tx.connection())
+                    .await?
+                    .rows_affected() as i64
+            }
+            Members::Keys(keys) => {
+                for key in keys {
+                    sqlx::query(
+                        "INSERT INTO segment_members (segment_id, customer_id) VALUES (?, ?)",
+                    )
+                    .bind(segment_id)
+                    .bind(key)
+                    .execute(tx.connection())
+                    .await?;
+                }
+                keys.len() as i64
+            }
+        };
         sqlx::query("UPDATE segments SET member_count = ?, last_refreshed_at = ? WHERE id = ?")
             .bind(inserted)
             .bind(ts(now))
