@@ -1436,7 +1436,7 @@ pub mod tests_support {
     pub fn type_of(name: &str) -> Type {
         match name.chars().next() {
             _ if name == "City" || name == "Name" => Type::String,
-            Some('s' | 'c' | 'n') => Type::String,
+            Some('s' | 'c') => Type::String,
             Some('b' | 'B') => Type::Boolean,
             Some('d') => Type::Date,
             Some('t') => Type::DateTime,

@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(binds[3], Bind::Integer(1));
 
         let mut binds = Vec::new();
-        let sql = filter_sql(&predicate("endswith(n,'é')"), "d", &mut binds);
+        let sql = filter_sql(&predicate("endswith(s,'é')"), "d", &mut binds);
         assert_eq!(sql.matches('?').count(), binds.len());
         assert_eq!(binds[2], Bind::Integer(-2)); // UTF-8 byte length
         assert_eq!(field_path("firstName"), "$.\"firstName\"");
