@@ -48,6 +48,9 @@ def load_data():
     return a, b, truth
 
 
+SAMPLES = 25  # false positives and negatives kept in the JSON, to see what a system gets wrong
+
+
 def score(pred: set, truth: set) -> dict:
     tp = len(pred & truth)
     fp = len(pred) - tp
@@ -55,7 +58,8 @@ def score(pred: set, truth: set) -> dict:
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * p * r / (p + r) if p + r else 0.0
-    return {"precision": p, "recall": r, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+    return {"precision": p, "recall": r, "f1": f1, "tp": tp, "fp": fp, "fn": fn,
+            "fp_sample": sorted(pred - truth)[:SAMPLES], "fn_sample": sorted(truth - pred)[:SAMPLES]}
 
 
 def orient(pairs, a_ids: set) -> set:
