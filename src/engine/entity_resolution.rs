@@ -31,6 +31,8 @@
 //! (entity name, key) first, and the `CustomerId` is derived from the cluster's smallest source
 //! reference (see [`customer_id`]), so the same cluster gets the same id on every run.
 
+pub use super::comparators::Normalization;
+use super::scored_rules::{self, RuleReport, ScoredRule};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -47,6 +49,9 @@ pub const CUSTOMER_ID: &str = "CustomerId";
 /// Jaro-Winkler comparison, which is quadratic in the length).
 pub const MAX_FUZZY_CHARS: usize = 64;
 
+/// At most this many rules: a profile records which of them linked its records.
+pub const MAX_RULES: usize = 64;
+
 /// Unification configuration (public contract, camelCase JSON).
 #[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -55,6 +60,9 @@ pub struct UnificationConfig {
     pub sources: Vec<SourceConfig>,
     /// Match: rules, each a list of conditions that must all hold; rules are combined with or.
     pub rules: Vec<MatchRule>,
+    /// Match: scored (Fellegi–Sunter) rules; a pair matches if any rule, of either list, matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scored_rules: Vec<ScoredRule>,
     /// Merge: how a profile field's value is chosen among the matched records.
     pub merge: MergeConfig,
 }
@@ -94,35 +102,6 @@ pub struct MatchCondition {
     pub threshold: Option<f64>,
 }
 
-#[derive(
-    utoipa::ToSchema,
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Normalization {
-    /// The value as it is.
-    Exact,
-    /// Lower-cased (Unicode); whitespace is kept.
-    CaseInsensitive,
-    /// Trimmed, internal whitespace runs collapsed to one space; case is kept.
-    Whitespace,
-    /// Only letters and digits (Unicode), lower-cased.
-    Alphanumeric,
-    /// Trimmed and lower-cased (no `+tag` or dot stripping).
-    Email,
-    /// ASCII digits only (`+49 30 123` → `4930123`; no country-code handling).
-    Phone,
-}
-
 #[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -147,54 +126,6 @@ pub enum MergePolicy {
     MostRecent,
     /// Records with more non-empty fields first; ties by source priority.
     MostComplete,
-}
-
-impl Normalization {
-    /// The normalized value (may be empty).
-    pub fn apply(self, raw: &str) -> String {
-        let mut out = String::with_capacity(raw.len());
-        self.apply_into(raw, &mut out);
-        out
-    }
-
-    fn apply_into(self, raw: &str, out: &mut String) {
-        match self {
-            Normalization::Exact => out.push_str(raw),
-            Normalization::CaseInsensitive => push_lowercase(raw, out),
-            Normalization::Whitespace => {
-                for (i, word) in raw.split_whitespace().enumerate() {
-                    if i > 0 {
-                        out.push(' ');
-                    }
-                    out.push_str(word);
-                }
-            }
-            Normalization::Alphanumeric if raw.is_ascii() => out.extend(
-                raw.bytes()
-                    .filter(u8::is_ascii_alphanumeric)
-                    .map(|b| char::from(b.to_ascii_lowercase())),
-            ),
-            Normalization::Alphanumeric => {
-                for c in raw.chars().filter(|c| c.is_alphanumeric()) {
-                    out.extend(c.to_lowercase());
-                }
-            }
-            Normalization::Email => push_lowercase(raw.trim(), out),
-            Normalization::Phone => out.extend(raw.chars().filter(char::is_ascii_digit)),
-        }
-    }
-}
-
-fn push_lowercase(s: &str, out: &mut String) {
-    if s.is_ascii() {
-        let start = out.len();
-        out.push_str(s);
-        out[start..].make_ascii_lowercase();
-    } else {
-        for c in s.chars() {
-            out.extend(c.to_lowercase());
-        }
-    }
 }
 
 impl UnificationConfig {
@@ -276,6 +207,24 @@ impl UnificationConfig {
                 }
             }
         }
+        for (r, rule) in self.scored_rules.iter().enumerate() {
+            let at = format!("scoredRules[{r}] ('{}')", rule.name);
+            if rule.name.trim().is_empty() {
+                return Err(format!("scoredRules[{r}]: name must not be empty"));
+            }
+            if !rule_names.insert(rule.name.as_str()) {
+                return Err(format!(
+                    "{at}: rule name '{}' is used more than once",
+                    rule.name
+                ));
+            }
+            rule.validate(&at, &fields)?;
+        }
+        if self.rules.len() + self.scored_rules.len() > MAX_RULES {
+            return Err(format!(
+                "at most {MAX_RULES} rules (deterministic and scored together)"
+            ));
+        }
         Ok(())
     }
 
@@ -313,6 +262,9 @@ pub struct Profile {
     pub fields: Map<String, Value>,
     /// The cluster's source references, sorted by entity name then key.
     pub sources: Vec<SourceRef>,
+    /// The rules that linked the cluster's records (in configuration order, deterministic
+    /// rules first); empty for a profile of one record.
+    pub matched_by: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -330,6 +282,8 @@ pub struct UnifyOutcome {
     pub unified_profiles: u64,
     /// Records in clusters of two or more distinct source references.
     pub matched_records: u64,
+    /// What each rule did, deterministic rules first.
+    pub rules: Vec<RuleReport>,
 }
 
 /// Bounds on fuzzy-matching work (see the module documentation).
@@ -546,19 +500,85 @@ pub fn unify_with_limits(
         },
     };
 
+    // Bit r of a record's mask: rule r linked it to another record.
+    let mut masks = vec![0u64; n];
+    let mut reports = Vec::with_capacity(config.rules.len() + config.scored_rules.len());
     let features = Features::build(config, &records, limits.threads);
-    for rule in &config.rules {
-        match_rule(rule, &features, n, &mut uf, limits);
+    for (r, rule) in config.rules.iter().enumerate() {
+        // Each rule links on its own, so what it linked (the groups of the transitive closure
+        // of its matches) does not depend on the other rules or the threads.
+        let mut own = UnionFind::new(n);
+        let tally = match_rule(rule, &features, n, &mut own, limits);
+        let bit = 1u64 << r;
+        let mut sizes = vec![0u32; n];
+        let roots: Vec<usize> = (0..n).map(|i| own.find(i)).collect();
+        for &root in &roots {
+            sizes[root] += 1;
+        }
+        let mut links = 0u64;
+        let mut linked = 0u64;
+        for (i, &root) in roots.iter().enumerate() {
+            if root != i {
+                uf.union(i, root);
+                links += 1;
+            }
+            if sizes[root] > 1 {
+                masks[i] |= bit;
+                linked += 1;
+            }
+        }
+        reports.push(RuleReport {
+            rule: rule.name.clone(),
+            kind: "exact".into(),
+            candidate_pairs: tally.compared,
+            pairs_matched: links,
+            records_linked: linked,
+            ..RuleReport::default()
+        });
     }
     drop(features);
+    for (s, rule) in config.scored_rules.iter().enumerate() {
+        let bit = 1u64 << (config.rules.len() + s);
+        let fields: Vec<&BTreeMap<String, String>> = records.iter().map(|r| &r.fields).collect();
+        let (pairs, report) = scored_rules::run(rule, &fields);
+        for pair in pairs {
+            uf.union(pair.a as usize, pair.b as usize);
+            masks[pair.a as usize] |= bit;
+            masks[pair.b as usize] |= bit;
+        }
+        reports.push(report);
+    }
+    let names: Vec<&str> = config
+        .rules
+        .iter()
+        .map(|r| r.name.as_str())
+        .chain(config.scored_rules.iter().map(|r| r.name.as_str()))
+        .collect();
 
-    merge(
+    let mut outcome = merge(
         config.merge.policy,
         records,
+        masks,
         &mut uf,
         source_records,
         limits.threads,
-    )
+    );
+    for (profile, mask) in outcome.0.profiles.iter_mut().zip(outcome.1) {
+        profile.matched_by = (0..names.len())
+            .filter(|r| mask & (1u64 << r) != 0)
+            .map(|r| names[r].to_string())
+            .collect();
+    }
+    let mut outcome = outcome.0;
+    outcome.rules = reports;
+    outcome
+}
+
+/// What one deterministic rule did: the pairs it compared and those it joined.
+#[derive(Default)]
+struct Tally {
+    compared: u64,
+    joined: Vec<(u32, u32)>,
 }
 
 /// Below this many records everything runs on the calling thread (with `threads: 0`).
@@ -705,7 +725,8 @@ fn match_rule(
     n: usize,
     uf: &mut UnionFind,
     limits: MatchLimits,
-) {
+) -> Tally {
+    let mut tally = Tally::default();
     let mut exact: Vec<&Column> = Vec::new();
     let mut fuzzy: Vec<FuzzyCond> = Vec::new();
     for cond in &rule.conditions {
@@ -719,7 +740,7 @@ fn match_rule(
         }
     }
     if exact.is_empty() && fuzzy.is_empty() {
-        return;
+        return tally;
     }
     let eligible = |i: usize| {
         exact.iter().all(|c| !c.get(i).is_empty())
@@ -744,13 +765,17 @@ fn match_rule(
         let mut first_of_block: HashMap<Cow<str>, u32> = HashMap::new();
         for i in (0..n).filter(|&i| eligible(i)) {
             match first_of_block.entry(block_key(i)) {
-                std::collections::hash_map::Entry::Occupied(e) => uf.union(*e.get() as usize, i),
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    uf.union(*e.get() as usize, i);
+                    tally.compared += 1;
+                    tally.joined.push((*e.get(), i as u32));
+                }
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(i as u32);
                 }
             }
         }
-        return;
+        return tally;
     }
 
     // Blocks as one member array plus start offsets; members ascending within a block.
@@ -809,15 +834,16 @@ fn match_rule(
     let threads = limits.threads.clamp(1, units.len().max(1));
     // Runs units against `uf` (unioning as it goes, so pairs already joined are skipped) and
     // returns the pairs it joined.
-    let run = |units: &[Unit], uf: &mut UnionFind| -> Vec<(u32, u32)> {
-        let mut joined = Vec::new();
+    let run = |units: &[Unit], uf: &mut UnionFind| -> Tally {
+        let mut tally = Tally::default();
         let mut try_pair = |x: u32, y: u32, uf: &mut UnionFind| {
             let (x, y) = (x.min(y), x.max(y));
-            if uf.find(x as usize) != uf.find(y as usize)
-                && fuzzy_match(&fuzzy, x as usize, y as usize)
-            {
-                uf.union(x as usize, y as usize);
-                joined.push((x, y));
+            if uf.find(x as usize) != uf.find(y as usize) {
+                tally.compared += 1;
+                if fuzzy_match(&fuzzy, x as usize, y as usize) {
+                    uf.union(x as usize, y as usize);
+                    tally.joined.push((x, y));
+                }
             }
         };
         let mut order: Vec<(u64, u32)> = Vec::new();
@@ -854,12 +880,11 @@ fn match_rule(
                 }
             }
         }
-        joined
+        tally
     };
     if threads == 1 {
         let all: Vec<Unit> = units.iter().map(|u| u.0).collect();
-        run(&all, uf);
-        return;
+        return run(&all, uf);
     }
     let mut assigned: Vec<(u64, Vec<Unit>)> = vec![(0, Vec::new()); threads];
     for &(unit, cost) in &units {
@@ -873,7 +898,7 @@ fn match_rule(
     // Each worker starts from a copy of the current clusters; the union of everything the
     // workers joined is the same partition a single thread would produce.
     let base: &UnionFind = uf;
-    let joined: Vec<Vec<(u32, u32)>> = std::thread::scope(|scope| {
+    let tallies: Vec<Tally> = std::thread::scope(|scope| {
         let handles: Vec<_> = assigned
             .iter()
             .map(|(_, units)| {
@@ -889,9 +914,15 @@ fn match_rule(
             .map(|h| h.join().expect("match worker panicked"))
             .collect()
     });
-    for (x, y) in joined.into_iter().flatten() {
-        uf.union(x as usize, y as usize);
+    for part in tallies {
+        tally.compared += part.compared;
+        for (x, y) in part.joined {
+            // Another worker may have joined the two already: the pair is still this rule's.
+            uf.union(x as usize, y as usize);
+            tally.joined.push((x, y));
+        }
     }
+    tally
 }
 
 /// First 8 bytes of the sorted-neighbourhood key, big-endian, zero-padded: ordering by it and
@@ -1117,13 +1148,16 @@ impl UnionFind {
     }
 }
 
+/// Merges the clusters into profiles; also gives, aligned with the profiles, the union of
+/// their records' rule masks.
 fn merge(
     policy: MergePolicy,
     mut records: Vec<SourceRecord>,
+    mut masks: Vec<u64>,
     uf: &mut UnionFind,
     source_records: u64,
     threads: usize,
-) -> UnifyOutcome {
+) -> (UnifyOutcome, Vec<u64>) {
     let n = records.len();
     // Clusters in order of their first (smallest) record; members ascending = canonical order.
     let mut cluster_of_root: Vec<u32> = vec![u32::MAX; n];
@@ -1166,6 +1200,7 @@ fn merge(
         while target[i] != i {
             let t = target[i];
             records.swap(i, t);
+            masks.swap(i, t);
             target.swap(i, t);
         }
     }
@@ -1183,24 +1218,24 @@ fn merge(
         }
     }
     bounds.push(clusters);
-    let mut pieces: Vec<(&[usize], &mut [SourceRecord])> = Vec::new();
+    let mut pieces: Vec<(&[usize], &mut [SourceRecord], &[u64])> = Vec::new();
     let mut rest: &mut [SourceRecord] = &mut records;
     for w in bounds.windows(2) {
         let (from, to) = (w[0], w[1]);
         let (piece, tail) = std::mem::take(&mut rest).split_at_mut(starts[to] - starts[from]);
         rest = tail;
-        pieces.push((&starts[from..=to], piece));
+        pieces.push((&starts[from..=to], piece, &masks[starts[from]..starts[to]]));
     }
     let results: Vec<MergedPart> = if pieces.len() == 1 {
         pieces
             .into_iter()
-            .map(|(s, r)| merge_clusters(policy, s, r))
+            .map(|(s, r, m)| merge_clusters(policy, s, r, m))
             .collect()
     } else {
         std::thread::scope(|scope| {
             let handles: Vec<_> = pieces
                 .into_iter()
-                .map(|(s, r)| scope.spawn(move || merge_clusters(policy, s, r)))
+                .map(|(s, r, m)| scope.spawn(move || merge_clusters(policy, s, r, m)))
                 .collect();
             handles
                 .into_iter()
@@ -1210,23 +1245,29 @@ fn merge(
     };
     drop(records);
     let matched_records = results.iter().map(|r| r.1).sum();
-    let mut keyed: Vec<([u8; 16], Profile)> = Vec::with_capacity(clusters);
+    let mut keyed: Vec<([u8; 16], Profile, u64)> = Vec::with_capacity(clusters);
     for (profiles, _) in results {
         keyed.extend(profiles);
     }
     // The hex id orders like its bytes.
     keyed.sort_unstable_by_key(|a| a.0);
-    let profiles: Vec<Profile> = keyed.into_iter().map(|(_, p)| p).collect();
-    UnifyOutcome {
-        unified_profiles: profiles.len() as u64,
-        profiles,
-        source_records,
-        matched_records,
-    }
+    let (profiles, masks): (Vec<Profile>, Vec<u64>) =
+        keyed.into_iter().map(|(_, p, m)| (p, m)).unzip();
+    (
+        UnifyOutcome {
+            unified_profiles: profiles.len() as u64,
+            profiles,
+            source_records,
+            matched_records,
+            rules: Vec::new(),
+        },
+        masks,
+    )
 }
 
-/// Profiles keyed by their raw id, and the number of matched records, of one merge worker.
-type MergedPart = (Vec<([u8; 16], Profile)>, u64);
+/// Profiles keyed by their raw id with their rule masks, and the number of matched records, of
+/// one merge worker.
+type MergedPart = (Vec<([u8; 16], Profile, u64)>, u64);
 
 /// Merges consecutive clusters: `starts` are the clusters' offsets into `records` relative to
 /// `starts[0]` (the last entry is the end). Takes the records' strings.
@@ -1234,6 +1275,7 @@ fn merge_clusters(
     policy: MergePolicy,
     starts: &[usize],
     records: &mut [SourceRecord],
+    masks: &[u64],
 ) -> MergedPart {
     let base = starts[0];
     let mut profiles = Vec::with_capacity(starts.len() - 1);
@@ -1280,13 +1322,18 @@ fn merge_clusters(
             })
             .expect("a cluster has at least one record");
         let id = customer_id_bytes(&smallest.entity_name, &smallest.key);
+        let mask = masks[w[0] - base..w[1] - base]
+            .iter()
+            .fold(0, |all, m| all | m);
         profiles.push((
             id,
             Profile {
                 customer_id: format_uuid(&id),
                 fields,
                 sources,
+                matched_by: Vec::new(),
             },
+            mask,
         ));
     }
     (profiles, matched)
@@ -2441,9 +2488,16 @@ mod tests {
                 threads: 4,
                 ..MatchLimits::default()
             };
-            let a = unify_with_limits(&config, records.clone(), one);
-            let b = unify_with_limits(&config, records.clone(), four);
+            let mut a = unify_with_limits(&config, records.clone(), one);
+            let mut b = unify_with_limits(&config, records.clone(), four);
             assert!(a.matched_records > 0 && a.unified_profiles < 3000);
+            assert!(a.profiles.iter().any(|p| !p.matched_by.is_empty()));
+            // How many pairs a rule compared depends on how the work was split (a pair
+            // already linked by the rule is not compared again); nothing else does.
+            for r in a.rules.iter_mut().chain(b.rules.iter_mut()) {
+                assert!(r.candidate_pairs >= r.pairs_matched, "{r:?}");
+                r.candidate_pairs = 0;
+            }
             assert_eq!(a, b, "{policy}");
         }
     }

@@ -6,6 +6,7 @@
 //! public contract; that is schema metadata, not transport.
 
 pub mod column_types;
+pub mod comparators;
 pub mod datasources;
 pub mod entities;
 pub mod entity_resolution;
@@ -19,6 +20,7 @@ pub mod odata;
 mod reads;
 pub mod schedule;
 pub mod schema_inference;
+pub mod scored_rules;
 pub mod segments;
 pub mod unification;
 

@@ -45,6 +45,7 @@ impl Engine {
             None => Ok(UnificationConfig {
                 sources: vec![],
                 rules: vec![],
+                scored_rules: vec![],
                 merge: resolution::MergeConfig {
                     policy: resolution::MergePolicy::SourcePriority,
                 },
@@ -191,9 +192,10 @@ impl Engine {
         // Match and merge on a blocking thread (CPU-bound).
         let t_unify = std::time::Instant::now();
         let cfg = config.clone();
-        let outcome = tokio::task::spawn_blocking(move || resolution::unify(&cfg, records))
+        let mut outcome = tokio::task::spawn_blocking(move || resolution::unify(&cfg, records))
             .await
             .map_err(|e| EngineError::Internal(format!("unification crashed: {e}")))?;
+        let rule_reports = std::mem::take(&mut outcome.rules);
         let stats = UnificationStats {
             source_records: outcome.source_records,
             unified_profiles: outcome.unified_profiles,
@@ -222,6 +224,7 @@ impl Engine {
                     item.insert(field, typed);
                 }
                 item.insert("sources".into(), json!(profile.sources));
+                item.insert("matchedBy".into(), json!(profile.matched_by));
                 schema.observe(&item);
                 let text =
                     serde_json::to_string(&Value::Object(item)).expect("JSON values serialize");
@@ -260,6 +263,7 @@ impl Engine {
             "sourceRecords": stats.source_records,
             "unifiedProfiles": stats.unified_profiles,
             "matchedRecords": stats.matched_records,
+            "rules": rule_reports,
         });
         let mut tx = self.store().begin().await?;
         Store::switch_generation(
@@ -340,6 +344,7 @@ mod tests {
             customer_id: id.into(),
             fields: fields.as_object().unwrap().clone(),
             sources: vec![],
+            matched_by: vec![],
         }
     }
 

@@ -496,9 +496,16 @@ fn clusters(profiles: &[Value]) -> BTreeSet<BTreeSet<String>> {
 async fn unification_finds_the_known_duplicates_with_stable_ids() {
     let app = spawn_app().await;
     let (inst, job) = unify(&app).await;
+    assert_eq!(job["result"]["sourceRecords"], 8);
+    assert_eq!(job["result"]["unifiedProfiles"], 5);
+    assert_eq!(job["result"]["matchedRecords"], 6);
+    // What each rule did: pairs compared and matched, records linked.
     assert_eq!(
-        job["result"],
-        json!({"sourceRecords":8,"unifiedProfiles":5,"matchedRecords":6})
+        job["result"]["rules"],
+        json!([
+            {"rule":"same email","kind":"exact","candidatePairs":2,"pairsMatched":2,"recordsLinked":4},
+            {"rule":"same phone and last name","kind":"exact","candidatePairs":2,"pairsMatched":2,"recordsLinked":4}
+        ])
     );
     let profiles = all_items(&app, &inst, "Customer", "").await;
     let expected: BTreeSet<BTreeSet<String>> = [
@@ -512,6 +519,18 @@ async fn unification_finds_the_known_duplicates_with_stable_ids() {
     .map(|c| c.into_iter().map(String::from).collect())
     .collect();
     assert_eq!(clusters(&profiles), expected);
+    // Each profile says which rules linked its records.
+    let ann = profiles
+        .iter()
+        .find(|p| p["email"] == "ann@example.com")
+        .unwrap();
+    assert_eq!(ann["matchedBy"], json!(["same email"]), "{ann}");
+    let carl = profiles.iter().find(|p| p["firstName"] == "Carl").unwrap();
+    assert_eq!(
+        carl["matchedBy"],
+        json!(["same phone and last name"]),
+        "{carl}"
+    );
     // Source priority: CRM wins the fields of the Bob cluster.
     let bob = profiles
         .iter()
