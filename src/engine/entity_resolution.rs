@@ -31,8 +31,8 @@
 //! (entity name, key) first, and the `CustomerId` is derived from the cluster's smallest source
 //! reference (see [`customer_id`]), so the same cluster gets the same id on every run.
 
-pub use super::comparators::Normalization;
-use super::scored_rules::{self, RuleReport, ScoredRule};
+pub use super::comparators::{Comparator, Normalization};
+use super::scored_rules::{self, Comparison, PairwiseRule, RuleReport, ScoredRule};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -84,8 +84,78 @@ pub struct SourceConfig {
 pub struct MatchRule {
     /// Name of the rule.
     pub name: String,
-    /// Conditions that must all hold for two records to match.
+    /// Conditions that must all hold for two records to match (or `minAgree` of them).
     pub conditions: Vec<MatchCondition>,
+    /// "k of n": the rule matches when at least this many conditions hold; needs `blocking`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_agree: Option<usize>,
+    /// Blocking keys (lists of fields): only records equal on all fields of some key are
+    /// compared. Default: the fields of the rule's exact conditions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocking: Option<Vec<Vec<String>>>,
+}
+
+impl MatchRule {
+    /// Whether the rule uses what only pairwise evaluation over blocks does (a comparator
+    /// other than Jaro-Winkler, cross-field conditions, "k of n" or explicit blocking).
+    fn is_pairwise(&self) -> bool {
+        self.min_agree.is_some()
+            || self.blocking.is_some()
+            || self.conditions.iter().any(|c| {
+                !c.also_against.is_empty()
+                    || !matches!(
+                        (c.precision, c.comparator),
+                        (_, None)
+                            | (Precision::Fuzzy, Some(Comparator::JaroWinkler))
+                            | (Precision::Exact, Some(Comparator::Exact))
+                    )
+            })
+    }
+
+    /// The condition as a comparison: it holds when its level is not "different".
+    fn comparison(cond: &MatchCondition) -> Comparison {
+        let comparator = cond.comparator.unwrap_or(match cond.precision {
+            Precision::Exact => Comparator::Exact,
+            Precision::Fuzzy => Comparator::JaroWinkler,
+        });
+        Comparison {
+            field: cond.field.clone(),
+            also_against: cond.also_against.clone(),
+            normalization: cond.normalization,
+            comparator,
+            levels: if comparator.takes_levels() {
+                cond.threshold.into_iter().collect()
+            } else {
+                Vec::new()
+            },
+            m: None,
+            u: None,
+        }
+    }
+
+    /// The blocking keys: given, or the fields of the exact conditions as one key.
+    fn blocking_keys(&self) -> Vec<Vec<String>> {
+        match &self.blocking {
+            Some(keys) => keys.clone(),
+            None => {
+                let key: Vec<String> = self
+                    .conditions
+                    .iter()
+                    .filter(|c| {
+                        c.precision == Precision::Exact
+                            && c.also_against.is_empty()
+                            && c.comparator.is_none_or(|k| k == Comparator::Exact)
+                    })
+                    .map(|c| c.field.clone())
+                    .collect();
+                if key.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![key]
+                }
+            }
+        }
+    }
 }
 
 #[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -97,9 +167,18 @@ pub struct MatchCondition {
     pub normalization: Normalization,
     /// exact, or fuzzy with a Jaro-Winkler threshold.
     pub precision: Precision,
-    /// Jaro-Winkler similarity in (0, 1]; required for `fuzzy`, refused for `exact`.
+    /// For `fuzzy`: the similarity (jaroWinkler, jaro, tokenSet; in (0, 1]), distance
+    /// (levenshtein, damerauLevenshtein), days (date) or tolerance (number) that still holds;
+    /// none for soundex and doubleMetaphone. Refused for `exact`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// For `fuzzy`: how values compare (default jaroWinkler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparator: Option<Comparator>,
+    /// Other fields of the other record compared too, swapped (given name and surname
+    /// exchanged): the condition also holds when both swapped comparisons do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_against: Vec<String>,
 }
 
 #[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -193,18 +272,78 @@ impl UnificationConfig {
                         cond.field
                     ));
                 }
+                for other in &cond.also_against {
+                    if !fields.contains(other.as_str()) {
+                        return Err(format!(
+                            "{at}: alsoAgainst field '{other}' is not a profile field mapped by any source"
+                        ));
+                    }
+                }
+                let comparator = cond.comparator.unwrap_or(Comparator::JaroWinkler);
                 match (cond.precision, cond.threshold) {
-                    (Precision::Fuzzy, None) => {
-                        return Err(format!("{at}: fuzzy precision needs a threshold in (0, 1]"))
-                    }
-                    (Precision::Fuzzy, Some(t)) if !(t > 0.0 && t <= 1.0) => {
-                        return Err(format!("{at}: threshold must be in (0, 1], got {t}"))
-                    }
                     (Precision::Exact, Some(_)) => {
                         return Err(format!("{at}: a threshold applies only to fuzzy precision"))
                     }
-                    _ => {}
+                    (Precision::Exact, None) => {
+                        if cond.comparator.is_some_and(|c| c != Comparator::Exact) {
+                            return Err(format!(
+                                "{at}: a comparator applies only to fuzzy precision"
+                            ));
+                        }
+                    }
+                    (Precision::Fuzzy, None) if comparator.takes_levels() => {
+                        return Err(format!(
+                            "{at}: fuzzy precision needs a threshold{}",
+                            if comparator.levels_are_similarities() {
+                                " in (0, 1]"
+                            } else {
+                                ""
+                            }
+                        ))
+                    }
+                    (Precision::Fuzzy, Some(_)) if !comparator.takes_levels() => {
+                        return Err(format!("{at}: {comparator:?} takes no threshold"))
+                    }
+                    (Precision::Fuzzy, Some(t)) => {
+                        if comparator.levels_are_similarities() && !(t > 0.0 && t <= 1.0) {
+                            return Err(format!("{at}: threshold must be in (0, 1], got {t}"));
+                        }
+                        comparator
+                            .check_levels(&[t])
+                            .map_err(|e| format!("{at}: threshold: {e}"))?;
+                    }
+                    (Precision::Fuzzy, None) => {}
                 }
+            }
+            if let Some(k) = rule.min_agree {
+                if k == 0 || k > rule.conditions.len() {
+                    return Err(format!(
+                        "rules[{r}] ('{name}'): minAgree must be between 1 and the number of conditions ({})",
+                        rule.conditions.len()
+                    ));
+                }
+                if rule.blocking.is_none() {
+                    return Err(format!(
+                        "rules[{r}] ('{name}'): a rule with minAgree needs blocking keys (no condition is shared by every match)"
+                    ));
+                }
+            }
+            if let Some(keys) = &rule.blocking {
+                if keys.is_empty() || keys.iter().any(Vec::is_empty) {
+                    return Err(format!(
+                        "rules[{r}] ('{name}'): blocking needs keys of at least one field each"
+                    ));
+                }
+                if let Some(f) = keys.iter().flatten().find(|f| !fields.contains(f.as_str())) {
+                    return Err(format!(
+                        "rules[{r}] ('{name}'): blocking field '{f}' is not a profile field mapped by any source"
+                    ));
+                }
+            }
+            if rule.is_pairwise() && rule.blocking_keys().is_empty() {
+                return Err(format!(
+                    "rules[{r}] ('{name}'): this rule needs blocking keys: it has no exact condition to block on"
+                ));
             }
         }
         for (r, rule) in self.scored_rules.iter().enumerate() {
@@ -504,12 +643,29 @@ pub fn unify_with_limits(
     let mut masks = vec![0u64; n];
     let mut reports = Vec::with_capacity(config.rules.len() + config.scored_rules.len());
     let features = Features::build(config, &records, limits.threads);
+    let fields: Vec<&BTreeMap<String, String>> = records.iter().map(|r| &r.fields).collect();
     for (r, rule) in config.rules.iter().enumerate() {
+        let bit = 1u64 << r;
+        if rule.is_pairwise() {
+            let pairwise = PairwiseRule {
+                name: &rule.name,
+                blocking: rule.blocking_keys(),
+                conditions: rule.conditions.iter().map(MatchRule::comparison).collect(),
+                min_agree: rule.min_agree.unwrap_or(rule.conditions.len()),
+            };
+            let (pairs, report) = scored_rules::run_pairwise(&pairwise, &fields);
+            for (a, b) in pairs {
+                uf.union(a as usize, b as usize);
+                masks[a as usize] |= bit;
+                masks[b as usize] |= bit;
+            }
+            reports.push(report);
+            continue;
+        }
         // Each rule links on its own, so what it linked (the groups of the transitive closure
         // of its matches) does not depend on the other rules or the threads.
         let mut own = UnionFind::new(n);
         let tally = match_rule(rule, &features, n, &mut own, limits);
-        let bit = 1u64 << r;
         let mut sizes = vec![0u32; n];
         let roots: Vec<usize> = (0..n).map(|i| own.find(i)).collect();
         for &root in &roots {
@@ -539,7 +695,6 @@ pub fn unify_with_limits(
     drop(features);
     for (s, rule) in config.scored_rules.iter().enumerate() {
         let bit = 1u64 << (config.rules.len() + s);
-        let fields: Vec<&BTreeMap<String, String>> = records.iter().map(|r| &r.fields).collect();
         let (pairs, report) = scored_rules::run(rule, &fields);
         for pair in pairs {
             uf.union(pair.a as usize, pair.b as usize);
@@ -548,6 +703,7 @@ pub fn unify_with_limits(
         }
         reports.push(report);
     }
+    drop(fields);
     let names: Vec<&str> = config
         .rules
         .iter()
@@ -615,7 +771,8 @@ impl Column {
 impl Features {
     fn build(config: &UnificationConfig, records: &[SourceRecord], threads: usize) -> Features {
         let mut specs: Vec<Spec> = Vec::new();
-        for cond in config.rules.iter().flat_map(|r| &r.conditions) {
+        let legacy = config.rules.iter().filter(|r| !r.is_pairwise());
+        for cond in legacy.flat_map(|r| &r.conditions) {
             let fuzzy = cond.precision == Precision::Fuzzy;
             match specs
                 .iter_mut()
@@ -1388,6 +1545,143 @@ mod tests {
             "merge": {"policy": policy}
         }))
         .unwrap()
+    }
+
+    /// "k of n": records agreeing on three of four fields match; on two they do not.
+    #[test]
+    fn k_of_n_rule_needs_k_agreeing_conditions() {
+        let rules = json!([{"name":"3 of 4","minAgree":3,"blocking":[["city"]],"conditions":[
+            {"field":"firstName","normalization":"case-insensitive","precision":"exact"},
+            {"field":"lastName","normalization":"case-insensitive","precision":"exact"},
+            {"field":"email","normalization":"email","precision":"exact"},
+            {"field":"phone","normalization":"phone","precision":"exact"}]}]);
+        let records = vec![
+            rec(
+                "Crm",
+                "1",
+                1,
+                &[
+                    ("firstName", "Ann"),
+                    ("lastName", "Lee"),
+                    ("email", "a@x"),
+                    ("phone", "1"),
+                    ("city", "Oslo"),
+                ],
+            ),
+            // Three of four agree (another email).
+            rec(
+                "Shop",
+                "1",
+                2,
+                &[
+                    ("firstName", "ann"),
+                    ("lastName", "LEE"),
+                    ("email", "b@x"),
+                    ("phone", "1"),
+                    ("city", "oslo"),
+                ],
+            ),
+            // Two of four agree.
+            rec(
+                "Loyalty",
+                "1",
+                3,
+                &[
+                    ("firstName", "Ann"),
+                    ("lastName", "Lee"),
+                    ("email", "c@x"),
+                    ("phone", "2"),
+                    ("city", "Oslo"),
+                ],
+            ),
+        ];
+        let out = unify(&config(rules, "sourcePriority"), records);
+        assert_eq!(clusters(&out), cl(&[&["Crm/1", "Shop/1"], &["Loyalty/1"]]));
+        assert_eq!(out.rules[0].candidate_pairs, 3);
+        assert_eq!(out.rules[0].pairs_matched, 1);
+        assert_eq!(out.rules[0].blocks[0].candidate_pairs, 3);
+    }
+
+    /// Given name and surname exchanged still match a rule whose conditions compare each with
+    /// the other (alsoAgainst); one shared name alone does not.
+    #[test]
+    fn swapped_fields_match_through_also_against() {
+        let rules = json!([{"name":"names and phone","conditions":[
+            {"field":"phone","normalization":"phone","precision":"exact"},
+            {"field":"firstName","normalization":"case-insensitive","precision":"fuzzy","threshold":0.9,"alsoAgainst":["lastName"]},
+            {"field":"lastName","normalization":"case-insensitive","precision":"fuzzy","threshold":0.9,"alsoAgainst":["firstName"]}]}]);
+        let records = vec![
+            rec(
+                "Crm",
+                "1",
+                1,
+                &[("firstName", "Ann"), ("lastName", "Lee"), ("phone", "1")],
+            ),
+            rec(
+                "Shop",
+                "1",
+                2,
+                &[("firstName", "Lee"), ("lastName", "Ann"), ("phone", "1")],
+            ),
+            rec(
+                "Loyalty",
+                "1",
+                3,
+                &[("firstName", "Lee"), ("lastName", "Smith"), ("phone", "1")],
+            ),
+        ];
+        let out = unify(&config(rules, "sourcePriority"), records);
+        assert_eq!(clusters(&out), cl(&[&["Crm/1", "Shop/1"], &["Loyalty/1"]]));
+        let linked = out.profiles.iter().find(|p| p.sources.len() == 2).unwrap();
+        assert_eq!(linked.matched_by, ["names and phone"]);
+    }
+
+    /// An edit distance on digit codes: a transposition is one Damerau-Levenshtein edit.
+    #[test]
+    fn edit_distance_conditions_on_digit_codes() {
+        let rule = |comparator: &str| {
+            json!([{"name":"phone typo","conditions":[
+                {"field":"lastName","normalization":"case-insensitive","precision":"exact"},
+                {"field":"phone","normalization":"phone","precision":"fuzzy","comparator":comparator,"threshold":1}]}])
+        };
+        let records = || {
+            vec![
+                rec("Crm", "1", 1, &[("lastName", "Lee"), ("phone", "8149220")]),
+                rec("Shop", "1", 2, &[("lastName", "Lee"), ("phone", "8149202")]),
+            ]
+        };
+        let out = unify(
+            &config(rule("damerauLevenshtein"), "sourcePriority"),
+            records(),
+        );
+        assert_eq!(out.unified_profiles, 1);
+        let out = unify(&config(rule("levenshtein"), "sourcePriority"), records());
+        assert_eq!(out.unified_profiles, 2);
+    }
+
+    #[test]
+    fn pairwise_rules_are_validated() {
+        let check = |rules: Value| config(rules, "sourcePriority").validate().unwrap_err();
+        let e = check(json!([{"name":"k","minAgree":1,"conditions":[
+            {"field":"email","normalization":"email","precision":"exact"}]}]));
+        assert!(e.contains("needs blocking keys"), "{e}");
+        let e = check(
+            json!([{"name":"k","minAgree":3,"blocking":[["city"]],"conditions":[
+            {"field":"email","normalization":"email","precision":"exact"}]}]),
+        );
+        assert!(e.contains("minAgree must be between 1 and"), "{e}");
+        let e = check(json!([{"name":"k","conditions":[
+            {"field":"phone","normalization":"phone","precision":"fuzzy","comparator":"levenshtein","threshold":1}]}]));
+        assert!(e.contains("needs blocking keys"), "{e}");
+        let e = check(json!([{"name":"k","conditions":[
+            {"field":"phone","normalization":"phone","precision":"exact","comparator":"levenshtein"}]}]));
+        assert!(e.contains("only to fuzzy"), "{e}");
+        let e = check(json!([{"name":"k","blocking":[["nope"]],"conditions":[
+            {"field":"phone","normalization":"phone","precision":"exact"}]}]));
+        assert!(e.contains("'nope'"), "{e}");
+        let e = check(json!([{"name":"k","conditions":[
+            {"field":"phone","normalization":"phone","precision":"fuzzy","comparator":"soundex","threshold":1}]}]));
+        assert!(e.contains("takes no threshold"), "{e}");
     }
 
     fn email_rule() -> Value {

@@ -253,25 +253,17 @@ struct Values {
 }
 
 impl Values {
-    fn build(rule: &ScoredRule, records: &[&BTreeMap<String, String>]) -> Values {
-        let mut wanted: Vec<(String, Normalization)> = Vec::new();
-        let mut want = |f: &str, n: Normalization| {
-            if !wanted.iter().any(|(g, m)| g == f && *m == n) {
-                wanted.push((f.to_string(), n));
-            }
-        };
-        for cmp in &rule.comparisons {
-            want(&cmp.field, cmp.normalization);
-            for other in &cmp.also_against {
-                want(other, cmp.normalization);
+    fn build(
+        wanted: Vec<(String, Normalization)>,
+        records: &[&BTreeMap<String, String>],
+    ) -> Values {
+        let mut unique: Vec<(String, Normalization)> = Vec::new();
+        for w in wanted {
+            if !unique.contains(&w) {
+                unique.push(w);
             }
         }
-        for key in &rule.blocking {
-            for f in key {
-                want(f, blocking_normalization(rule, f));
-            }
-        }
-        let columns = wanted
+        let columns = unique
             .iter()
             .map(|(f, n)| {
                 records
@@ -287,7 +279,7 @@ impl Values {
                     .collect()
             })
             .collect();
-        let index = wanted
+        let index = unique
             .into_iter()
             .enumerate()
             .map(|(i, k)| (k, i))
@@ -302,11 +294,48 @@ impl Values {
 
 /// A blocking field is normalized as the rule's comparison of that field normalizes it, else
 /// case-insensitively.
-fn blocking_normalization(rule: &ScoredRule, field: &str) -> Normalization {
-    rule.comparisons
+fn blocking_normalization(comparisons: &[Comparison], field: &str) -> Normalization {
+    comparisons
         .iter()
         .find(|c| c.field == field)
         .map_or(Normalization::CaseInsensitive, |c| c.normalization)
+}
+
+/// The columns a rule reads: its comparisons' fields and its blocking fields.
+fn wanted_columns(
+    comparisons: &[Comparison],
+    blocking: &[Vec<String>],
+) -> Vec<(String, Normalization)> {
+    let mut wanted = Vec::new();
+    for c in comparisons {
+        wanted.push((c.field.clone(), c.normalization));
+        for other in &c.also_against {
+            wanted.push((other.clone(), c.normalization));
+        }
+    }
+    for key in blocking {
+        for f in key {
+            wanted.push((f.clone(), blocking_normalization(comparisons, f)));
+        }
+    }
+    wanted
+}
+
+/// The compared columns of each comparison.
+fn compared<'a>(comparisons: &'a [Comparison], values: &'a Values) -> Vec<Compared<'a>> {
+    comparisons
+        .iter()
+        .map(|c| Compared {
+            own: values.column(&c.field, c.normalization),
+            others: c
+                .also_against
+                .iter()
+                .map(|o| values.column(o, c.normalization))
+                .collect(),
+            comparator: c.comparator,
+            levels: &c.levels,
+        })
+        .collect()
 }
 
 /// A comparison's columns: its own field, and the fields it is also compared against.
@@ -360,54 +389,37 @@ fn key_hash(values: &[&[String]], i: usize) -> Option<u64> {
     Some(h.finish())
 }
 
-/// Runs a scored rule over the records: the pairs it matches and its report.
-pub fn run(
-    rule: &ScoredRule,
-    records: &[&BTreeMap<String, String>],
-) -> (Vec<ScoredPair>, RuleReport) {
-    let n = records.len();
-    let values = Values::build(rule, records);
-    let compared: Vec<Compared> = rule
-        .comparisons
-        .iter()
-        .map(|c| Compared {
-            own: values.column(&c.field, c.normalization),
-            others: c
-                .also_against
-                .iter()
-                .map(|o| values.column(o, c.normalization))
-                .collect(),
-            comparator: c.comparator,
-            levels: &c.levels,
-        })
-        .collect();
-    let level_counts: Vec<usize> = rule
-        .comparisons
-        .iter()
-        .map(|c| c.comparator.level_count(&c.levels))
-        .collect();
-    let max_block = rule.max_block_size.unwrap_or(DEFAULT_MAX_BLOCK_SIZE).max(1);
+/// Candidate pairs of a blocking: per key, records equal on every field of the key (empty
+/// values join no block); a pair under the first key that produces it; blocks above
+/// `max_block` records left out and reported. Also gives each record's key hashes.
+struct Candidates {
+    pairs: Vec<(u32, u32)>,
+    keys: Vec<Vec<Option<u64>>>,
+    blocks: Vec<BlockReport>,
+}
 
-    // Candidate pairs, each under the first key that produces it, as level patterns.
-    let keys: Vec<Vec<Option<u64>>> = rule
-        .blocking
+fn candidates(
+    blocking: &[Vec<String>],
+    comparisons: &[Comparison],
+    values: &Values,
+    n: usize,
+    max_block: usize,
+) -> Candidates {
+    let keys: Vec<Vec<Option<u64>>> = blocking
         .iter()
         .map(|key| {
             let columns: Vec<&[String]> = key
                 .iter()
-                .map(|f| values.column(f, blocking_normalization(rule, f)))
+                .map(|f| values.column(f, blocking_normalization(comparisons, f)))
                 .collect();
             (0..n).map(|i| key_hash(&columns, i)).collect()
         })
         .collect();
-    let mut patterns: HashMap<Vec<u8>, u32> = HashMap::new();
-    let mut pattern_list: Vec<Vec<u8>> = Vec::new();
-    let mut pattern_counts: Vec<u64> = Vec::new();
-    let mut pairs: Vec<(u32, u32, u32)> = Vec::new();
-    let mut blocks = Vec::with_capacity(rule.blocking.len());
+    let mut pairs = Vec::new();
+    let mut blocks = Vec::with_capacity(blocking.len());
     // Per key, the blocks too large to compare: a pair in one of them is not produced by it.
     let mut oversized: Vec<std::collections::HashSet<u64>> = Vec::new();
-    for (k, key) in rule.blocking.iter().enumerate() {
+    for (k, key) in blocking.iter().enumerate() {
         oversized.push(std::collections::HashSet::new());
         let mut report = BlockReport {
             key: key.clone(),
@@ -438,25 +450,113 @@ pub fn run(
                     let earlier = keys[..k].iter().zip(&oversized).any(|(key, skipped)| {
                         key[ai].is_some_and(|h| key[bi] == Some(h) && !skipped.contains(&h))
                     });
-                    if earlier {
-                        continue;
+                    if !earlier {
+                        pairs.push((a, b));
+                        report.candidate_pairs += 1;
                     }
-                    let pattern: Vec<u8> = compared
-                        .iter()
-                        .map(|c| c.level(ai, bi).unwrap_or(MISSING))
-                        .collect();
-                    let id = *patterns.entry(pattern.clone()).or_insert_with(|| {
-                        pattern_list.push(pattern);
-                        pattern_counts.push(0);
-                        (pattern_list.len() - 1) as u32
-                    });
-                    pattern_counts[id as usize] += 1;
-                    pairs.push((a, b, id));
-                    report.candidate_pairs += 1;
                 }
             }
         }
         blocks.push(report);
+    }
+    Candidates {
+        pairs,
+        keys,
+        blocks,
+    }
+}
+
+/// A deterministic rule evaluated over candidate pairs: its conditions as comparisons (a
+/// condition holds when its level is not "different"), at least `min_agree` of them holding.
+pub struct PairwiseRule<'a> {
+    pub name: &'a str,
+    pub blocking: Vec<Vec<String>>,
+    pub conditions: Vec<Comparison>,
+    pub min_agree: usize,
+}
+
+/// Runs a deterministic pairwise rule: the pairs it matches and its report.
+pub fn run_pairwise(
+    rule: &PairwiseRule,
+    records: &[&BTreeMap<String, String>],
+) -> (Vec<(u32, u32)>, RuleReport) {
+    let n = records.len();
+    let values = Values::build(wanted_columns(&rule.conditions, &rule.blocking), records);
+    let compared = compared(&rule.conditions, &values);
+    let last: Vec<u8> = rule
+        .conditions
+        .iter()
+        .map(|c| (c.comparator.level_count(&c.levels) - 1) as u8)
+        .collect();
+    let found = candidates(
+        &rule.blocking,
+        &rule.conditions,
+        &values,
+        n,
+        DEFAULT_MAX_BLOCK_SIZE,
+    );
+    let mut linked = vec![false; n];
+    let mut matched = Vec::new();
+    for &(a, b) in &found.pairs {
+        let holding = compared
+            .iter()
+            .zip(&last)
+            .filter(|(c, last)| c.level(a as usize, b as usize).is_some_and(|l| l < **last))
+            .count();
+        if holding >= rule.min_agree {
+            matched.push((a, b));
+            linked[a as usize] = true;
+            linked[b as usize] = true;
+        }
+    }
+    let report = RuleReport {
+        rule: rule.name.to_string(),
+        kind: "exact".into(),
+        candidate_pairs: found.pairs.len() as u64,
+        pairs_matched: matched.len() as u64,
+        records_linked: linked.iter().filter(|&&l| l).count() as u64,
+        blocks: found.blocks,
+        parameters: None,
+    };
+    (matched, report)
+}
+
+/// Runs a scored rule over the records: the pairs it matches and its report.
+pub fn run(
+    rule: &ScoredRule,
+    records: &[&BTreeMap<String, String>],
+) -> (Vec<ScoredPair>, RuleReport) {
+    let n = records.len();
+    let values = Values::build(wanted_columns(&rule.comparisons, &rule.blocking), records);
+    let compared = compared(&rule.comparisons, &values);
+    let level_counts: Vec<usize> = rule
+        .comparisons
+        .iter()
+        .map(|c| c.comparator.level_count(&c.levels))
+        .collect();
+    let max_block = rule.max_block_size.unwrap_or(DEFAULT_MAX_BLOCK_SIZE).max(1);
+    let Candidates {
+        pairs: candidate_pairs,
+        keys,
+        blocks,
+    } = candidates(&rule.blocking, &rule.comparisons, &values, n, max_block);
+    // Each candidate pair's level pattern; patterns counted, each once.
+    let mut patterns: HashMap<Vec<u8>, u32> = HashMap::new();
+    let mut pattern_list: Vec<Vec<u8>> = Vec::new();
+    let mut pattern_counts: Vec<u64> = Vec::new();
+    let mut pairs: Vec<(u32, u32, u32)> = Vec::with_capacity(candidate_pairs.len());
+    for (a, b) in candidate_pairs {
+        let pattern: Vec<u8> = compared
+            .iter()
+            .map(|c| c.level(a as usize, b as usize).unwrap_or(MISSING))
+            .collect();
+        let id = *patterns.entry(pattern.clone()).or_insert_with(|| {
+            pattern_list.push(pattern);
+            pattern_counts.push(0);
+            (pattern_list.len() - 1) as u32
+        });
+        pattern_counts[id as usize] += 1;
+        pairs.push((a, b, id));
     }
 
     // u from random pairs, unless given.
