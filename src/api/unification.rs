@@ -8,13 +8,14 @@ use super::params::InstancePath;
 use super::problem::{ApiError, Problem};
 use super::state::AppState;
 use crate::engine::jobs::Job;
-use crate::engine::unification::UnificationConfig;
+use crate::engine::unification::{UnificationConfig, UnificationPreview};
 use crate::engine::TenantId;
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(get_unification_config)
         .service(set_unification_config)
-        .service(run_unification);
+        .service(run_unification)
+        .service(preview_unification);
 }
 
 /// Get the unification configuration
@@ -97,4 +98,35 @@ async fn run_unification(
         .run_unification(&tenant, &path.instance_id)
         .await?;
     Ok(accepted(&state, &job))
+}
+
+/// Preview unification
+///
+/// Runs a configuration's rules over the current source items without writing profiles: per rule the pairs compared and matched and the records linked, and pairs just above and below each scored rule's threshold.
+#[utoipa::path(
+    operation_id = "PreviewUnification",
+    tag = "Unification",
+    params(InstancePath),
+    request_body(content = UnificationConfig, description = "The configuration to try (it is not stored)."),
+    responses(
+        (status = 200, description = "What a run with this configuration would do.", body = UnificationPreview),
+        (status = 400, description = "The configuration is not valid.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such instance.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A source entity does not exist yet.", body = Problem, content_type = "application/problem+json"),
+    ),
+    extensions(("x-ms-visibility" = json!("advanced")))
+)]
+#[post("/instances/{instanceId}/unification/preview")]
+async fn preview_unification(
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    path: web::Path<InstancePath>,
+    body: web::Json<UnificationConfig>,
+) -> Result<web::Json<UnificationPreview>, ApiError> {
+    Ok(web::Json(
+        state
+            .engine
+            .preview_unification(&tenant, &path.instance_id, body.into_inner())
+            .await?,
+    ))
 }

@@ -32,7 +32,8 @@
 //! reference (see [`customer_id`]), so the same cluster gets the same id on every run.
 
 pub use super::comparators::{Comparator, Normalization};
-use super::scored_rules::{self, Comparison, PairwiseRule, RuleReport, ScoredRule};
+pub use super::scored_rules::RuleReport;
+use super::scored_rules::{self, Comparison, PairwiseRule, ScoredRule};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -423,6 +424,8 @@ pub struct UnifyOutcome {
     pub matched_records: u64,
     /// What each rule did, deterministic rules first.
     pub rules: Vec<RuleReport>,
+    /// Pairs near each scored rule's threshold.
+    pub samples: Vec<PairSample>,
 }
 
 /// Bounds on fuzzy-matching work (see the module documentation).
@@ -642,6 +645,7 @@ pub fn unify_with_limits(
     // Bit r of a record's mask: rule r linked it to another record.
     let mut masks = vec![0u64; n];
     let mut reports = Vec::with_capacity(config.rules.len() + config.scored_rules.len());
+    let mut samples = Vec::new();
     let features = Features::build(config, &records, limits.threads);
     let fields: Vec<&BTreeMap<String, String>> = records.iter().map(|r| &r.fields).collect();
     for (r, rule) in config.rules.iter().enumerate() {
@@ -695,13 +699,28 @@ pub fn unify_with_limits(
     drop(features);
     for (s, rule) in config.scored_rules.iter().enumerate() {
         let bit = 1u64 << (config.rules.len() + s);
-        let (pairs, report) = scored_rules::run(rule, &fields);
-        for pair in pairs {
+        let outcome = scored_rules::run(rule, &fields);
+        for pair in &outcome.matched {
             uf.union(pair.a as usize, pair.b as usize);
             masks[pair.a as usize] |= bit;
             masks[pair.b as usize] |= bit;
         }
-        reports.push(report);
+        let sample = |pair: &scored_rules::ScoredPair, matched: bool| PairSample {
+            rule: rule.name.clone(),
+            matched,
+            weight: pair.weight,
+            records: [pair.a, pair.b].map(|i| {
+                let r = &records[i as usize];
+                SampleRecord {
+                    entity_name: r.entity_name.clone(),
+                    key: r.key.clone(),
+                    fields: r.fields.clone(),
+                }
+            }),
+        };
+        samples.extend(outcome.above.iter().map(|p| sample(p, true)));
+        samples.extend(outcome.below.iter().map(|p| sample(p, false)));
+        reports.push(outcome.report);
     }
     drop(fields);
     let names: Vec<&str> = config
@@ -727,7 +746,34 @@ pub fn unify_with_limits(
     }
     let mut outcome = outcome.0;
     outcome.rules = reports;
+    outcome.samples = samples;
     outcome
+}
+
+/// A record pair a scored rule compared, near its threshold (for tuning it).
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairSample {
+    /// The scored rule.
+    pub rule: String,
+    /// Whether the pair is at or above the threshold.
+    pub matched: bool,
+    /// The pair's match weight.
+    pub weight: f64,
+    /// The two records.
+    pub records: [SampleRecord; 2],
+}
+
+/// One record of a sampled pair, with its profile fields.
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SampleRecord {
+    /// The source entity.
+    pub entity_name: String,
+    /// The item's key.
+    pub key: String,
+    /// The record's profile fields (mapped, not normalized).
+    pub fields: BTreeMap<String, String>,
 }
 
 /// What one deterministic rule did: the pairs it compared and those it joined.
@@ -1417,6 +1463,7 @@ fn merge(
             source_records,
             matched_records,
             rules: Vec::new(),
+            samples: Vec::new(),
         },
         masks,
     )

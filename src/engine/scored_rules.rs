@@ -31,6 +31,8 @@ const EM_MAX_ITERATIONS: usize = 200;
 const EM_TOLERANCE: f64 = 1e-7;
 /// Probabilities are kept inside (0, 1): a level never seen still weighs something finite.
 const MIN_PROBABILITY: f64 = 1e-6;
+/// Pairs kept on each side of a scored rule's threshold for the preview.
+pub const NEAR_THRESHOLD_SAMPLES: usize = 5;
 
 /// A Fellegi–Sunter rule (public contract, camelCase JSON).
 #[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -232,9 +234,13 @@ pub struct Parameters {
 #[derive(utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LevelParameters {
+    /// The compared field.
     pub field: String,
+    /// Per level: the probability among matches.
     pub m: Vec<f64>,
+    /// Per level: the probability among non-matches.
     pub u: Vec<f64>,
+    /// Per level: log2(m/u), what the level adds to a pair's match weight.
     pub weight: Vec<f64>,
 }
 
@@ -522,10 +528,7 @@ pub fn run_pairwise(
 }
 
 /// Runs a scored rule over the records: the pairs it matches and its report.
-pub fn run(
-    rule: &ScoredRule,
-    records: &[&BTreeMap<String, String>],
-) -> (Vec<ScoredPair>, RuleReport) {
+pub fn run(rule: &ScoredRule, records: &[&BTreeMap<String, String>]) -> ScoredOutcome {
     let n = records.len();
     let values = Values::build(wanted_columns(&rule.comparisons, &rule.blocking), records);
     let compared = compared(&rule.comparisons, &values);
@@ -679,12 +682,29 @@ pub fn run(
         .collect();
     let mut matched = Vec::new();
     let mut linked = vec![false; n];
+    // The pairs closest to the threshold on either side (the preview shows them).
+    let mut above: Vec<ScoredPair> = Vec::new();
+    let mut below: Vec<ScoredPair> = Vec::new();
+    let keep = |list: &mut Vec<ScoredPair>, pair: ScoredPair, closer: fn(f64, f64) -> bool| {
+        if list.len() < NEAR_THRESHOLD_SAMPLES {
+            list.push(pair);
+        } else if let Some(worst) = (0..list.len())
+            .filter(|&i| closer(pair.weight, list[i].weight))
+            .min_by(|&i, &j| list[i].weight.total_cmp(&list[j].weight).then(i.cmp(&j)))
+        {
+            list[worst] = pair;
+        }
+    };
     for &(a, b, id) in &pairs {
         let w = weights[id as usize];
+        let pair = ScoredPair { a, b, weight: w };
         if w >= threshold {
-            matched.push(ScoredPair { a, b, weight: w });
+            matched.push(pair);
             linked[a as usize] = true;
             linked[b as usize] = true;
+            keep(&mut above, pair, |new, old| new < old);
+        } else {
+            keep(&mut below, pair, |new, old| new > old);
         }
     }
     let parameters = Parameters {
@@ -711,7 +731,23 @@ pub fn run(
         blocks,
         parameters: Some(parameters),
     };
-    (matched, report)
+    above.sort_by(|x, y| x.weight.total_cmp(&y.weight));
+    below.sort_by(|x, y| y.weight.total_cmp(&x.weight));
+    ScoredOutcome {
+        matched,
+        report,
+        above,
+        below,
+    }
+}
+
+/// What a scored rule found: its matches, its report, and the pairs nearest its threshold
+/// (just above, lowest first; just below, highest first).
+pub struct ScoredOutcome {
+    pub matched: Vec<ScoredPair>,
+    pub report: RuleReport,
+    pub above: Vec<ScoredPair>,
+    pub below: Vec<ScoredPair>,
 }
 
 /// Expectation maximisation over level patterns (with their counts): estimates the m of the

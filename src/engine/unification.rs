@@ -30,6 +30,38 @@ pub struct UnificationStats {
 /// Fields of an item that can carry its last-modified time (for the `mostRecent` policy).
 const TIMESTAMP_FIELDS: [&str; 4] = ["updatedAt", "modifiedOn", "lastModified", "UpdatedAt"];
 
+/// What `PreviewUnification` answers: the counts a run would give, what each rule did, and
+/// pairs near each scored rule's threshold.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnificationPreview {
+    /// Source records read.
+    pub source_records: u64,
+    /// Profiles a run would build.
+    pub unified_profiles: u64,
+    /// Records in profiles of two or more.
+    pub matched_records: u64,
+    /// Per rule, in configuration order (deterministic rules first): pairs compared and
+    /// matched, records linked, blocks, parameters.
+    pub rules: Vec<resolution::RuleReport>,
+    /// Pairs just above and just below each scored rule's threshold.
+    pub samples: Vec<resolution::PairSample>,
+}
+
+fn check_config(config: &UnificationConfig) -> EngineResult<()> {
+    config.validate().map_err(EngineError::Invalid)?;
+    if config
+        .sources
+        .iter()
+        .any(|s| s.entity_name == CUSTOMER_ENTITY)
+    {
+        return Err(EngineError::Invalid(format!(
+            "'{CUSTOMER_ENTITY}' is the unification output and cannot be one of its sources"
+        )));
+    }
+    Ok(())
+}
+
 impl Engine {
     pub async fn unification_config(
         &self,
@@ -60,22 +92,40 @@ impl Engine {
         config: UnificationConfig,
     ) -> EngineResult<UnificationConfig> {
         self.instance(tenant, instance_id).await?;
-        config.validate().map_err(EngineError::Invalid)?;
-        if config
-            .sources
-            .iter()
-            .any(|s| s.entity_name == CUSTOMER_ENTITY)
-        {
-            return Err(EngineError::Invalid(format!(
-                "'{CUSTOMER_ENTITY}' is the unification output and cannot be one of its sources"
-            )));
-        }
+        check_config(&config)?;
         let text =
             serde_json::to_string(&config).map_err(|e| EngineError::Internal(e.to_string()))?;
         self.store()
             .set_unification_config(instance_id, &text)
             .await?;
         Ok(config)
+    }
+
+    /// A dry run: what a configuration's rules would do over the current source items (per
+    /// rule pairs compared and matched, records linked, blocks; pairs near each scored rule's
+    /// threshold), with nothing written.
+    pub async fn preview_unification(
+        &self,
+        tenant: &TenantId,
+        instance_id: &str,
+        config: UnificationConfig,
+    ) -> EngineResult<UnificationPreview> {
+        self.instance(tenant, instance_id).await?;
+        check_config(&config)?;
+        let (records, _, _) = match self.source_records(instance_id, &config).await? {
+            Ok(loaded) => loaded,
+            Err(reason) => return Err(EngineError::Conflict(reason)),
+        };
+        let outcome = tokio::task::spawn_blocking(move || resolution::unify(&config, records))
+            .await
+            .map_err(|e| EngineError::Internal(format!("unification crashed: {e}")))?;
+        Ok(UnificationPreview {
+            source_records: outcome.source_records,
+            unified_profiles: outcome.unified_profiles,
+            matched_records: outcome.matched_records,
+            rules: outcome.rules,
+            samples: outcome.samples,
+        })
     }
 
     pub async fn run_unification(&self, tenant: &TenantId, instance_id: &str) -> EngineResult<Job> {
@@ -95,41 +145,22 @@ impl Engine {
             .await
     }
 
-    /// Runs map → match → merge and replaces `Customer` atomically with the event (and the
-    /// end of `job_id`, the unification's own job). `Ok(Err(reason))` is a run that failed for a
-    /// domain reason. `event_job_id` is the job the event names: the unification job, or the
-    /// full refresh job it runs in.
-    pub(crate) async fn run_unification_now(
+    /// Map: the records of every source entity, read page by page (`Err(reason)`: a source
+    /// entity is missing), with the seconds spent reading and mapping.
+    async fn source_records(
         &self,
         instance_id: &str,
-        job_id: Option<&str>,
-        event_job_id: &str,
-    ) -> EngineResult<Result<UnificationStats, String>> {
-        let fail = |reason: String| async move {
-            if let Some(job_id) = job_id {
-                self.finish_job_alone(job_id, false, None, Some(&reason))
-                    .await?;
-            }
-            Ok::<_, EngineError>(Err(reason))
-        };
-        let Some(text) = self.store().get_unification_config(instance_id).await? else {
-            return fail("no unification configuration is set".into()).await;
-        };
-        let config: UnificationConfig =
-            serde_json::from_str(&text).map_err(|e| EngineError::Internal(e.to_string()))?;
-
-        // Map: read every source entity page by page.
-        let t_map = std::time::Instant::now();
+        config: &UnificationConfig,
+    ) -> EngineResult<Result<(Vec<resolution::SourceRecord>, f64, f64), String>> {
         let mut entities = Vec::new();
         for source in &config.sources {
             match self.store().entity(instance_id, &source.entity_name).await {
                 Ok(e) => entities.push((source.clone(), e)),
                 Err(StoreError::NotFound) => {
-                    return fail(format!(
+                    return Ok(Err(format!(
                         "source entity '{}' does not exist (refresh its data source first)",
                         source.entity_name
-                    ))
-                    .await
+                    )))
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -187,6 +218,39 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("mapping crashed: {e}")))?;
         let map_read_secs = read?.as_secs_f64();
         let map_busy_secs = map_busy.as_secs_f64();
+        Ok(Ok((records, map_read_secs, map_busy_secs)))
+    }
+
+    /// Runs map → match → merge and replaces `Customer` atomically with the event (and the
+    /// end of `job_id`, the unification's own job). `Ok(Err(reason))` is a run that failed for a
+    /// domain reason. `event_job_id` is the job the event names: the unification job, or the
+    /// full refresh job it runs in.
+    pub(crate) async fn run_unification_now(
+        &self,
+        instance_id: &str,
+        job_id: Option<&str>,
+        event_job_id: &str,
+    ) -> EngineResult<Result<UnificationStats, String>> {
+        let fail = |reason: String| async move {
+            if let Some(job_id) = job_id {
+                self.finish_job_alone(job_id, false, None, Some(&reason))
+                    .await?;
+            }
+            Ok::<_, EngineError>(Err(reason))
+        };
+        let Some(text) = self.store().get_unification_config(instance_id).await? else {
+            return fail("no unification configuration is set".into()).await;
+        };
+        let config: UnificationConfig =
+            serde_json::from_str(&text).map_err(|e| EngineError::Internal(e.to_string()))?;
+
+        // Map: read every source entity page by page.
+        let t_map = std::time::Instant::now();
+        let (records, map_read_secs, map_busy_secs) =
+            match self.source_records(instance_id, &config).await? {
+                Ok(loaded) => loaded,
+                Err(reason) => return fail(reason).await,
+            };
 
         let map_secs = t_map.elapsed().as_secs_f64();
         // Match and merge on a blocking thread (CPU-bound).

@@ -1628,3 +1628,87 @@ async fn segments_and_measures_take_every_filter_getitems_takes() {
         .sum();
     assert_eq!(job["result"]["value"].as_f64(), Some(expected), "{job}");
 }
+
+/// A scored rule estimates its parameters from the data, links what it should, explains its
+/// links, and can be previewed without writing profiles.
+#[tokio::test]
+async fn scored_rules_link_explain_and_preview() {
+    let app = spawn_app().await;
+    let (inst, crm, shop) = instance_with_sources(&app).await;
+    for ds in [&crm, &shop] {
+        app.run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+            .await;
+    }
+    let mut config = unification_config();
+    config["rules"] = json!([]);
+    config["scoredRules"] = json!([{
+        "name": "scored",
+        "blocking": [["city"], ["lastName"]],
+        "comparisons": [
+            {"field":"email","normalization":"email","comparator":"jaroWinkler","levels":[0.95]},
+            {"field":"lastName","normalization":"case-insensitive","comparator":"jaroWinkler","levels":[0.9]},
+            {"field":"firstName","normalization":"case-insensitive","comparator":"jaroWinkler","levels":[0.85],"alsoAgainst":["lastName"]},
+            {"field":"phone","normalization":"phone","comparator":"damerauLevenshtein","levels":[1.0]}
+        ],
+        "threshold": {"matchWeight": 0.0}
+    }]);
+    let preview = app
+        .post(
+            &format!("/instances/{inst}/unification/preview"),
+            config.clone(),
+        )
+        .await;
+    assert_eq!(preview.status, 200, "{}", preview.text);
+    let preview = preview.json();
+    assert_eq!(preview["sourceRecords"], 8);
+    let rule = &preview["rules"][0];
+    assert_eq!(rule["kind"], "scored", "{preview}");
+    assert!(rule["candidatePairs"].as_u64().unwrap() > 0, "{preview}");
+    assert_eq!(rule["blocks"].as_array().unwrap().len(), 2, "{preview}");
+    assert_eq!(
+        rule["parameters"]["comparisons"].as_array().unwrap().len(),
+        4
+    );
+    for sample in preview["samples"].as_array().unwrap() {
+        assert_eq!(sample["records"].as_array().unwrap().len(), 2, "{sample}");
+        assert_eq!(sample["matched"], sample["weight"].as_f64().unwrap() >= 0.0);
+    }
+    // Nothing was written.
+    app.get(&format!("/instances/{inst}/entities/Customer/items"))
+        .await
+        .assert_problem(404);
+
+    let set = app
+        .put(&format!("/instances/{inst}/unification"), config.clone())
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    assert_eq!(set.json()["scoredRules"], config["scoredRules"]);
+    let job = app
+        .run_job(&format!("/instances/{inst}/unification/run"))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        job["result"]["rules"][0]["pairsMatched"],
+        rule["pairsMatched"]
+    );
+    let profiles = all_items(&app, &inst, "Customer", "").await;
+    assert_eq!(job["result"]["unifiedProfiles"], preview["unifiedProfiles"]);
+    assert_eq!(
+        profiles.len() as u64,
+        preview["unifiedProfiles"].as_u64().unwrap()
+    );
+    for p in &profiles {
+        let linked = p["sources"].as_array().unwrap().len() > 1;
+        assert_eq!(p["matchedBy"] == json!(["scored"]), linked, "{p}");
+    }
+    // A bad scored rule is refused with the reason.
+    config["scoredRules"][0]["blocking"] = json!([]);
+    let bad = app
+        .post(&format!("/instances/{inst}/unification/preview"), config)
+        .await
+        .assert_problem(400);
+    assert!(
+        bad["detail"].as_str().unwrap().contains("blocking"),
+        "{bad}"
+    );
+}
