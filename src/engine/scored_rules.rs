@@ -548,11 +548,21 @@ pub fn run(rule: &ScoredRule, records: &[&BTreeMap<String, String>]) -> ScoredOu
     let mut pattern_list: Vec<Vec<u8>> = Vec::new();
     let mut pattern_counts: Vec<u64> = Vec::new();
     let mut pairs: Vec<(u32, u32, u32)> = Vec::with_capacity(candidate_pairs.len());
-    for (a, b) in candidate_pairs {
-        let pattern: Vec<u8> = compared
+    let levels = in_parallel(&candidate_pairs, |chunk| {
+        chunk
             .iter()
-            .map(|c| c.level(a as usize, b as usize).unwrap_or(MISSING))
-            .collect();
+            .map(|&(a, b)| {
+                compared
+                    .iter()
+                    .map(|c| c.level(a as usize, b as usize).unwrap_or(MISSING))
+                    .collect::<Vec<u8>>()
+            })
+            .collect::<Vec<_>>()
+    });
+    for ((a, b), pattern) in candidate_pairs
+        .into_iter()
+        .zip(levels.into_iter().flatten())
+    {
         let id = *patterns.entry(pattern.clone()).or_insert_with(|| {
             pattern_list.push(pattern);
             pattern_counts.push(0);
@@ -562,25 +572,42 @@ pub fn run(rule: &ScoredRule, records: &[&BTreeMap<String, String>]) -> ScoredOu
         pairs.push((a, b, id));
     }
 
-    // u from random pairs, unless given.
+    // u from random pairs, unless given: the pairs drawn from one seeded generator (the same
+    // sample on every machine), their levels counted on several threads.
     let mut u: Vec<Vec<f64>> = level_counts.iter().map(|&l| vec![1.0; l]).collect();
-    if n >= 2 {
+    if n >= 2 && rule.comparisons.iter().any(|c| c.u.is_none()) {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
         let total_pairs = (n as u64) * (n as u64 - 1) / 2;
         // Enough pairs to see every level's share, fewer for small inputs.
         let samples = (U_SAMPLE_PAIRS as u64)
             .min(total_pairs)
-            .min((100 * n as u64).max(100_000)) as usize;
-        for _ in 0..samples {
-            let a = rng.random_range(0..n);
-            let mut b = rng.random_range(0..n - 1);
-            if b >= a {
-                b += 1;
+            .min((20 * n as u64).max(200_000)) as usize;
+        let drawn: Vec<(u32, u32)> = (0..samples)
+            .map(|_| {
+                let a = rng.random_range(0..n);
+                let mut b = rng.random_range(0..n - 1);
+                if b >= a {
+                    b += 1;
+                }
+                (a as u32, b as u32)
+            })
+            .collect();
+        let counts = in_parallel(&drawn, |chunk| {
+            let mut counts: Vec<Vec<f64>> = level_counts.iter().map(|&l| vec![0.0; l]).collect();
+            for &(a, b) in chunk {
+                for (c, cmp) in compared.iter().enumerate() {
+                    if let Some(l) = cmp.level(a as usize, b as usize) {
+                        counts[c][l as usize] += 1.0;
+                    }
+                }
             }
-            for (c, cmp) in compared.iter().enumerate() {
-                if let Some(l) = cmp.level(a, b) {
-                    u[c][l as usize] += 1.0;
+            counts
+        });
+        for part in counts {
+            for (total, part) in u.iter_mut().zip(part) {
+                for (t, p) in total.iter_mut().zip(part) {
+                    *t += p;
                 }
             }
         }
@@ -619,18 +646,22 @@ pub fn run(rule: &ScoredRule, records: &[&BTreeMap<String, String>]) -> ScoredOu
             .iter()
             .map(|c| key.contains(&c.field))
             .collect();
-        let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
+        let mut per_pattern = vec![0u64; pattern_list.len()];
         for &(a, b, id) in &pairs {
             let (a, b) = (a as usize, b as usize);
             if keys[k][a].is_some() && keys[k][a] == keys[k][b] {
-                let mut pattern = pattern_list[id as usize].clone();
-                for (c, out) in sitting_out.iter().enumerate() {
-                    if *out {
-                        pattern[c] = MISSING;
-                    }
-                }
-                *counts.entry(pattern).or_default() += 1;
+                per_pattern[id as usize] += 1;
             }
+        }
+        let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
+        for (id, &count) in per_pattern.iter().enumerate().filter(|(_, c)| **c > 0) {
+            let mut pattern = pattern_list[id].clone();
+            for (c, out) in sitting_out.iter().enumerate() {
+                if *out {
+                    pattern[c] = MISSING;
+                }
+            }
+            *counts.entry(pattern).or_default() += count;
         }
         let mut session: Vec<(Vec<u8>, u64)> = counts.into_iter().collect();
         session.sort_unstable();
@@ -797,6 +828,34 @@ fn expectation_maximisation(
     (m, lambda, iterations)
 }
 
+/// `work` over consecutive chunks of `items`, on up to 8 threads when there is enough of it;
+/// the results in chunk order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
+    const MIN_PER_THREAD: usize = 20_000;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .clamp(1, 8)
+        .min(items.len() / MIN_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return vec![work(items)];
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                let work = &work;
+                scope.spawn(move || work(part))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("comparison worker panicked"))
+            .collect()
+    })
+}
+
 /// Scales to a sum of 1, every entry at least [`MIN_PROBABILITY`].
 fn normalize(v: &mut [f64]) {
     for x in v.iter_mut() {
@@ -845,7 +904,11 @@ mod tests {
         records: &[BTreeMap<String, String>],
     ) -> (Vec<ScoredPair>, RuleReport) {
         let refs: Vec<&BTreeMap<String, String>> = records.iter().collect();
-        super::run(rule, &refs)
+        let outcome = super::run(rule, &refs);
+        let threshold = rule.threshold.weight();
+        assert!(outcome.above.iter().all(|p| p.weight >= threshold));
+        assert!(outcome.below.iter().all(|p| p.weight < threshold));
+        (outcome.matched, outcome.report)
     }
 
     fn rule(threshold: f64) -> ScoredRule {
