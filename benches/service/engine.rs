@@ -39,6 +39,25 @@ pub fn unification_config() -> Value {
     })
 }
 
+/// The same sources with a scored (Fellegi–Sunter) rule instead of the deterministic rules.
+pub fn scored_unification_config() -> Value {
+    let mut config = unification_config();
+    config["rules"] = json!([]);
+    config["scoredRules"] = json!([{
+        "name": "scored",
+        "blocking": [["email"], ["phone"]],
+        "comparisons": [
+            {"field": "email", "normalization": "email", "comparator": "jaroWinkler", "levels": [0.95]},
+            {"field": "firstName", "normalization": "case-insensitive", "comparator": "jaroWinkler", "levels": [0.9], "alsoAgainst": ["lastName"]},
+            {"field": "lastName", "normalization": "case-insensitive", "comparator": "jaroWinkler", "levels": [0.9], "alsoAgainst": ["firstName"]},
+            {"field": "phone", "normalization": "phone", "comparator": "damerauLevenshtein", "levels": [1.0]},
+            {"field": "city", "normalization": "case-insensitive", "comparator": "exact"}
+        ],
+        "threshold": {"matchProbability": 0.9}
+    }]);
+    config
+}
+
 /// Runs this bench binary's `csv-baseline` mode in a child process (so its peak RSS is its own).
 fn csv_baseline(file: &Path, mode: &str) -> Value {
     let out = Command::new(std::env::current_exe().expect("own path"))
@@ -233,6 +252,34 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
         };
         let unify = in_fresh("unification", format!("/instances/{inst}/unification/run")).await;
         let profiles = unify.job["result"]["unifiedProfiles"].as_u64().unwrap_or(0);
+        // The scored rule over the same records (then the deterministic rules again, so the
+        // segment and measures below see the same profiles as before).
+        let set_config = |config: Value| {
+            let log = stage("config");
+            let dir = dir.path().to_path_buf();
+            let inst = inst.clone();
+            async move {
+                let s = Service::start(&dir, &[], &log);
+                let api = Api::new(&s.base);
+                let (st, _, body) = api
+                    .send(
+                        reqwest::Method::PUT,
+                        &format!("/instances/{inst}/unification"),
+                        Some(config),
+                    )
+                    .await;
+                assert_eq!(st, 200, "{body}");
+                s.stop();
+            }
+        };
+        set_config(scored_unification_config()).await;
+        let unify_scored = in_fresh(
+            "unification-scored",
+            format!("/instances/{inst}/unification/run"),
+        )
+        .await;
+        set_config(unification_config()).await;
+        let _ = in_fresh("unification", format!("/instances/{inst}/unification/run")).await;
         let segment = in_fresh(
             "segment",
             format!("/instances/{inst}/segments/{seg}/refresh"),
@@ -256,6 +303,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
             "profiles": profiles,
             "ingest": st(&ingest),
             "unification": st(&unify),
+            "unification_scored": st(&unify_scored),
             "segment": st(&segment),
             "measure_count": st(&measure_count),
             "measure_sum": st(&measure_sum),
@@ -319,6 +367,15 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
     md.push_str(&format!(
         "| unification ({} records → {} profiles, expected {}) | {:.1} s (target < 20 s) | – | – | {} | – |\n",
         thousands(rows), thousands(profiles), thousands(expected_profiles as f64), secs("unification"), mib(peak("unification"))
+    ));
+    let scored_profiles = median(&col(&|r| {
+        r["unification_scored"]["job"]["result"]["unifiedProfiles"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    }));
+    md.push_str(&format!(
+        "| unification, scored rule ({} records → {} profiles) | {:.1} s (target < 20 s) | – | – | {} (target ≤ 1 GiB) | – |\n",
+        thousands(rows), thousands(scored_profiles), secs("unification_scored"), mib(peak("unification_scored"))
     ));
     md.push_str(&format!(
         "| segment refresh `{SEGMENT_FILTER}` over {} profiles ({} members) | {:.2} s | – | – | {} | – |\n",

@@ -776,6 +776,33 @@ pub struct SampleRecord {
     pub fields: BTreeMap<String, String>,
 }
 
+/// Refuses a configuration whose blocking would compare too many pairs over these records
+/// (see [`scored_rules::MAX_CANDIDATE_PAIRS`]); the message says which rule and key.
+pub fn check_blocking(config: &UnificationConfig, records: &[SourceRecord]) -> Result<(), String> {
+    let fields: Vec<&BTreeMap<String, String>> = records.iter().map(|r| &r.fields).collect();
+    for rule in config.rules.iter().filter(|r| r.is_pairwise()) {
+        let conditions: Vec<Comparison> =
+            rule.conditions.iter().map(MatchRule::comparison).collect();
+        scored_rules::check_blocking(
+            &rule.name,
+            &rule.blocking_keys(),
+            &conditions,
+            &fields,
+            None,
+        )?;
+    }
+    for rule in &config.scored_rules {
+        scored_rules::check_blocking(
+            &rule.name,
+            &rule.blocking,
+            &rule.comparisons,
+            &fields,
+            rule.max_block_size,
+        )?;
+    }
+    Ok(())
+}
+
 /// What one deterministic rule did: the pairs it compared and those it joined.
 #[derive(Default)]
 struct Tally {

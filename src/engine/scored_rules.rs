@@ -25,6 +25,10 @@ use super::comparators::{Comparator, Normalization};
 
 /// The default cap on the records of one block.
 pub const DEFAULT_MAX_BLOCK_SIZE: usize = 2_000;
+/// At most this many candidate pairs (an upper bound counted before comparing) for one rule:
+/// more means its blocking keys are not selective enough, and the run is refused with the
+/// counts per key rather than using unbounded time and memory.
+pub const MAX_CANDIDATE_PAIRS: u64 = 20_000_000;
 /// Random record pairs sampled to estimate `u`.
 const U_SAMPLE_PAIRS: usize = 1_000_000;
 const EM_MAX_ITERATIONS: usize = 200;
@@ -470,6 +474,57 @@ fn candidates(
         keys,
         blocks,
     }
+}
+
+/// Refuses a blocking that would produce more than [`MAX_CANDIDATE_PAIRS`] pairs (counted per
+/// key from the block sizes, before any comparison); the message names each key's count.
+pub fn check_blocking(
+    rule: &str,
+    blocking: &[Vec<String>],
+    comparisons: &[Comparison],
+    records: &[&BTreeMap<String, String>],
+    max_block: Option<usize>,
+) -> Result<(), String> {
+    let max_block = max_block.unwrap_or(DEFAULT_MAX_BLOCK_SIZE).max(1) as u64;
+    let values = Values::build(
+        wanted_columns(&[], blocking)
+            .into_iter()
+            .map(|(f, _)| {
+                let n = blocking_normalization(comparisons, &f);
+                (f, n)
+            })
+            .collect(),
+        records,
+    );
+    let mut per_key = Vec::new();
+    for key in blocking {
+        let columns: Vec<&[String]> = key
+            .iter()
+            .map(|f| values.column(f, blocking_normalization(comparisons, f)))
+            .collect();
+        let mut sizes: HashMap<u64, u64> = HashMap::new();
+        for i in 0..records.len() {
+            if let Some(h) = key_hash(&columns, i) {
+                *sizes.entry(h).or_default() += 1;
+            }
+        }
+        let pairs: u64 = sizes
+            .values()
+            .filter(|&&s| s <= max_block)
+            .map(|s| s * (s - 1) / 2)
+            .sum();
+        per_key.push((key.join("+"), pairs));
+    }
+    let total: u64 = per_key.iter().map(|(_, p)| p).sum();
+    if total > MAX_CANDIDATE_PAIRS {
+        let counts: Vec<String> = per_key.iter().map(|(k, p)| format!("{k}: {p}")).collect();
+        return Err(format!(
+            "rule '{rule}': its blocking keys would compare up to {total} record pairs (at most \
+             {MAX_CANDIDATE_PAIRS}); use more selective keys (pairs per key: {})",
+            counts.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// A deterministic rule evaluated over candidate pairs: its conditions as comparisons (a
@@ -1058,6 +1113,20 @@ mod tests {
         let m = vec![vec![0.5, 0.5]; 4];
         let u = vec![vec![0.5, 0.5]; 4];
         assert_eq!(pattern_weight(&pattern, &m, &u), 0.0);
+    }
+
+    #[test]
+    fn a_blocking_that_would_compare_too_many_pairs_is_refused_before_comparing() {
+        let records: Vec<BTreeMap<String, String>> = (0..7_000)
+            .map(|i| record(i, &[("zip", "1000".into()), ("last", format!("l{i}"))]))
+            .collect();
+        let refs: Vec<&BTreeMap<String, String>> = records.iter().collect();
+        let r = rule(0.9);
+        // One block of 7,000 records: 24.5 million pairs.
+        let e = check_blocking("fs", &r.blocking, &r.comparisons, &refs, Some(10_000)).unwrap_err();
+        assert!(e.contains("24496500") && e.contains("zip: 24496500"), "{e}");
+        // Left out as oversized by default (2,000): nothing to compare, nothing refused.
+        assert!(check_blocking("fs", &r.blocking, &r.comparisons, &refs, None).is_ok());
     }
 
     #[test]

@@ -116,9 +116,13 @@ impl Engine {
             Ok(loaded) => loaded,
             Err(reason) => return Err(EngineError::Conflict(reason)),
         };
-        let outcome = tokio::task::spawn_blocking(move || resolution::unify(&config, records))
-            .await
-            .map_err(|e| EngineError::Internal(format!("unification crashed: {e}")))?;
+        let outcome = tokio::task::spawn_blocking(move || {
+            resolution::check_blocking(&config, &records)?;
+            Ok::<_, String>(resolution::unify(&config, records))
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("unification crashed: {e}")))?
+        .map_err(EngineError::Invalid)?;
         Ok(UnificationPreview {
             source_records: outcome.source_records,
             unified_profiles: outcome.unified_profiles,
@@ -256,9 +260,16 @@ impl Engine {
         // Match and merge on a blocking thread (CPU-bound).
         let t_unify = std::time::Instant::now();
         let cfg = config.clone();
-        let mut outcome = tokio::task::spawn_blocking(move || resolution::unify(&cfg, records))
-            .await
-            .map_err(|e| EngineError::Internal(format!("unification crashed: {e}")))?;
+        let outcome = tokio::task::spawn_blocking(move || {
+            resolution::check_blocking(&cfg, &records)?;
+            Ok::<_, String>(resolution::unify(&cfg, records))
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("unification crashed: {e}")))?;
+        let mut outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(reason) => return fail(reason).await,
+        };
         let rule_reports = std::mem::take(&mut outcome.rules);
         let stats = UnificationStats {
             source_records: outcome.source_records,

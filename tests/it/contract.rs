@@ -247,6 +247,13 @@ async fn a_tour_exercises_every_operation() {
     let config = json!({"sources":[{"entityName":"People","fields":{"email":"Email","city":"City","spend":"Spend"},"priority":1}],
                         "rules":[{"name":"email","conditions":[{"field":"email","normalization":"email","precision":"exact"}]}],
                         "merge":{"policy":"mostComplete"}});
+    ok(
+        &app,
+        Method::POST,
+        &format!("{i}/unification/preview"),
+        Some(config.clone()),
+    )
+    .await;
     ok(&app, Method::PUT, &format!("{i}/unification"), Some(config)).await;
     ok(&app, Method::GET, &format!("{i}/unification"), None).await;
     assert_eq!(
