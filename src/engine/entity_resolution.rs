@@ -405,6 +405,8 @@ pub struct Profile {
     /// The rules that linked the cluster's records (in configuration order, deterministic
     /// rules first); empty for a profile of one record.
     pub matched_by: Vec<String>,
+    /// The highest match weight of a scored rule's match inside the cluster, if any.
+    pub match_weight: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -646,6 +648,8 @@ pub fn unify_with_limits(
     let mut masks = vec![0u64; n];
     let mut reports = Vec::with_capacity(config.rules.len() + config.scored_rules.len());
     let mut samples = Vec::new();
+    // A record of each scored match and its weight: the profile shows its best.
+    let mut scored_links: Vec<(u32, f64)> = Vec::new();
     let features = Features::build(config, &records, limits.threads);
     let fields: Vec<&BTreeMap<String, String>> = records.iter().map(|r| &r.fields).collect();
     for (r, rule) in config.rules.iter().enumerate() {
@@ -701,6 +705,7 @@ pub fn unify_with_limits(
         let bit = 1u64 << (config.rules.len() + s);
         let outcome = scored_rules::run(rule, &fields);
         for pair in &outcome.matched {
+            scored_links.push((pair.a, pair.weight));
             uf.union(pair.a as usize, pair.b as usize);
             masks[pair.a as usize] |= bit;
             masks[pair.b as usize] |= bit;
@@ -723,6 +728,8 @@ pub fn unify_with_limits(
         reports.push(outcome.report);
     }
     drop(fields);
+    let weights = best_weights(&records, &mut uf, &scored_links);
+    drop(scored_links);
     let names: Vec<&str> = config
         .rules
         .iter()
@@ -739,6 +746,7 @@ pub fn unify_with_limits(
         limits.threads,
     );
     for (profile, mask) in outcome.0.profiles.iter_mut().zip(outcome.1) {
+        profile.match_weight = weights.get(&profile.customer_id).copied();
         profile.matched_by = (0..names.len())
             .filter(|r| mask & (1u64 << r) != 0)
             .map(|r| names[r].to_string())
@@ -774,6 +782,47 @@ pub struct SampleRecord {
     pub key: String,
     /// The record's profile fields (mapped, not normalized).
     pub fields: BTreeMap<String, String>,
+}
+
+/// The highest scored-match weight of each cluster that has one, by its `CustomerId`.
+fn best_weights(
+    records: &[SourceRecord],
+    uf: &mut UnionFind,
+    links: &[(u32, f64)],
+) -> HashMap<String, f64> {
+    let mut best: HashMap<usize, f64> = HashMap::new();
+    for &(record, weight) in links {
+        let root = uf.find(record as usize);
+        let entry = best.entry(root).or_insert(weight);
+        *entry = entry.max(weight);
+    }
+    // The cluster's id comes from its smallest source reference, as the merge derives it.
+    let mut smallest: HashMap<usize, usize> = HashMap::new();
+    let order = |r: &SourceRecord| {
+        r.entity_name
+            .bytes()
+            .chain([0x1f])
+            .chain(r.key.bytes())
+            .collect::<Vec<u8>>()
+    };
+    for (i, record) in records.iter().enumerate() {
+        let root = uf.find(i);
+        if best.contains_key(&root) {
+            let current = smallest.entry(root).or_insert(i);
+            if order(record) < order(&records[*current]) {
+                *current = i;
+            }
+        }
+    }
+    smallest
+        .into_iter()
+        .map(|(root, i)| {
+            (
+                customer_id(&records[i].entity_name, &records[i].key),
+                best[&root],
+            )
+        })
+        .collect()
 }
 
 /// Refuses a configuration whose blocking would compare too many pairs over these records
@@ -1563,6 +1612,7 @@ fn merge_clusters(
                 fields,
                 sources,
                 matched_by: Vec::new(),
+                match_weight: None,
             },
             mask,
         ));

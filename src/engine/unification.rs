@@ -300,6 +300,9 @@ impl Engine {
                 }
                 item.insert("sources".into(), json!(profile.sources));
                 item.insert("matchedBy".into(), json!(profile.matched_by));
+                if let Some(weight) = profile.match_weight {
+                    item.insert("matchWeight".into(), json!(weight));
+                }
                 schema.observe(&item);
                 let text =
                     serde_json::to_string(&Value::Object(item)).expect("JSON values serialize");
@@ -420,6 +423,7 @@ mod tests {
             fields: fields.as_object().unwrap().clone(),
             sources: vec![],
             matched_by: vec![],
+            match_weight: None,
         }
     }
 

@@ -1700,6 +1700,12 @@ async fn scored_rules_link_explain_and_preview() {
     for p in &profiles {
         let linked = p["sources"].as_array().unwrap().len() > 1;
         assert_eq!(p["matchedBy"] == json!(["scored"]), linked, "{p}");
+        // A linked profile carries its best match weight, at or above the threshold (0).
+        assert_eq!(
+            p["matchWeight"].as_f64().is_some_and(|w| w >= 0.0),
+            linked,
+            "{p}"
+        );
     }
     // A bad scored rule is refused with the reason.
     config["scoredRules"][0]["blocking"] = json!([]);
