@@ -202,7 +202,36 @@ fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
     if !real.is_file() {
         return Err(format!("path '{rel}' is not a file"));
     }
+    if is_database_file(&real) {
+        return Err(format!(
+            "path '{rel}' is one of the service's own database files, which cannot be a data source"
+        ));
+    }
     Ok(real)
+}
+
+/// An SQLite database (by its header, whatever its name) or its journal, WAL or shared-memory
+/// file (by the suffixes SQLite gives them).
+fn is_database_file(path: &Path) -> bool {
+    use std::io::Read;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if [
+        ".db-wal",
+        ".db-shm",
+        ".db-journal",
+        "-wal",
+        "-shm",
+        "-journal",
+    ]
+    .iter()
+    .any(|suffix| name.ends_with(suffix))
+    {
+        return true;
+    }
+    let mut head = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| &head == b"SQLite format 3\0")
 }
 
 impl Engine {

@@ -416,7 +416,14 @@ impl Engine {
                 item.insert(entity.key_field.clone(), json!(key));
                 key
             }
-            Some(v) => key_text(&entity.key_field, v)?,
+            Some(v) => {
+                let key = key_text(&entity.key_field, v)?;
+                // The item holds the key it is addressed by (trimmed).
+                if v.as_str().is_some_and(|s| s != key) {
+                    item.insert(entity.key_field.clone(), json!(key));
+                }
+                key
+            }
         };
         let data = Value::Object(item);
         refuse_nul(&data)?;
@@ -506,6 +513,11 @@ pub fn key_text(key_field: &str, v: &Value) -> EngineResult<String> {
     if text.is_empty() || text.len() > 512 {
         return Err(EngineError::Invalid(format!(
             "key field '{key_field}' must be 1 to 512 characters"
+        )));
+    }
+    if crate::engine::ingest::is_path_step(&text) {
+        return Err(EngineError::Invalid(format!(
+            "key field '{key_field}': '{text}' cannot be addressed in a URL ('.' and '..' are path steps)"
         )));
     }
     Ok(text)

@@ -48,6 +48,10 @@ pub enum IngestError {
     Malformed { line: u64, message: String },
     #[error("line {line}: key field '{key_field}' is missing or empty")]
     MissingKey { line: u64, key_field: String },
+    #[error(
+        "line {line}: the key '{key}' cannot be addressed in a URL ('.' and '..' are path steps)"
+    )]
+    UnaddressableKey { line: u64, key: String },
     #[error("line {line}: duplicate key '{key}' (first seen on line {first_line})")]
     DuplicateKey {
         line: u64,
@@ -124,6 +128,15 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 const BUFFER_BYTES: usize = 256 * 1024;
 
 const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+
+/// A key that a URL path cannot carry: `.` and `..` are path steps (even encoded, clients and
+/// proxies resolve them).
+pub fn is_path_step(key: &str) -> bool {
+    matches!(key.trim(), "." | "..")
+}
+
+/// At most this many CSV columns (the README documents it); each becomes a field of every item.
+pub const MAX_COLUMNS: usize = 10_000;
 
 /// Reads the input twice: the first pass decides every column's type (see
 /// [`super::column_types`]), the second converts the values and streams rows in batches of
@@ -272,6 +285,16 @@ impl<R: Read> CsvRecords<R> {
             return Err(IngestError::Empty);
         }
         let header_line = rdr.get_mut().line_at(header_pos);
+        if headers.len() > MAX_COLUMNS {
+            return Err(malformed(
+                header_line,
+                format!(
+                    "the header has {} columns; at most {MAX_COLUMNS} are supported",
+                    headers.len()
+                ),
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(headers.len());
         for (i, name) in headers.iter().enumerate() {
             if name.is_empty() {
                 return Err(malformed(
@@ -279,7 +302,7 @@ impl<R: Read> CsvRecords<R> {
                     format!("header column {} has no name", i + 1),
                 ));
             }
-            if headers[..i].contains(name) {
+            if !seen.insert(name.as_str()) {
                 return Err(malformed(
                     header_line,
                     format!("header column '{name}' appears twice"),
@@ -313,10 +336,17 @@ impl<R: Read> CsvRecords<R> {
         if record.as_slice().contains('\0') {
             return Err(malformed(line, NUL_REFUSED.to_owned()));
         }
-        if record[self.key_index].trim().is_empty() {
+        let key = &record[self.key_index];
+        if key.trim().is_empty() {
             return Err(IngestError::MissingKey {
                 line,
                 key_field: self.key_field.clone(),
+            });
+        }
+        if is_path_step(key) {
+            return Err(IngestError::UnaddressableKey {
+                line,
+                key: key.to_owned(),
             });
         }
         Ok(Some(line))
@@ -579,6 +609,12 @@ impl<R: Read> JsonlRecords<R> {
             }
             let key_field = &self.key_field;
             let key = match data.get(key_field) {
+                Some(Value::String(s)) if is_path_step(s) => {
+                    return Err(IngestError::UnaddressableKey {
+                        line,
+                        key: s.clone(),
+                    })
+                }
                 Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
                 Some(Value::Number(n)) => n.to_string(),
                 None | Some(Value::Null) | Some(Value::String(_)) => {
@@ -1115,6 +1151,44 @@ mod tests {
             rows("id,,x\n1,a,b\n", Format::Csv, "id").unwrap_err(),
             IngestError::Malformed { line: 1, .. }
         ));
+    }
+
+    #[test]
+    fn keys_that_are_path_steps_are_refused() {
+        for (input, format) in [
+            ("id,x\n1,a\n..,b\n", Format::Csv),
+            ("{\"id\":\"1\"}\n{\"id\":\".\"}\n", Format::Jsonl),
+        ] {
+            let e = rows(input, format, "id").unwrap_err();
+            assert!(matches!(e, IngestError::UnaddressableKey { .. }), "{e}");
+            assert!(e.to_string().contains("cannot be addressed"), "{e}");
+        }
+    }
+
+    /// The header check is linear and bounded: 10,000 columns are read, one more is refused
+    /// with the limit, and a duplicate among many columns is still found.
+    #[test]
+    fn csv_column_limit() {
+        let header = |n: usize| {
+            let mut h: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+            h[0] = "id".into();
+            h.join(",")
+        };
+        let at_limit = format!(
+            "{}\n1{}\n",
+            header(MAX_COLUMNS),
+            ",x".repeat(MAX_COLUMNS - 1)
+        );
+        assert_eq!(rows(&at_limit, Format::Csv, "id").unwrap().len(), 1);
+        let over = format!("{}\n", header(MAX_COLUMNS + 1));
+        let e = rows(&over, Format::Csv, "id").unwrap_err();
+        assert!(
+            e.to_string().contains("10001 columns; at most 10000"),
+            "{e}"
+        );
+        let duplicate = format!("{},c5\n", header(MAX_COLUMNS - 1));
+        let e = rows(&duplicate, Format::Csv, "id").unwrap_err();
+        assert!(e.to_string().contains("'c5' appears twice"), "{e}");
     }
 
     #[test]

@@ -230,6 +230,31 @@ async fn data_source_input_is_validated() {
     )
     .await
     .assert_problem(409);
+    // The service's own database files are no data source: by SQLite's suffixes, and by the
+    // database header whatever the name.
+    std::fs::write(app.dir.path().join("people.db-wal"), "id\n1\n").unwrap();
+    let mut disguised = b"SQLite format 3\0".to_vec();
+    disguised.extend_from_slice(b"id\n1\n");
+    std::fs::write(app.dir.path().join("copy.csv"), disguised).unwrap();
+    for (entity, file) in [("Wal", "people.db-wal"), ("Copy", "copy.csv")] {
+        let ds = app
+            .create_source(
+                &inst,
+                json!({"name":file,"entityName":entity,"format":"csv","keyField":"id","path":file}),
+            )
+            .await;
+        let job = app
+            .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
+            .await;
+        assert_eq!(job["status"], "failed", "{file}: {job}");
+        assert!(
+            job["error"]
+                .as_str()
+                .unwrap()
+                .contains("own database files"),
+            "{file}: {job}"
+        );
+    }
     // A symlink inside the data directory pointing outside is refused at refresh time.
     #[cfg(unix)]
     {
@@ -429,6 +454,21 @@ async fn items_can_be_created_read_and_merged() {
     let generated = app.post(&base, json!({"Email":"nokey@example.com"})).await;
     assert_eq!(generated.status, 201);
     assert!(generated.json()["Id"].as_str().unwrap().len() >= 32);
+    // Keys a URL cannot address are refused; a key is stored as it is addressed (trimmed).
+    for key in [".", "..", " .. "] {
+        let body = app
+            .post(&base, json!({"Id": key}))
+            .await
+            .assert_problem(400);
+        assert!(
+            body["detail"].as_str().unwrap().contains("path steps"),
+            "{body}"
+        );
+    }
+    let padded = app.post(&base, json!({"Id":"  11 "})).await;
+    assert_eq!(padded.status, 201, "{}", padded.text);
+    assert_eq!(padded.json()["Id"], "11");
+    assert_eq!(app.get(&format!("{base}/11")).await.json()["Id"], "11");
 
     let patched = app
         .patch(&format!("{base}/9"), json!({"City":"Bonn","Score":null}))
@@ -449,7 +489,7 @@ async fn items_can_be_created_read_and_merged() {
     let bonn = all_items(&app, &inst, "CrmContacts", "&$filter=City%20eq%20'Bonn'").await;
     assert_eq!(ids(&bonn, "Id"), BTreeSet::from(["9".to_string()]));
     let count = app.get(&format!("/instances/{inst}/entities")).await.json();
-    assert_eq!(count["value"][0]["itemCount"], 7);
+    assert_eq!(count["value"][0]["itemCount"], 8);
 }
 
 async fn unify(app: &TestApp) -> (String, Value) {
