@@ -90,6 +90,7 @@ impl Application {
                 )
                 .default_service(web::to(api::fallback))
                 .wrap(from_fn(api::middleware::authenticate))
+                .wrap(from_fn(api::middleware::refuse_encoded_bodies))
                 .wrap(from_fn(api::middleware::catch_panic))
                 .wrap(from_fn(api::middleware::record_metrics))
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())

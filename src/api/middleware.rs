@@ -60,6 +60,33 @@ pub async fn catch_panic(
     }
 }
 
+/// Middleware: a body in a `Content-Encoding` the service does not decode (actix-web decodes
+/// gzip, deflate, br and zstd) is refused with 415 rather than read as if it were plain.
+pub async fn refuse_encoded_bodies(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let encoding = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    match encoding {
+        Some(encoding)
+            if !matches!(
+                encoding.as_str(),
+                "" | "identity" | "gzip" | "x-gzip" | "deflate" | "br" | "zstd"
+            ) =>
+        {
+            let (http_req, _) = req.into_parts();
+            let err = ApiError::UnsupportedMediaType(format!(
+                "Content-Encoding '{encoding}' is not supported (gzip, deflate, br, zstd or none)"
+            ));
+            Ok(ServiceResponse::new(http_req, err.error_response()))
+        }
+        _ => Ok(next.call(req).await?.map_into_boxed_body()),
+    }
+}
+
 /// Middleware: authenticates every non-operational request and applies the rate limit.
 pub async fn authenticate(
     req: ServiceRequest,

@@ -117,6 +117,40 @@ async fn malformed_json_wrong_content_type_oversized_body_and_trace_are_problems
     raw(Method::POST, Some("text/plain"), "{\"name\":\"x\"}".into())
         .await
         .assert_problem(415);
+    // A body in an encoding the service does not decode is refused, not read as plain JSON.
+    for encoding in ["compress", "x-unknown", "gzip, rot13"] {
+        let res = app
+            .client
+            .post(app.url("/instances"))
+            .header("X-API-Key", KEY_A)
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body("{\"name\":\"x\"}")
+            .send()
+            .await
+            .unwrap();
+        let reply = common::Reply {
+            status: res.status(),
+            headers: res.headers().clone(),
+            text: res.text().await.unwrap(),
+        };
+        let body = reply.assert_problem(415);
+        assert!(
+            body["detail"].as_str().unwrap().contains(encoding),
+            "{body}"
+        );
+    }
+    let identity = app
+        .client
+        .post(app.url("/instances"))
+        .header("X-API-Key", KEY_A)
+        .header("content-type", "application/json")
+        .header("content-encoding", "identity")
+        .body("{\"name\":\"plain\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(identity.status(), 201);
     let big = format!("{{\"name\":\"{}\"}}", "x".repeat(4096));
     raw(Method::POST, Some("application/json"), big)
         .await
