@@ -50,6 +50,10 @@ pub const MAX_OPTION_LENGTH: usize = 4096;
 /// Maximum nesting depth of parentheses, `not`, negation and function calls in a `$filter`.
 pub const MAX_NESTING_DEPTH: usize = 32;
 
+/// At most this many `$orderby` keys and `$select` fields: bounds the work of one request.
+pub const MAX_ORDER_KEYS: usize = 16;
+pub const MAX_SELECT_FIELDS: usize = 500;
+
 /// Maximum compiled size of a `matchesPattern` regular expression.
 const MAX_PATTERN_BYTES: usize = 1 << 20;
 
@@ -1208,6 +1212,12 @@ pub fn parse_orderby(text: &str, columns: &Columns) -> Result<Vec<OrderKey>, ODa
             expr: key.expr,
             direction: direction.unwrap_or(SortDirection::Asc),
         });
+        if keys.len() > MAX_ORDER_KEYS {
+            return Err(ODataError::at(
+                format!("$orderby takes at most {MAX_ORDER_KEYS} keys"),
+                key.pos,
+            ));
+        }
         match token.tok {
             Tok::End => return Ok(keys),
             Tok::Comma => continue,
@@ -1270,6 +1280,12 @@ pub fn parse_select(text: &str, columns: &Columns) -> Result<Option<Vec<String>>
         }
         if !fields.iter().any(|f| f == name) {
             fields.push(name.to_string());
+        }
+        if fields.len() > MAX_SELECT_FIELDS {
+            return Err(ODataError::at(
+                format!("$select takes at most {MAX_SELECT_FIELDS} fields"),
+                start,
+            ));
         }
     }
     Ok(Some(fields))
@@ -1889,6 +1905,11 @@ mod tests {
         let e = parse_orderby("Rating up", &columns()).unwrap_err();
         assert!(e.message.contains("expected 'asc', 'desc'"), "{e}");
         assert!(parse_orderby("Rating desc,", &columns()).is_err());
+        // Bounded work per request: at most 16 keys.
+        let many = vec!["Rating"; MAX_ORDER_KEYS].join(",");
+        assert!(parse_orderby(&many, &columns()).is_ok());
+        let e = parse_orderby(&format!("{many},Price"), &columns()).unwrap_err();
+        assert!(e.message.contains("at most 16 keys"), "{e}");
         assert!(parse_orderby("nope", &columns()).is_err());
     }
 
