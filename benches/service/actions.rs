@@ -37,7 +37,9 @@ fn encode_query(s: &str) -> String {
 
 pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
     let dir = ctx.temp_dir("actions");
-    let gen = datagen::write_people(&dir.path().join("people.csv"), o.rows, 0.0, 7).expect("data");
+    let folder = dir.path().join("files").join("bench");
+    std::fs::create_dir_all(&folder).expect("tenant folder");
+    let gen = datagen::write_people(&folder.join("people.csv"), o.rows, 0.0, 7).expect("data");
     eprintln!(
         "[actions] generated {} rows ({} bytes)",
         gen.rows, gen.bytes

@@ -122,7 +122,8 @@ impl Api {
             .to_string()
     }
 
-    /// A new instance whose `People` entity is ingested from `people.csv` in the data directory
+    /// A new instance whose `People` entity is ingested from `people.csv` in the bench tenant's folder
+    /// (`files/bench/`) of the data directory
     /// (the generated data set); returns the instance id and the finished refresh job.
     pub async fn instance_with_people(&self, name: &str) -> (String, FinishedJob) {
         let inst = self.create_instance(name).await;

@@ -140,7 +140,8 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> (Value, String) {
             base_json["rows_per_sec"].as_f64().unwrap_or(0.0)
         );
         let dir = ctx.temp_dir("engine");
-        let data = dir.path().join("people.csv");
+        let data = dir.path().join("files").join("bench").join("people.csv");
+        std::fs::create_dir_all(data.parent().expect("a folder")).expect("tenant folder");
         if std::fs::hard_link(&file, &data).is_err() {
             std::fs::copy(&file, &data).expect("copy data file");
         }

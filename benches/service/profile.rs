@@ -43,7 +43,9 @@ impl Perf {
 /// unification job runs.
 pub async fn run_unification(ctx: &Ctx, rows: u64) -> String {
     let dir = ctx.temp_dir("profile");
-    let gen = datagen::write_people(&dir.path().join("people.csv"), rows, 0.1, 11).expect("data");
+    let folder = dir.path().join("files").join("bench");
+    std::fs::create_dir_all(&folder).expect("tenant folder");
+    let gen = datagen::write_people(&folder.join("people.csv"), rows, 0.1, 11).expect("data");
     let service = Service::start(dir.path(), &[], &ctx.log("profile-service"));
     let api = Api::new(&service.base);
     let (inst, _) = api.instance_with_people("bench-profile").await;
@@ -112,7 +114,9 @@ pub async fn run_fanout(ctx: &Ctx, subscriptions: u32) -> String {
 
 pub async fn run(ctx: &Ctx, rows: u64, scenario: &str, seconds: u32) -> String {
     let dir = ctx.temp_dir("profile");
-    datagen::write_people(&dir.path().join("people.csv"), rows, 0.0, 7).expect("data");
+    let folder = dir.path().join("files").join("bench");
+    std::fs::create_dir_all(&folder).expect("tenant folder");
+    datagen::write_people(&folder.join("people.csv"), rows, 0.0, 7).expect("data");
     // `<scenario>-uncached`: the same with the read cache off, what every first read costs.
     let (scenario, service_args): (&str, &[&str]) = match scenario.strip_suffix("-uncached") {
         Some(base) => (base, &["--read-cache-mib", "0"]),

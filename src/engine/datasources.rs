@@ -73,7 +73,7 @@ pub struct DataSource {
     /// The field that identifies a row.
     #[schema(extensions(("x-ms-summary" = json!("Key field"))))]
     pub key_field: String,
-    /// Server-side file path relative to the data directory, when the data is not inline.
+    /// Server-side file path relative to the tenant's folder (files/<tenant>/ of the data directory), when the data is not inline.
     pub path: Option<String>,
     /// Whether the data is stored inline.
     #[schema(extensions(("x-ms-summary" = json!("Has inline content"))))]
@@ -132,7 +132,7 @@ pub struct NewDataSource {
     /// The file's content, inline.
     #[serde(default)]
     pub content: Option<String>,
-    /// A file path relative to the service's data directory.
+    /// A file path relative to the tenant's folder (files/<tenant>/ of the service's data directory).
     #[serde(default)]
     #[schema(min_length = 1, max_length = 1024, extensions(("x-ms-visibility" = json!("advanced"))))]
     pub path: Option<String>,
@@ -162,7 +162,7 @@ fn parse_relative_path(path: &str) -> EngineResult<String> {
     let p = Path::new(path);
     let refused = || {
         EngineError::Invalid(format!(
-            "path '{path}' must be relative to the data directory and stay inside it"
+            "path '{path}' must be relative to the tenant's folder of the data directory and stay inside it"
         ))
     };
     if path.trim().is_empty() || path.chars().count() > 1024 || path.contains('\0') {
@@ -177,35 +177,39 @@ fn parse_relative_path(path: &str) -> EngineResult<String> {
     Ok(path.to_string())
 }
 
-/// Resolves a stored relative path and refuses anything whose real location is outside `root`.
+/// The folder of the data directory whose files a tenant's data sources may read:
+/// `files/<tenant>/` (a tenant name that is not a plain file name is hex-encoded).
+pub fn tenant_files(data_dir: &Path, tenant: &str) -> PathBuf {
+    let plain = !tenant.is_empty()
+        && !tenant.starts_with('.')
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let folder = if plain {
+        tenant.to_string()
+    } else {
+        tenant.bytes().map(|b| format!("{b:02x}")).collect()
+    };
+    data_dir.join("files").join(folder)
+}
+
+/// Resolves a stored relative path inside the tenant's folder `root`. A missing file, one whose
+/// real location is outside the folder, a directory and the service's own database files get
+/// the same answer, so nothing tells another tenant's files from missing ones.
 fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
-    let root = root
-        .canonicalize()
-        .map_err(|e| format!("data directory unavailable: {e}"))?;
-    let full = root.join(rel);
-    let real = full.canonicalize().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            // With several replicas the refresh runs on any of them: say where it looked.
-            format!(
-                "the file '{rel}' is not in the data directory of the server that ran this \
-                 refresh ({}); with several replicas, --data-dir must be storage every replica \
-                 sees, or upload the content inline",
-                root.display()
-            )
-        } else {
-            format!("cannot open '{rel}': {e}")
-        }
-    })?;
-    if !real.starts_with(&root) {
-        return Err(format!("path '{rel}' resolves outside the data directory"));
-    }
-    if !real.is_file() {
-        return Err(format!("path '{rel}' is not a file"));
-    }
-    if is_database_file(&real) {
-        return Err(format!(
-            "path '{rel}' is one of the service's own database files, which cannot be a data source"
-        ));
+    let not_found = || {
+        // With several replicas the refresh runs on any of them: say where it looked.
+        format!(
+            "the file '{rel}' is not in this tenant's folder ({}) of the data directory of the \
+             server that ran this refresh; with several replicas, --data-dir must be storage \
+             every replica sees, or upload the content inline",
+            root.display()
+        )
+    };
+    let root = root.canonicalize().map_err(|_| not_found())?;
+    let real = root.join(rel).canonicalize().map_err(|_| not_found())?;
+    if !real.starts_with(&root) || !real.is_file() || is_database_file(&real) {
+        return Err(not_found());
     }
     Ok(real)
 }
@@ -447,7 +451,12 @@ impl Engine {
                     Box::new(move || Ok(Box::new(std::io::Cursor::new(bytes.clone())) as _))
                 }
                 (None, Some(rel)) => {
-                    let path = resolve_inside(self.data_dir(), rel)?;
+                    let tenant = self
+                        .store()
+                        .instance_tenant(&source.instance_id)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let path = resolve_inside(&tenant_files(self.data_dir(), &tenant), rel)?;
                     // Opened here once so a missing file is reported as before.
                     let mut first = Some(
                         std::fs::File::open(&path)

@@ -35,6 +35,15 @@ impl Store {
         }
     }
 
+    /// The tenant an instance belongs to (for work that runs without a request, such as a
+    /// refresh job reading the tenant's files).
+    pub async fn instance_tenant(&self, id: &str) -> StoreResult<String> {
+        match &self.db {
+            Db::Sqlite(db) => db.instance_tenant(id).await,
+            Db::Postgres(db) => db.instance_tenant(id).await,
+        }
+    }
+
     pub async fn all_scheduled_instances(&self) -> StoreResult<Vec<InstanceRecord>> {
         match &self.db {
             Db::Sqlite(db) => db.all_scheduled_instances().await,

@@ -143,7 +143,9 @@ async fn ingests_csv_and_jsonl_with_inferred_types() {
 async fn a_bad_file_fails_with_its_line_number_and_keeps_the_old_items() {
     let app = spawn_app().await;
     let inst = app.create_instance("Files").await;
-    let file = app.dir.path().join("contacts.csv");
+    let folder = app.dir.path().join("files").join("alpha");
+    std::fs::create_dir_all(&folder).unwrap();
+    let file = folder.join("contacts.csv");
     std::fs::write(&file, "Id,Name\n1,Ann\n2,Bob\n").unwrap();
     let ds = app
         .create_source(
@@ -230,13 +232,29 @@ async fn data_source_input_is_validated() {
     )
     .await
     .assert_problem(409);
-    // The service's own database files are no data source: by SQLite's suffixes, and by the
-    // database header whatever the name.
-    std::fs::write(app.dir.path().join("people.db-wal"), "id\n1\n").unwrap();
+    // Files are read from the tenant's folder, `files/<tenant>/`. The service's own database
+    // files (by SQLite's suffixes, or by the database header whatever the name), a symlink out
+    // of the folder, another tenant's file and a missing one all get the same answer.
+    let alpha = app.dir.path().join("files").join("alpha");
+    let beta = app.dir.path().join("files").join("beta");
+    std::fs::create_dir_all(&alpha).unwrap();
+    std::fs::create_dir_all(&beta).unwrap();
+    std::fs::write(alpha.join("people.db-wal"), "id\n1\n").unwrap();
     let mut disguised = b"SQLite format 3\0".to_vec();
     disguised.extend_from_slice(b"id\n1\n");
-    std::fs::write(app.dir.path().join("copy.csv"), disguised).unwrap();
-    for (entity, file) in [("Wal", "people.db-wal"), ("Copy", "copy.csv")] {
+    std::fs::write(alpha.join("copy.csv"), disguised).unwrap();
+    std::fs::write(beta.join("crm.csv"), "id\n1\n").unwrap();
+    std::fs::write(app.dir.path().join("root.csv"), "id\n1\n").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("/etc/hostname", alpha.join("link.csv")).unwrap();
+    for (entity, file) in [
+        ("Wal", "people.db-wal"),
+        ("Copy", "copy.csv"),
+        ("Link", "link.csv"),
+        ("Other", "crm.csv"),
+        ("Root", "root.csv"),
+        ("Missing", "missing.csv"),
+    ] {
         let ds = app
             .create_source(
                 &inst,
@@ -247,27 +265,46 @@ async fn data_source_input_is_validated() {
             .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
             .await;
         assert_eq!(job["status"], "failed", "{file}: {job}");
+        let error = job["error"].as_str().unwrap();
         assert!(
-            job["error"]
-                .as_str()
-                .unwrap()
-                .contains("own database files"),
+            error.starts_with(&format!("the file '{file}' is not in this tenant's folder")),
             "{file}: {job}"
         );
     }
-    // A symlink inside the data directory pointing outside is refused at refresh time.
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::symlink("/etc/hostname", app.dir.path().join("link.csv")).unwrap();
-        let ds = app
-            .create_source(&inst, json!({"name":"l","entityName":"L","format":"csv","keyField":"id","path":"link.csv"}))
-            .await;
-        let job = app
-            .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
-            .await;
-        assert_eq!(job["status"], "failed");
-        assert!(job["error"].as_str().unwrap().contains("outside"), "{job}");
-    }
+    // Tenant beta reads its own file.
+    let beta_inst = app
+        .send(
+            reqwest::Method::POST,
+            "/instances",
+            Some(crate::common::KEY_B),
+            Some(&json!({"name":"Beta"})),
+        )
+        .await
+        .json()["instanceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ds = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/instances/{beta_inst}/datasources"),
+            Some(crate::common::KEY_B),
+            Some(&json!({"name":"crm","entityName":"Crm","format":"csv","keyField":"id","path":"crm.csv"})),
+        )
+        .await
+        .json()["dataSourceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/instances/{beta_inst}/datasources/{ds}/refresh"),
+            Some(crate::common::KEY_B),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.text);
 }
 
 #[tokio::test]
@@ -918,7 +955,7 @@ async fn cached_reads_follow_every_change() {
     for cache_bytes in [64 * 1024 * 1024, 0] {
         let app = common::spawn_app_with(|s| s.read_cache_bytes = cache_bytes).await;
         let inst = app.create_instance("Cache").await;
-        let file = app.dir.path().join("people.csv");
+        let file = app.tenant_file("people.csv");
         std::fs::write(&file, "Id,Name\n1,Ann\n2,Bob\n").unwrap();
         let ds = app
             .create_source(
@@ -1174,21 +1211,21 @@ async fn a_refresh_under_write_load_neither_stalls_nor_fails() {
 async fn a_refresh_of_a_file_missing_on_this_server_fails_with_a_clear_reason() {
     let app = spawn_app().await;
     let inst = app.create_instance("Files").await;
-    std::fs::write(app.dir.path().join("people.csv"), "Id,Name\n1,Ann\n").unwrap();
+    std::fs::write(app.tenant_file("people.csv"), "Id,Name\n1,Ann\n").unwrap();
     let ds = app
         .create_source(
             &inst,
             json!({"name":"people","entityName":"People","format":"csv","keyField":"Id","path":"people.csv"}),
         )
         .await;
-    std::fs::remove_file(app.dir.path().join("people.csv")).unwrap();
+    std::fs::remove_file(app.tenant_file("people.csv")).unwrap();
     let job = app
         .run_job(&format!("/instances/{inst}/datasources/{ds}/refresh"))
         .await;
     assert_eq!(job["status"], "failed", "{job}");
     let error = job["error"].as_str().unwrap();
     assert!(
-        error.contains("'people.csv' is not in the data directory")
+        error.contains("'people.csv' is not in this tenant's folder")
             && error.contains("every replica"),
         "{error}"
     );
@@ -1451,7 +1488,7 @@ async fn a_data_source_with_a_nul_character_is_refused_on_every_backend() {
     .await
     .assert_problem(400);
     std::fs::write(
-        app.dir.path().join("nul.jsonl"),
+        app.tenant_file("nul.jsonl"),
         "{\"Id\":1}\n{\"Id\":2,\"Name\":\"A\\u0000n\"}\n",
     )
     .unwrap();

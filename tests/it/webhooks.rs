@@ -1672,7 +1672,7 @@ async fn engine_refreshes_fire_every_trigger_end_to_end() {
     let instance = app.create_instance("Engine").await;
     let base = format!("/instances/{instance}");
     std::fs::write(
-        app.dir.path().join("people.csv"),
+        app.tenant_file("people.csv"),
         "id,email,city\n1,a@x.org,Berlin\n2,b@x.org,Paris\n",
     )
     .unwrap();
@@ -1736,13 +1736,13 @@ async fn engine_refreshes_fire_every_trigger_end_to_end() {
     assert_eq!(job["status"], "succeeded", "{job}");
     // 2: four people, three in Berlin: both cross.
     std::fs::write(
-        app.dir.path().join("people.csv"),
+        app.tenant_file("people.csv"),
         "id,email,city\n1,a@x.org,Berlin\n2,b@x.org,Paris\n3,c@x.org,Berlin\n4,d@x.org,Berlin\n",
     )
     .unwrap();
     start_job(&app, &format!("{base}/refresh")).await;
     // 3: the file is gone: the data source refresh fails.
-    std::fs::remove_file(app.dir.path().join("people.csv")).unwrap();
+    std::fs::remove_file(app.tenant_file("people.csv")).unwrap();
     start_job(&app, &format!("{base}/datasources/{ds_id}/refresh")).await;
 
     let expect = [

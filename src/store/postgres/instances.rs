@@ -61,6 +61,15 @@ impl PgDb {
         Ok(instance_from_row(row))
     }
 
+    pub async fn instance_tenant(&self, id: &str) -> StoreResult<String> {
+        let id = id_or_not_found(id)?;
+        sqlx::query_scalar("SELECT tenant FROM instances WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
     pub async fn all_scheduled_instances(&self) -> StoreResult<Vec<InstanceRecord>> {
         Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {INSTANCE_COLUMNS} FROM instances WHERE refresh_schedule IS NOT NULL"

@@ -59,6 +59,14 @@ impl SqliteDb {
         instance_from_row(row)
     }
 
+    pub async fn instance_tenant(&self, id: &str) -> StoreResult<String> {
+        sqlx::query_scalar("SELECT tenant FROM instances WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
     pub async fn all_scheduled_instances(&self) -> StoreResult<Vec<InstanceRecord>> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {INSTANCE_COLUMNS} FROM instances WHERE refresh_schedule IS NOT NULL"

@@ -256,6 +256,14 @@ impl TestApp {
         self.send(Method::DELETE, path, Some(KEY_A), None).await
     }
 
+    /// Where tenant A's server-side data-source file `name` goes (`files/alpha/` of the data
+    /// directory, created if missing).
+    pub fn tenant_file(&self, name: &str) -> std::path::PathBuf {
+        let folder = self.dir.path().join("files").join("alpha");
+        std::fs::create_dir_all(&folder).expect("tenant folder");
+        folder.join(name)
+    }
+
     /// Creates an instance for tenant A and returns its id.
     pub async fn create_instance(&self, name: &str) -> String {
         let r = self
