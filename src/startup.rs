@@ -89,6 +89,7 @@ impl Application {
                         .config(Config::from("/openapi.json").validator_url("none")),
                 )
                 .default_service(web::to(api::fallback))
+                .wrap(from_fn(api::middleware::refuse_duplicate_members))
                 .wrap(from_fn(api::middleware::authenticate))
                 .wrap(from_fn(api::middleware::refuse_encoded_bodies))
                 .wrap(from_fn(api::middleware::catch_panic))

@@ -87,6 +87,121 @@ pub async fn refuse_encoded_bodies(
     }
 }
 
+/// The largest request body (the extractors' limit), for middleware that reads bodies.
+#[derive(Debug, Clone, Copy)]
+pub struct MaxBody(pub usize);
+
+/// Middleware: a JSON body that names a member twice in one object is refused with 400 (JSON
+/// leaves it open which one counts; the parser would keep the last silently). The body is read
+/// once here and handed on unchanged. Compressed bodies are checked by no one but the parser.
+pub async fn refuse_duplicate_members(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    use futures_util::StreamExt;
+    let json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+    let plain = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_ENCODING)
+        .is_none();
+    if !json || !plain {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let limit = req.app_data::<MaxBody>().map_or(usize::MAX, |m| m.0);
+    let mut payload = req.take_payload();
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            let (http_req, _) = req.into_parts();
+            let err = ApiError::PayloadTooLarge(format!("the body is larger than {limit} bytes"));
+            return Ok(ServiceResponse::new(http_req, err.error_response()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = body.freeze();
+    if let Err(member) = unique_members(&body) {
+        let (http_req, _) = req.into_parts();
+        let err = ApiError::BadRequest(format!(
+            "the JSON body names the member '{member}' twice in one object"
+        ));
+        return Ok(ServiceResponse::new(http_req, err.error_response()));
+    }
+    req.set_payload(actix_web::dev::Payload::from(body));
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// `Err(member)` when some object of the JSON text names `member` twice; text that is not
+/// JSON passes (the extractor reports it).
+fn unique_members(body: &[u8]) -> Result<(), String> {
+    use serde::de::{Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    const MARK: &str = "\u{0}duplicate member:";
+    struct Unique;
+    impl<'de> serde::Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(UniqueVisitor)
+        }
+    }
+    struct UniqueVisitor;
+    impl<'de> Visitor<'de> for UniqueVisitor {
+        type Value = Unique;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    return Err(A::Error::custom(format!("{MARK}{key}")));
+                }
+                map.next_value::<Unique>()?;
+            }
+            Ok(Unique)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+            while seq.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E>(self) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+    }
+    match serde_json::from_slice::<Unique>(body) {
+        Err(e) => {
+            let text = e.to_string();
+            match text.find(MARK) {
+                Some(at) => {
+                    let rest = &text[at + MARK.len()..];
+                    // serde_json appends " at line L column C".
+                    let member = rest.rsplit_once(" at line ").map_or(rest, |(m, _)| m);
+                    Err(member.to_string())
+                }
+                None => Ok(()),
+            }
+        }
+        Ok(_) => Ok(()),
+    }
+}
+
 /// Middleware: authenticates every non-operational request and applies the rate limit.
 pub async fn authenticate(
     req: ServiceRequest,

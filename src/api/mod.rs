@@ -53,6 +53,7 @@ pub fn extractor_config(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .error_handler(|e, _| problem::json_error(e).into()),
     )
     .app_data(web::PayloadConfig::default().limit(max_body_bytes))
+    .app_data(middleware::MaxBody(max_body_bytes))
     .app_data(web::QueryConfig::default().error_handler(|e, _| problem::query_error(e).into()))
     .app_data(web::PathConfig::default().error_handler(|e, _| problem::path_error(e).into()));
 }

@@ -152,9 +152,52 @@ async fn malformed_json_wrong_content_type_oversized_body_and_trace_are_problems
         .unwrap();
     assert_eq!(identity.status(), 201);
     let big = format!("{{\"name\":\"{}\"}}", "x".repeat(4096));
-    raw(Method::POST, Some("application/json"), big)
+    let too_big = raw(Method::POST, Some("application/json"), big)
         .await
         .assert_problem(413);
+    // Read no further than the limit, whoever reads the body.
+    assert!(
+        too_big["detail"].as_str().unwrap().contains("1024"),
+        "{too_big}"
+    );
+    // A member named twice in one object is refused, at any depth; the same name in two
+    // objects is fine.
+    for body in [
+        r#"{"name":"a","name":"b"}"#,
+        r#"{"name":"a","x":{"k":1,"k":2}}"#,
+        r#"{"name":"a","x":[{"k":1},{"k":2,"k":3}]}"#,
+    ] {
+        let problem = raw(Method::POST, Some("application/json"), body.into())
+            .await
+            .assert_problem(400);
+        assert!(
+            problem["detail"].as_str().unwrap().contains("twice"),
+            "{body}: {problem}"
+        );
+    }
+    let distinct = raw(
+        Method::POST,
+        Some("application/json"),
+        r#"{"name":"twice ok","x":{"k":1},"y":{"k":2}}"#.into(),
+    )
+    .await;
+    assert_eq!(
+        distinct.status, 400,
+        "unknown fields are still refused: {}",
+        distinct.text
+    );
+    assert!(
+        !distinct.text.contains("twice in one object"),
+        "{}",
+        distinct.text
+    );
+    let fine = raw(
+        Method::POST,
+        Some("application/json"),
+        r#"{"name":"once"}"#.into(),
+    )
+    .await;
+    assert_eq!(fine.status, 201, "{}", fine.text);
     let trace = raw(Method::TRACE, None, String::new()).await;
     trace.assert_problem(405);
     assert_eq!(trace.header("allow"), Some("GET, POST"));
