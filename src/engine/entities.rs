@@ -433,6 +433,7 @@ impl Engine {
                 let item = data.as_object().expect("an object");
                 check_item(&schema, item).map_err(EngineError::Invalid)?;
                 widen_schema(&mut schema, item);
+                check_field_count(&schema)?;
                 Ok::<_, EngineError>((text, schema))
             })
             .await??;
@@ -478,6 +479,7 @@ impl Engine {
                     }
                 }
                 widen_schema(&mut schema, &item);
+                check_field_count(&schema)?;
                 Ok::<_, EngineError>((Value::Object(item).to_string(), schema))
             })
             .await
@@ -486,6 +488,22 @@ impl Engine {
             serde_json::from_str(&data).map_err(|e| EngineError::Internal(e.to_string()))?;
         Ok(data)
     }
+}
+
+/// Refuses a write that would give the entity more fields than [`MAX_COLUMNS`] (an item has
+/// at most as many).
+fn check_field_count(schema: &Value) -> EngineResult<()> {
+    use crate::engine::ingest::MAX_COLUMNS;
+    let fields = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map_or(0, Map::len);
+    if fields > MAX_COLUMNS {
+        return Err(EngineError::Invalid(format!(
+            "an entity has at most {MAX_COLUMNS} fields; this write would give it {fields}"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses text with U+0000 anywhere in an item, names or values (the rule of ingestion too).

@@ -135,7 +135,8 @@ pub fn is_path_step(key: &str) -> bool {
     matches!(key.trim(), "." | "..")
 }
 
-/// At most this many CSV columns (the README documents it); each becomes a field of every item.
+/// At most this many CSV columns or fields of a JSON-lines object, and fields of an item or an
+/// entity (the README documents it): the schema, rewritten on every write, stays bounded.
 pub const MAX_COLUMNS: usize = 10_000;
 
 /// Reads the input twice: the first pass decides every column's type (see
@@ -606,6 +607,15 @@ impl<R: Read> JsonlRecords<R> {
             };
             if text.contains("u0000") && has_nul_in_object(&data) {
                 return Err(malformed(line, NUL_REFUSED.to_owned()));
+            }
+            if data.len() > MAX_COLUMNS {
+                return Err(malformed(
+                    line,
+                    format!(
+                        "the object has {} fields; at most {MAX_COLUMNS} are supported",
+                        data.len()
+                    ),
+                ));
             }
             let key_field = &self.key_field;
             let key = match data.get(key_field) {

@@ -502,6 +502,20 @@ async fn items_can_be_created_read_and_merged() {
             "{body}"
         );
     }
+    // At most 10,000 fields per item and per entity.
+    let wide: serde_json::Map<String, Value> =
+        (0..10_001).map(|i| (format!("f{i}"), json!(1))).collect();
+    let body = app
+        .post(&base, Value::Object(wide))
+        .await
+        .assert_problem(400);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 10000 fields"),
+        "{body}"
+    );
     let padded = app.post(&base, json!({"Id":"  11 "})).await;
     assert_eq!(padded.status, 201, "{}", padded.text);
     assert_eq!(padded.json()["Id"], "11");
