@@ -1044,8 +1044,8 @@ pub struct ItemQuery {
 }
 
 impl ItemQuery {
-    /// Whether the store can run the whole query as SQL; otherwise it reads the entity's items
-    /// and runs [`ItemQuery::run`] over them.
+    /// Whether the store can run the whole query as SQL; otherwise it reads the entity's items,
+    /// keeps those [`ItemQuery::keeps`] and orders them with [`ItemQuery::order_and_page`].
     pub fn runs_in_sql(&self) -> bool {
         self.search.is_none()
             && self.filter.as_ref().is_none_or(|f| f.predicate.is_some())
@@ -1059,16 +1059,6 @@ impl ItemQuery {
                 .search
                 .as_ref()
                 .is_none_or(|(search, fields)| search.matches(item, fields))
-    }
-
-    /// The page of `rows` (key, JSON text; in key order) this query selects, in memory.
-    pub fn run(&self, rows: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
-        let kept = rows
-            .into_iter()
-            .filter(|(key, _)| self.after_key.as_ref().is_none_or(|after| key > after))
-            .filter(|(_, text)| self.keeps(&serde_json::from_str(text).unwrap_or(Value::Null)))
-            .collect();
-        self.order_and_page(kept)
     }
 
     /// Orders rows that pass the filter (in key order) by the sort keys and takes the page.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::odata;
 pub use super::reads::{ItemsPage, ItemsQuery, NextPage};
 use super::reads::{ReadKey, ReadValue};
-use super::schema_inference::{check_item, widen_schema};
+use super::schema_inference::{check_item, query_type, widen_schema};
 use super::{not_found, Engine, EngineError, EngineResult, TenantId};
 use crate::item_query::{Filter, ItemQuery, Type};
 use crate::store::entities::EntityRecord;
@@ -102,7 +102,7 @@ pub(crate) fn columns(entity: &EntityRecord) -> odata::Columns {
         .map(|properties| {
             properties
                 .iter()
-                .map(|(name, p)| (name.clone(), column_type(p)))
+                .map(|(name, p)| (name.clone(), query_type(p)))
                 .collect()
         })
         .unwrap_or_default();
@@ -112,20 +112,6 @@ pub(crate) fn columns(entity: &EntityRecord) -> odata::Columns {
     odata::Columns {
         fields,
         any_field: false,
-    }
-}
-
-/// The query type of a schema property.
-fn column_type(property: &Value) -> Type {
-    let format = property.get("format").and_then(Value::as_str);
-    match (property.get("type").and_then(Value::as_str), format) {
-        (Some("integer"), _) => Type::Integer,
-        (Some("number"), _) => Type::Number,
-        (Some("boolean"), _) => Type::Boolean,
-        (Some("object" | "array"), _) => Type::Json,
-        (_, Some("date")) => Type::Date,
-        (_, Some("date-time")) => Type::DateTime,
-        _ => Type::String,
     }
 }
 

@@ -645,11 +645,9 @@ pub fn unify_with_limits(
     };
 
     // Bit r of a record's mask: rule r linked it to another record.
-    let mut masks = vec![0u64; n];
+    let mut links = vec![Link::default(); n];
     let mut reports = Vec::with_capacity(config.rules.len() + config.scored_rules.len());
     let mut samples = Vec::new();
-    // A record of each scored match and its weight: the profile shows its best.
-    let mut scored_links: Vec<(u32, f64)> = Vec::new();
     let features = Features::build(config, &records, limits.threads);
     let fields: Vec<&BTreeMap<String, String>> = records.iter().map(|r| &r.fields).collect();
     for (r, rule) in config.rules.iter().enumerate() {
@@ -664,8 +662,8 @@ pub fn unify_with_limits(
             let (pairs, report) = scored_rules::run_pairwise(&pairwise, &fields);
             for (a, b) in pairs {
                 uf.union(a as usize, b as usize);
-                masks[a as usize] |= bit;
-                masks[b as usize] |= bit;
+                links[a as usize].rules |= bit;
+                links[b as usize].rules |= bit;
             }
             reports.push(report);
             continue;
@@ -679,15 +677,15 @@ pub fn unify_with_limits(
         for &root in &roots {
             sizes[root] += 1;
         }
-        let mut links = 0u64;
+        let mut joins = 0u64;
         let mut linked = 0u64;
         for (i, &root) in roots.iter().enumerate() {
             if root != i {
                 uf.union(i, root);
-                links += 1;
+                joins += 1;
             }
             if sizes[root] > 1 {
-                masks[i] |= bit;
+                links[i].rules |= bit;
                 linked += 1;
             }
         }
@@ -695,7 +693,7 @@ pub fn unify_with_limits(
             rule: rule.name.clone(),
             kind: "exact".into(),
             candidate_pairs: tally.compared,
-            pairs_matched: links,
+            pairs_matched: joins,
             records_linked: linked,
             ..RuleReport::default()
         });
@@ -705,10 +703,12 @@ pub fn unify_with_limits(
         let bit = 1u64 << (config.rules.len() + s);
         let outcome = scored_rules::run(rule, &fields);
         for pair in &outcome.matched {
-            scored_links.push((pair.a, pair.weight));
             uf.union(pair.a as usize, pair.b as usize);
-            masks[pair.a as usize] |= bit;
-            masks[pair.b as usize] |= bit;
+            for record in [pair.a, pair.b] {
+                let link = &mut links[record as usize];
+                link.rules |= bit;
+                link.weight = link.weight.max(pair.weight);
+            }
         }
         let sample = |pair: &scored_rules::ScoredPair, matched: bool| PairSample {
             rule: rule.name.clone(),
@@ -728,8 +728,6 @@ pub fn unify_with_limits(
         reports.push(outcome.report);
     }
     drop(fields);
-    let weights = best_weights(&records, &mut uf, &scored_links);
-    drop(scored_links);
     let names: Vec<&str> = config
         .rules
         .iter()
@@ -740,15 +738,15 @@ pub fn unify_with_limits(
     let mut outcome = merge(
         config.merge.policy,
         records,
-        masks,
+        links,
         &mut uf,
         source_records,
         limits.threads,
     );
-    for (profile, mask) in outcome.0.profiles.iter_mut().zip(outcome.1) {
-        profile.match_weight = weights.get(&profile.customer_id).copied();
+    for (profile, link) in outcome.0.profiles.iter_mut().zip(outcome.1) {
+        profile.match_weight = link.weight.is_finite().then_some(link.weight);
         profile.matched_by = (0..names.len())
-            .filter(|r| mask & (1u64 << r) != 0)
+            .filter(|r| link.rules & (1u64 << r) != 0)
             .map(|r| names[r].to_string())
             .collect();
     }
@@ -784,47 +782,6 @@ pub struct SampleRecord {
     pub fields: BTreeMap<String, String>,
 }
 
-/// The highest scored-match weight of each cluster that has one, by its `CustomerId`.
-fn best_weights(
-    records: &[SourceRecord],
-    uf: &mut UnionFind,
-    links: &[(u32, f64)],
-) -> HashMap<String, f64> {
-    let mut best: HashMap<usize, f64> = HashMap::new();
-    for &(record, weight) in links {
-        let root = uf.find(record as usize);
-        let entry = best.entry(root).or_insert(weight);
-        *entry = entry.max(weight);
-    }
-    // The cluster's id comes from its smallest source reference, as the merge derives it.
-    let mut smallest: HashMap<usize, usize> = HashMap::new();
-    let order = |r: &SourceRecord| {
-        r.entity_name
-            .bytes()
-            .chain([0x1f])
-            .chain(r.key.bytes())
-            .collect::<Vec<u8>>()
-    };
-    for (i, record) in records.iter().enumerate() {
-        let root = uf.find(i);
-        if best.contains_key(&root) {
-            let current = smallest.entry(root).or_insert(i);
-            if order(record) < order(&records[*current]) {
-                *current = i;
-            }
-        }
-    }
-    smallest
-        .into_iter()
-        .map(|(root, i)| {
-            (
-                customer_id(&records[i].entity_name, &records[i].key),
-                best[&root],
-            )
-        })
-        .collect()
-}
-
 /// Refuses a configuration whose blocking would compare too many pairs over these records
 /// (see [`scored_rules::MAX_CANDIDATE_PAIRS`]); the message says which rule and key.
 pub fn check_blocking(config: &UnificationConfig, records: &[SourceRecord]) -> Result<(), String> {
@@ -850,6 +807,31 @@ pub fn check_blocking(config: &UnificationConfig, records: &[SourceRecord]) -> R
         )?;
     }
     Ok(())
+}
+
+/// What linked a record: the rules (bit r for rule r) and the best weight of a scored match.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    rules: u64,
+    weight: f64,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            rules: 0,
+            weight: f64::NEG_INFINITY,
+        }
+    }
+}
+
+impl Link {
+    fn join(self, other: Link) -> Link {
+        Link {
+            rules: self.rules | other.rules,
+            weight: self.weight.max(other.weight),
+        }
+    }
 }
 
 /// What one deterministic rule did: the pairs it compared and those it joined.
@@ -1427,16 +1409,16 @@ impl UnionFind {
     }
 }
 
-/// Merges the clusters into profiles; also gives, aligned with the profiles, the union of
-/// their records' rule masks.
+/// Merges the clusters into profiles; also gives, aligned with the profiles, what linked
+/// their records (joined over each cluster).
 fn merge(
     policy: MergePolicy,
     mut records: Vec<SourceRecord>,
-    mut masks: Vec<u64>,
+    mut links: Vec<Link>,
     uf: &mut UnionFind,
     source_records: u64,
     threads: usize,
-) -> (UnifyOutcome, Vec<u64>) {
+) -> (UnifyOutcome, Vec<Link>) {
     let n = records.len();
     // Clusters in order of their first (smallest) record; members ascending = canonical order.
     let mut cluster_of_root: Vec<u32> = vec![u32::MAX; n];
@@ -1479,7 +1461,7 @@ fn merge(
         while target[i] != i {
             let t = target[i];
             records.swap(i, t);
-            masks.swap(i, t);
+            links.swap(i, t);
             target.swap(i, t);
         }
     }
@@ -1497,13 +1479,13 @@ fn merge(
         }
     }
     bounds.push(clusters);
-    let mut pieces: Vec<(&[usize], &mut [SourceRecord], &[u64])> = Vec::new();
+    let mut pieces: Vec<(&[usize], &mut [SourceRecord], &[Link])> = Vec::new();
     let mut rest: &mut [SourceRecord] = &mut records;
     for w in bounds.windows(2) {
         let (from, to) = (w[0], w[1]);
         let (piece, tail) = std::mem::take(&mut rest).split_at_mut(starts[to] - starts[from]);
         rest = tail;
-        pieces.push((&starts[from..=to], piece, &masks[starts[from]..starts[to]]));
+        pieces.push((&starts[from..=to], piece, &links[starts[from]..starts[to]]));
     }
     let results: Vec<MergedPart> = if pieces.len() == 1 {
         pieces
@@ -1524,14 +1506,14 @@ fn merge(
     };
     drop(records);
     let matched_records = results.iter().map(|r| r.1).sum();
-    let mut keyed: Vec<([u8; 16], Profile, u64)> = Vec::with_capacity(clusters);
+    let mut keyed: Vec<([u8; 16], Profile, Link)> = Vec::with_capacity(clusters);
     for (profiles, _) in results {
         keyed.extend(profiles);
     }
     // The hex id orders like its bytes.
     keyed.sort_unstable_by_key(|a| a.0);
-    let (profiles, masks): (Vec<Profile>, Vec<u64>) =
-        keyed.into_iter().map(|(_, p, m)| (p, m)).unzip();
+    let (profiles, links): (Vec<Profile>, Vec<Link>) =
+        keyed.into_iter().map(|(_, p, l)| (p, l)).unzip();
     (
         UnifyOutcome {
             unified_profiles: profiles.len() as u64,
@@ -1541,13 +1523,13 @@ fn merge(
             rules: Vec::new(),
             samples: Vec::new(),
         },
-        masks,
+        links,
     )
 }
 
-/// Profiles keyed by their raw id with their rule masks, and the number of matched records, of
-/// one merge worker.
-type MergedPart = (Vec<([u8; 16], Profile, u64)>, u64);
+/// Profiles keyed by their raw id with what linked them, and the number of matched records,
+/// of one merge worker.
+type MergedPart = (Vec<([u8; 16], Profile, Link)>, u64);
 
 /// Merges consecutive clusters: `starts` are the clusters' offsets into `records` relative to
 /// `starts[0]` (the last entry is the end). Takes the records' strings.
@@ -1555,7 +1537,7 @@ fn merge_clusters(
     policy: MergePolicy,
     starts: &[usize],
     records: &mut [SourceRecord],
-    masks: &[u64],
+    links: &[Link],
 ) -> MergedPart {
     let base = starts[0];
     let mut profiles = Vec::with_capacity(starts.len() - 1);
@@ -1602,9 +1584,9 @@ fn merge_clusters(
             })
             .expect("a cluster has at least one record");
         let id = customer_id_bytes(&smallest.entity_name, &smallest.key);
-        let mask = masks[w[0] - base..w[1] - base]
+        let link = links[w[0] - base..w[1] - base]
             .iter()
-            .fold(0, |all, m| all | m);
+            .fold(Link::default(), |all, l| all.join(*l));
         profiles.push((
             id,
             Profile {
@@ -1614,7 +1596,7 @@ fn merge_clusters(
                 matched_by: Vec::new(),
                 match_weight: None,
             },
-            mask,
+            link,
         ));
     }
     (profiles, matched)

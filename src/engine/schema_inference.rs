@@ -9,6 +9,21 @@ use serde_json::{json, Map, Value};
 
 use super::column_types::{is_date, is_date_time};
 
+/// How queries read the column a schema property describes (one reading of the schema for
+/// writes and queries alike).
+pub fn query_type(property: &Value) -> crate::item_query::Type {
+    use crate::item_query::Type;
+    match FieldType::from_property(property) {
+        Some(FieldType::Boolean) => Type::Boolean,
+        Some(FieldType::Integer) => Type::Integer,
+        Some(FieldType::Number) => Type::Number,
+        Some(FieldType::Date) => Type::Date,
+        Some(FieldType::DateTime) => Type::DateTime,
+        Some(FieldType::Object | FieldType::Array) => Type::Json,
+        Some(FieldType::Null | FieldType::String) | None => Type::String,
+    }
+}
+
 /// The schema of one field.
 pub fn property(field: &str, t: FieldType, nullable: bool) -> Value {
     let mut p = json!({

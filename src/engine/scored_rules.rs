@@ -486,16 +486,12 @@ pub fn check_blocking(
     max_block: Option<usize>,
 ) -> Result<(), String> {
     let max_block = max_block.unwrap_or(DEFAULT_MAX_BLOCK_SIZE).max(1) as u64;
-    let values = Values::build(
-        wanted_columns(&[], blocking)
-            .into_iter()
-            .map(|(f, _)| {
-                let n = blocking_normalization(comparisons, &f);
-                (f, n)
-            })
-            .collect(),
-        records,
-    );
+    let wanted = blocking
+        .iter()
+        .flatten()
+        .map(|f| (f.clone(), blocking_normalization(comparisons, f)))
+        .collect();
+    let values = Values::build(wanted, records);
     let mut per_key = Vec::new();
     for key in blocking {
         let columns: Vec<&[String]> = key
